@@ -1,0 +1,69 @@
+# triohub: every target sets up what it needs; `make test` works on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+QUICK   ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-fast lint typecheck fmt bench clean node chromium
+
+help:
+	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
+	@echo "make test   - set everything up and run lint, typecheck and all tests"
+	@echo "make bench  - run the benchmarks (QUICK=1 for a short smoke run)"
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_STAMP)
+
+# Debian's chromium for the browser tests (never a browser download of a tool's own).
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| { echo "could not install chromium" >&2; exit 1; }; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) node chromium lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests only (no real clients): quick feedback while developing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+demo: $(STAMP) node
+	$(BIN)/python -m demo --host $(HOST) --port $(PORT)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
