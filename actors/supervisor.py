@@ -1,0 +1,394 @@
+"""One supervised nursery per connection.
+
+``supervise`` runs a connection from its first byte to its last:
+
+* handshake under a timeout;
+* then, in one nursery: the reader (this task), a single writer draining the
+  bounded outbox (so message order holds by construction, no locks), the
+  keep-alive timer and the client-timeout watchdog; invocations are started in
+  the same nursery by the session, so nothing outlives the connection;
+* all of it under an optional *expiry* cancel scope whose deadline is the
+  credential's expiry: at the deadline everything in flight is cancelled;
+* then the close: the final record is written under a short shield, the
+  transport closed, and the session told (unregister, disconnect hooks).
+
+It knows nothing of SignalR: the engine's ``Session`` turns bytes into work and
+close reasons into records; the ``Transport`` moves bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+import trio
+
+__all__ = [
+    "CloseConnection",
+    "CloseReason",
+    "Control",
+    "HandshakeStep",
+    "Session",
+    "SupervisorOptions",
+    "Transport",
+    "supervise",
+]
+
+log = logging.getLogger("triohub.connection")
+
+
+class CloseReason(enum.Enum):
+    """Why a connection ended; the session maps it to a close record."""
+
+    CLIENT_CLOSED = "client closed"
+    TRANSPORT_CLOSED = "transport closed"
+    ABORTED = "aborted by the server"
+    PROTOCOL_ERROR = "protocol error"
+    CLIENT_TIMEOUT = "client timeout"
+    HANDSHAKE_FAILED = "handshake failed"
+    HANDSHAKE_TIMEOUT = "handshake timeout"
+    CONNECT_FAILED = "connect handler failed"
+    EXPIRED = "authentication expired"
+    SLOW_CONSUMER = "slow consumer"
+    SHUTDOWN = "server shutdown"
+    INTERNAL_ERROR = "internal error"
+
+
+class CloseConnection(Exception):
+    """Raised by session code to end the connection with a reason."""
+
+    def __init__(self, reason: CloseReason, detail: str = "") -> None:
+        super().__init__(detail or reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+@attrs.frozen
+class SupervisorOptions:
+    """Timers and limits of one connection (ASP.NET Core defaults)."""
+
+    handshake_timeout: float = 15.0
+    """Seconds for the handshake record to arrive."""
+    keep_alive_interval: float | None = 15.0
+    """Send a ping after this much send silence; ``None`` for transports that
+    keep themselves alive (long polling)."""
+    client_timeout: float = 30.0
+    """Close when the client is silent this long, once it has pinged."""
+    outbox_size: int = 1024
+    """Encoded records that may wait for the writer; beyond: slow consumer."""
+    close_timeout: float = 5.0
+    """How long the final record, transport close and disconnect hooks may take."""
+    send_timeout: float = 10.0
+    """A single transport write slower than this ends the connection."""
+
+
+class Transport(Protocol):
+    """Moves bytes for one connection (WebSocket, SSE, long polling, memory)."""
+
+    async def receive(self) -> bytes | None:
+        """The next chunk from the client; ``None`` when the client is gone."""
+        ...
+
+    async def send(self, chunks: Sequence[bytes]) -> None:
+        """Write complete records, possibly batched into one frame."""
+        ...
+
+    async def aclose(self) -> None:
+        """End the transport (idempotent)."""
+        ...
+
+
+@attrs.frozen
+class HandshakeStep:
+    """The session's answer to a complete handshake record."""
+
+    reply: bytes
+    ok: bool
+    remainder: bytes = b""
+    """Bytes that followed the handshake record: the first hub records."""
+
+
+class Session(Protocol):
+    """The engine's side of one connection."""
+
+    def receive_handshake(self, data: bytes) -> HandshakeStep | None:
+        """Feed handshake bytes; ``None`` while the record is incomplete."""
+        ...
+
+    def handshake_timeout_reply(self) -> bytes: ...
+
+    async def opened(self, control: Control) -> None:
+        """After a good handshake: register, run connect hooks.
+
+        Raises:
+            CloseConnection: to refuse the connection.
+        """
+        ...
+
+    async def receive(self, data: bytes) -> None:
+        """Decode and dispatch one chunk of hub records.
+
+        Raises:
+            CloseConnection: on a protocol error or a client Close.
+        """
+        ...
+
+    def ping(self) -> bytes: ...
+
+    def close_record(self, reason: CloseReason) -> bytes | None:
+        """The last record to send for ``reason``, if any."""
+        ...
+
+    async def closed(self, reason: CloseReason, opened: bool) -> None:
+        """Last call: unregister and run disconnect hooks (shielded, bounded).
+
+        ``opened`` says whether the handshake succeeded (``opened`` was called).
+        """
+        ...
+
+
+class Control:
+    """What a session may do to its connection."""
+
+    def __init__(
+        self,
+        connection_id: str,
+        nursery: trio.Nursery,
+        outbox: trio.MemorySendChannel[bytes],
+        options: SupervisorOptions,
+    ) -> None:
+        self.connection_id = connection_id
+        self.nursery = nursery
+        """Start per-invocation tasks here; they end with the connection."""
+        self.outbox = outbox
+        self.reason: CloseReason | None = None
+        self.detail = ""
+        self._options = options
+        self._client_timeout_armed = False
+        self.last_receive = trio.current_time()
+        self.last_send = trio.current_time()
+        self._activity = trio.Event()
+
+    async def send(self, data: bytes) -> None:
+        """Queue one encoded record for the writer, waiting for room."""
+        try:
+            await self.outbox.send(data)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the connection is closing; the record has nowhere to go
+
+    def close(self, reason: CloseReason, detail: str = "") -> None:
+        """End the connection (idempotent; the first reason wins). Never blocks."""
+        if self.reason is None:
+            self.reason = reason
+            self.detail = detail
+        self.nursery.cancel_scope.cancel()
+
+    def arm_client_timeout(self) -> None:
+        """Called on the client's first ping: from now on silence is fatal."""
+        if not self._client_timeout_armed:
+            self._client_timeout_armed = True
+            self._activity.set()
+
+    @property
+    def client_timeout_armed(self) -> bool:
+        return self._client_timeout_armed
+
+
+async def supervise(
+    connection_id: str,
+    transport: Transport,
+    session: Session,
+    options: SupervisorOptions,
+    *,
+    expires_at: float | None = None,
+) -> CloseReason:
+    """Run one connection to its end and return why it ended.
+
+    Args:
+        expires_at: ``trio.current_time()``-based deadline of the credential;
+            reaching it cancels the connection with ``CloseReason.EXPIRED``.
+
+    Never raises for anything the client or hub code does; a bug in the
+    session is logged and closes only this connection.
+    """
+    reason: CloseReason | None = None
+    control: Control | None = None
+    opened = False  # the handshake succeeded: the session speaks the hub protocol
+    send_outbox, receive_outbox = trio.open_memory_channel[bytes](options.outbox_size)
+    expiry = trio.CancelScope(deadline=expires_at if expires_at is not None else float("inf"))
+    try:
+        with expiry:
+            remainder: bytes | None = None
+            with trio.move_on_after(options.handshake_timeout) as handshake_scope:
+                remainder = await _handshake(transport, session, options)
+            if handshake_scope.cancelled_caught:
+                reason = CloseReason.HANDSHAKE_TIMEOUT
+                await _write_final(transport, [session.handshake_timeout_reply()], options)
+            elif remainder is None:
+                reason = CloseReason.HANDSHAKE_FAILED
+            else:
+                async with trio.open_nursery() as nursery:
+                    control = Control(connection_id, nursery, send_outbox, options)
+                    opened = True
+                    try:
+                        await session.opened(control)
+                        nursery.start_soon(_writer, transport, receive_outbox, control, options)
+                        if options.keep_alive_interval is not None:
+                            nursery.start_soon(_keep_alive, session, control, options)
+                        nursery.start_soon(_watchdog, control, options)
+                        # Records batched behind the handshake come first.
+                        await session.receive(remainder)
+                        await _reader(transport, session, control)
+                    except CloseConnection as close:
+                        control.close(close.reason, close.detail)
+                reason = control.reason
+        if expiry.cancelled_caught and reason is None:
+            reason = CloseReason.EXPIRED
+    except Exception:
+        log.exception("connection %s failed", connection_id)
+        reason = CloseReason.INTERNAL_ERROR
+    finally:
+        if reason is None:
+            # Cancelled from outside (server shutdown) or an unexpected exit.
+            reason = control.reason if control and control.reason else CloseReason.SHUTDOWN
+        await _finish(transport, session, send_outbox, receive_outbox, reason, opened, options)
+    return reason
+
+
+async def _handshake(
+    transport: Transport, session: Session, options: SupervisorOptions
+) -> bytes | None:
+    """Returns the bytes after the handshake on success, ``None`` on failure."""
+    while True:
+        data = await transport.receive()
+        if data is None:
+            return None
+        step = session.receive_handshake(data)
+        if step is None:
+            continue
+        if step.ok:
+            await transport.send([step.reply])
+            return step.remainder
+        await _write_final(transport, [step.reply], options)
+        return None
+
+
+async def _reader(transport: Transport, session: Session, control: Control) -> None:
+    while True:
+        data = await transport.receive()
+        if data is None:
+            control.close(CloseReason.TRANSPORT_CLOSED)
+            return
+        control.last_receive = trio.current_time()
+        await session.receive(data)
+
+
+async def _writer(
+    transport: Transport,
+    outbox: trio.MemoryReceiveChannel[bytes],
+    control: Control,
+    options: SupervisorOptions,
+) -> None:
+    batch: list[bytes] = []
+    while True:
+        batch.append(await outbox.receive())
+        while True:
+            try:
+                batch.append(outbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        # Shielded so a cancellation never leaves half a frame on the wire;
+        # bounded so a client that stopped reading cannot hold us forever.
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(options.send_timeout) as timeout:
+                try:
+                    await transport.send(batch)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    control.close(CloseReason.TRANSPORT_CLOSED)
+                    return
+        if timeout.cancelled_caught:
+            control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
+            return
+        control.last_send = trio.current_time()
+        batch = []
+
+
+async def _keep_alive(session: Session, control: Control, options: SupervisorOptions) -> None:
+    assert options.keep_alive_interval is not None
+    interval = options.keep_alive_interval
+    ping = session.ping()
+    while True:
+        due = control.last_send + interval
+        if trio.current_time() >= due:
+            await control.send(ping)
+            # Count the ping as sent now, so a busy writer does not make us
+            # queue one ping per tick.
+            control.last_send = trio.current_time()
+            continue
+        await trio.sleep_until(due)
+
+
+async def _watchdog(control: Control, options: SupervisorOptions) -> None:
+    await control._activity.wait()
+    while True:
+        due = control.last_receive + options.client_timeout
+        if trio.current_time() >= due:
+            control.close(CloseReason.CLIENT_TIMEOUT)
+            return
+        await trio.sleep_until(due)
+
+
+async def _write_final(
+    transport: Transport, chunks: list[bytes], options: SupervisorOptions
+) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):
+        try:
+            await transport.send(chunks)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+_NO_FLUSH = {CloseReason.SLOW_CONSUMER, CloseReason.TRANSPORT_CLOSED, CloseReason.INTERNAL_ERROR}
+
+
+async def _finish(
+    transport: Transport,
+    session: Session,
+    send_outbox: trio.MemorySendChannel[bytes],
+    receive_outbox: trio.MemoryReceiveChannel[bytes],
+    reason: CloseReason,
+    opened: bool,
+    options: SupervisorOptions,
+) -> None:
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + options.close_timeout
+        send_outbox.close()
+        chunks: list[bytes] = []
+        if opened and reason not in _NO_FLUSH:
+            # What was queued before the close still goes out, in order.
+            while True:
+                try:
+                    chunks.append(receive_outbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+        receive_outbox.close()
+        if opened and reason is not CloseReason.TRANSPORT_CLOSED:
+            record = session.close_record(reason)
+            if record is not None:
+                chunks.append(record)
+        if chunks:
+            try:
+                await transport.send(chunks)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        try:
+            await transport.aclose()
+        except Exception:
+            log.exception("closing the transport failed")
+        try:
+            await session.closed(reason, opened)
+        except Exception:
+            log.exception("connection close handler failed")

@@ -1,0 +1,59 @@
+"""The echo hub: the conformance fixture that end-to-end tests drive."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from engine import ClientStream, Hub, HubError
+
+
+class EchoHub(Hub):
+    """Anonymous callers allowed; every method of the design contract."""
+
+    async def echo(self, value: Any) -> Any:
+        return value
+
+    async def add(self, a: int | float, b: int | float) -> int | float:
+        return a + b
+
+    async def void(self) -> None:
+        return None
+
+    async def counter(self, n: int, delay_ms: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+            if delay_ms > 0:
+                await trio.sleep(delay_ms / 1000)
+
+    async def upload_sum(self, stream: ClientStream[float]) -> float:
+        total: float = 0
+        async for value in stream:
+            total += value
+        return total
+
+    async def throw(self, message: str) -> None:
+        raise HubError(message)
+
+    async def broadcast(self, message: Any) -> None:
+        await self.clients.all.send("Receive", message)
+
+    async def join_group(self, group: str) -> None:
+        await self.groups.add(self.context.connection_id, group)
+
+    async def leave_group(self, group: str) -> None:
+        await self.groups.remove(self.context.connection_id, group)
+
+    async def send_to_group(self, group: str, message: Any) -> None:
+        await self.clients.group(group).send("Receive", message)
+
+    async def who_am_i(self) -> dict[str, Any]:
+        principal = self.context.principal
+        return {
+            "userId": self.context.user_id,
+            "name": principal.name,
+            "roles": sorted(principal.roles),
+            "connectionId": self.context.connection_id,
+        }

@@ -1,0 +1,1 @@
+"""Authentication: principals, authenticators and user-id providers."""

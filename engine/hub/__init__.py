@@ -1,0 +1,1 @@
+"""Hubs: the base class, method binding, clients, sessions and the server."""

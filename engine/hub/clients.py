@@ -1,0 +1,198 @@
+"""Who to send to: ``clients.all``, ``clients.user(uid)``, groups, and the
+hub context for code outside hubs (ASP.NET's ``IHubContext``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actors.router import Audience, Router
+
+from ..protocol import HubProtocol, Invocation
+
+if TYPE_CHECKING:
+    from .session import HubSession
+
+__all__ = [
+    "ClientProxy",
+    "GroupManager",
+    "HubCallerClients",
+    "HubClients",
+    "HubContext",
+    "SingleClientProxy",
+]
+
+
+class _InvocationPayload:
+    """A non-blocking Invocation, encoded lazily once per protocol by the router."""
+
+    __slots__ = ("_message", "_protocols")
+
+    def __init__(self, message: Invocation, protocols: Mapping[str, HubProtocol]) -> None:
+        self._message = message
+        self._protocols = protocols
+
+    def encode(self, key: str) -> bytes:
+        return self._protocols[key].encode(self._message)
+
+
+@attrs.frozen
+class _Lifetime:
+    """What the client proxies need: the hub's router and protocols."""
+
+    router: Router
+    protocols: Mapping[str, HubProtocol]
+    default_invoke_timeout: float
+
+
+class ClientProxy:
+    """A set of connections that can be sent a message."""
+
+    __slots__ = ("_audience", "_lifetime")
+
+    def __init__(self, lifetime: _Lifetime, audience: Audience) -> None:
+        self._lifetime = lifetime
+        self._audience = audience
+
+    async def send(self, method: str, *args: Any) -> None:
+        """Invoke ``method`` on every connection of this audience, not waiting for them.
+
+        Returns once the router has the message; delivery to each connection is
+        independent (a slow one is closed, never waited for).
+        """
+        payload = _InvocationPayload(Invocation(method, args), self._lifetime.protocols)
+        await self._lifetime.router.send(self._audience, payload)
+
+
+class SingleClientProxy(ClientProxy):
+    """One connection: can also ``invoke`` and wait for the client's result."""
+
+    __slots__ = ("_connection_id",)
+
+    def __init__(self, lifetime: _Lifetime, connection_id: str) -> None:
+        super().__init__(lifetime, Audience(connections=frozenset((connection_id,))))
+        self._connection_id = connection_id
+
+    async def invoke(self, method: str, *args: Any) -> Any:
+        """Call a client method and return its result (client results).
+
+        Waits at most the hub's ``client_result_timeout``; wrap the call in
+        ``trio.fail_after`` / ``move_on_after`` for a shorter limit.
+
+        Raises:
+            HubError: the client answered with an error, is not connected, or
+                did not answer in time.
+        """
+        from .hub import HubError
+
+        session: HubSession | None = await self._lifetime.router.lookup(self._connection_id)
+        if session is None:
+            raise HubError(f"Connection '{self._connection_id}' is not connected.")
+        return await session.invoke_client(
+            method, args, limit=self._lifetime.default_invoke_timeout
+        )
+
+
+def _ids(values: Iterable[str], what: str) -> frozenset[str]:
+    if isinstance(values, str):
+        raise TypeError(f"expected a collection of {what}, got the single string {values!r}")
+    found = frozenset(values)
+    if any(not isinstance(v, str) or not v for v in found):
+        raise ValueError(f"{what} must be non-empty strings, got {sorted(map(repr, found))}")
+    return found
+
+
+class HubClients:
+    """Every way to address connections of one hub (hub context and hubs)."""
+
+    __slots__ = ("_lifetime",)
+
+    def __init__(self, lifetime: _Lifetime) -> None:
+        self._lifetime = lifetime
+
+    def _proxy(self, **audience: Any) -> ClientProxy:
+        return ClientProxy(self._lifetime, Audience(**audience))
+
+    @property
+    def all(self) -> ClientProxy:
+        return self._proxy(everyone=True)
+
+    def all_except(self, connection_ids: Iterable[str]) -> ClientProxy:
+        return self._proxy(everyone=True, exclude=_ids(connection_ids, "connection ids"))
+
+    def client(self, connection_id: str) -> SingleClientProxy:
+        return SingleClientProxy(self._lifetime, connection_id)
+
+    def clients(self, connection_ids: Iterable[str]) -> ClientProxy:
+        return self._proxy(connections=_ids(connection_ids, "connection ids"))
+
+    def group(self, group: str) -> ClientProxy:
+        return self._proxy(groups=_ids((group,), "group names"))
+
+    def groups(self, groups: Iterable[str]) -> ClientProxy:
+        return self._proxy(groups=_ids(groups, "group names"))
+
+    def group_except(self, group: str, connection_ids: Iterable[str]) -> ClientProxy:
+        return self._proxy(
+            groups=_ids((group,), "group names"),
+            exclude=_ids(connection_ids, "connection ids"),
+        )
+
+    def user(self, user_id: str) -> ClientProxy:
+        return self._proxy(users=_ids((user_id,), "user ids"))
+
+    def users(self, user_ids: Iterable[str]) -> ClientProxy:
+        return self._proxy(users=_ids(user_ids, "user ids"))
+
+
+class HubCallerClients(HubClients):
+    """``HubClients`` plus the caller-relative targets."""
+
+    __slots__ = ("_caller",)
+
+    def __init__(self, lifetime: _Lifetime, caller: str) -> None:
+        super().__init__(lifetime)
+        self._caller = caller
+
+    @property
+    def caller(self) -> SingleClientProxy:
+        return self.client(self._caller)
+
+    @property
+    def others(self) -> ClientProxy:
+        return self.all_except((self._caller,))
+
+    def others_in_group(self, group: str) -> ClientProxy:
+        return self.group_except(group, (self._caller,))
+
+
+class GroupManager:
+    """Adds and removes connections to and from groups (idempotent).
+
+    Membership is per connection, in memory, and dropped when the connection
+    ends. Adding an unknown connection id does nothing.
+    """
+
+    __slots__ = ("_lifetime",)
+
+    def __init__(self, lifetime: _Lifetime) -> None:
+        self._lifetime = lifetime
+
+    async def add(self, connection_id: str, group: str) -> None:
+        _ids((group,), "group names")
+        await self._lifetime.router.add_to_group(connection_id, group)
+
+    async def remove(self, connection_id: str, group: str) -> None:
+        _ids((group,), "group names")
+        await self._lifetime.router.remove_from_group(connection_id, group)
+
+
+@attrs.frozen
+class HubContext:
+    """Send to a hub's clients from outside the hub (a background job, an
+    HTTP endpoint): ``server.hub_context(ChatHub).clients.all.send(...)``."""
+
+    clients: HubClients
+    groups: GroupManager

@@ -1,0 +1,286 @@
+"""Runs the invocations of one connection: plain methods, server-to-client
+streams, client-to-server (upload) streams, cancellation, errors.
+
+Semantics follow ASP.NET Core's ``DefaultHubDispatcher`` (``signalr-protocol.md``
+sections 4.3 and 9): exact error texts, nothing sent back for a call without an
+invocation id, at most ``max_parallel_invocations`` plain invocations at once
+(the reader waits for a slot, which back-pressures the client), streams in the
+background, and every task in the connection's nursery so that nothing
+outlives the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from actors.supervisor import Control
+
+from ..protocol import (
+    CancelInvocation,
+    Completion,
+    HubMessage,
+    Invocation,
+    StreamInvocation,
+    StreamItem,
+    Texts,
+)
+from .binding import BoundMethod, MethodKind
+from .hub import Hub, HubError
+from .streams import ClientStream
+
+if TYPE_CHECKING:
+    from .server import HubRegistration
+
+__all__ = ["Dispatcher", "InvocationAuthorizer"]
+
+log = logging.getLogger("triohub.hub")
+
+InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], Awaitable[bool]]
+"""``(method, target as called, arguments) -> allowed``; supplied by authorization."""
+
+
+class Dispatcher:
+    """Invocation handling for one connection (owned by its session)."""
+
+    def __init__(
+        self,
+        registration: HubRegistration,
+        control: Control,
+        make_hub: Callable[[], Hub],
+        send: Callable[[HubMessage], Awaitable[None]],
+        authorize: InvocationAuthorizer | None,
+    ) -> None:
+        options = registration.options
+        self._methods = registration.methods
+        self._control = control
+        self._make_hub = make_hub
+        self._send = send
+        self._authorize = authorize
+        self._detailed = options.enable_detailed_errors
+        self._stream_capacity = options.stream_buffer_capacity
+        self._limiter = trio.Semaphore(options.max_parallel_invocations)
+        self._streams: dict[str, trio.CancelScope] = {}
+        self._uploads: dict[str, ClientStream[Any]] = {}
+
+    # -- incoming messages ----------------------------------------------------
+
+    async def invoke(self, message: Invocation | StreamInvocation) -> None:
+        streaming = isinstance(message, StreamInvocation)
+        target = message.target
+        reply_id = message.invocation_id or None
+        method = self._methods.get(target.lower())
+        if method is None:
+            log.debug("unknown hub method %r", target)
+            await self._fail(reply_id, Texts.method_does_not_exist(target))
+            return
+        arguments = self._bind(method, message)
+        if isinstance(arguments, str):
+            await self._fail(reply_id, arguments)
+            return
+        if self._authorize is not None and not await self._authorize(method, target, arguments):
+            await self._fail(reply_id, Texts.unauthorized(target))
+            return
+        if streaming and method.kind is MethodKind.PLAIN:
+            await self._fail(reply_id, Texts.plain_via_stream_invocation(target))
+            return
+        if not streaming and method.kind is MethodKind.STREAM:
+            await self._fail(reply_id, Texts.streaming_via_invocation(target))
+            return
+        if len(message.stream_ids) != len(method.stream_positions):
+            await self._fail(
+                reply_id,
+                Texts.stream_count_mismatch(
+                    target, len(message.stream_ids), len(method.stream_positions)
+                ),
+            )
+            return
+        if streaming:
+            assert reply_id is not None  # StreamInvocation requires it
+            if reply_id in self._streams:
+                await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
+                return
+            scope = trio.CancelScope()
+            self._streams[reply_id] = scope
+            uploads = self._open_uploads(method, message.stream_ids)
+            self._control.nursery.start_soon(
+                self._run_stream, method, target, reply_id, arguments, uploads, scope
+            )
+            return
+        uploads = self._open_uploads(method, message.stream_ids)
+        await self._limiter.acquire()
+        self._control.nursery.start_soon(
+            self._run_plain, method, target, reply_id, arguments, uploads
+        )
+
+    async def stream_item(self, message: StreamItem) -> None:
+        upload = self._uploads.get(message.invocation_id)
+        if upload is None:
+            log.debug("stream item for unknown stream %r ignored", message.invocation_id)
+            return
+        await upload._put(message.item)
+
+    def end_upload(self, message: Completion) -> bool:
+        """Ends the upload stream this Completion names; ``False`` if it names none."""
+        upload = self._uploads.pop(message.invocation_id, None)
+        if upload is None:
+            return False
+        upload._complete(message.error)
+        return True
+
+    def cancel(self, message: CancelInvocation) -> None:
+        scope = self._streams.get(message.invocation_id)
+        if scope is not None:
+            scope.cancel()
+        # Unknown ids are ignored, as the reference does.
+
+    # -- binding --------------------------------------------------------------
+
+    def _bind(self, method: BoundMethod, message: Invocation | StreamInvocation) -> Any:
+        """The converted arguments, or the error text to answer with."""
+        given = message.arguments
+        if len(given) != method.argument_count:
+            return self._with_detail(
+                Texts.invocation_failed(message.target),
+                "InvalidDataException",
+                Texts.argument_count(len(given), method.argument_count),
+            )
+        try:
+            return tuple(
+                value if coerce is None else coerce(value)
+                for coerce, value in zip(method.coercers, given, strict=True)
+            )
+        except (TypeError, ValueError):
+            return self._with_detail(
+                Texts.invocation_failed(message.target),
+                "InvalidDataException",
+                Texts.ARGUMENT_BINDING,
+            )
+
+    def _open_uploads(
+        self, method: BoundMethod, stream_ids: tuple[str, ...]
+    ) -> list[ClientStream[Any]]:
+        uploads = []
+        for stream_id in stream_ids:
+            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity)
+            self._uploads[stream_id] = upload
+            uploads.append(upload)
+        return uploads
+
+    @staticmethod
+    def _call_arguments(
+        method: BoundMethod, arguments: tuple[Any, ...], uploads: list[ClientStream[Any]]
+    ) -> list[Any]:
+        if not uploads:
+            return list(arguments)
+        values = iter(arguments)
+        streams = iter(uploads)
+        positions = set(method.stream_positions)
+        return [
+            next(streams) if position in positions else next(values)
+            for position in range(method.parameter_count)
+        ]
+
+    def _close_uploads(self, uploads: list[ClientStream[Any]]) -> None:
+        # When the invocation finishes, the server completes its remaining streams.
+        for upload in uploads:
+            if self._uploads.pop(upload.stream_id, None) is not None:
+                upload._complete()
+
+    # -- running --------------------------------------------------------------
+
+    async def _run_plain(
+        self,
+        method: BoundMethod,
+        target: str,
+        reply_id: str | None,
+        arguments: tuple[Any, ...],
+        uploads: list[ClientStream[Any]],
+    ) -> None:
+        completion: Completion | None = None
+        try:
+            hub = self._make_hub()
+            result = await method.function(hub, *self._call_arguments(method, arguments, uploads))
+        except HubError as error:
+            completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
+        except Exception as error:
+            log.exception("hub method %r raised", method.name)
+            completion = self._error_completion(
+                reply_id,
+                self._with_detail(Texts.unexpected_error(target), type(error).__name__, str(error)),
+            )
+        else:
+            if reply_id is not None:
+                completion = Completion.with_result(reply_id, result)
+        finally:
+            self._close_uploads(uploads)
+            self._limiter.release()
+        if completion is not None:
+            await self._send_completion(completion, target)
+
+    async def _run_stream(
+        self,
+        method: BoundMethod,
+        target: str,
+        reply_id: str,
+        arguments: tuple[Any, ...],
+        uploads: list[ClientStream[Any]],
+        scope: trio.CancelScope,
+    ) -> None:
+        error_text: str | None = None
+        try:
+            with scope:
+                hub = self._make_hub()
+                generator = method.function(hub, *self._call_arguments(method, arguments, uploads))
+                try:
+                    async for item in generator:
+                        await self._send(StreamItem(reply_id, item))
+                finally:
+                    await generator.aclose()
+        except HubError as error:
+            error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
+        except Exception as error:
+            log.exception("streaming hub method %r raised", method.name)
+            error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
+        finally:
+            self._streams.pop(reply_id, None)
+            self._close_uploads(uploads)
+        # A cancel from the client still gets a Completion, without error.
+        await self._send_completion(
+            Completion.empty(reply_id)
+            if error_text is None
+            else Completion.with_error(reply_id, error_text),
+            target,
+        )
+
+    async def _send_completion(self, completion: Completion, target: str) -> None:
+        try:
+            await self._send(completion)
+        except (TypeError, ValueError) as error:
+            # The result could not be serialized by the connection's protocol.
+            log.error("result of %r cannot be serialized: %s", target, error)
+            await self._send(
+                Completion.with_error(
+                    completion.invocation_id,
+                    self._with_detail(
+                        Texts.unexpected_error(target), type(error).__name__, str(error)
+                    ),
+                )
+            )
+
+    # -- errors ---------------------------------------------------------------
+
+    def _with_detail(self, base: str, kind: str, detail: str) -> str:
+        return f"{base} {kind}: {detail}" if self._detailed else base
+
+    @staticmethod
+    def _error_completion(reply_id: str | None, text: str) -> Completion | None:
+        return None if reply_id is None else Completion.with_error(reply_id, text)
+
+    async def _fail(self, reply_id: str | None, text: str) -> None:
+        # A non-blocking call (no invocation id) gets nothing back, not even errors.
+        if reply_id is not None:
+            await self._send(Completion.with_error(reply_id, text))

@@ -1,0 +1,269 @@
+"""``HubServer``: hubs mapped to paths, their router actors, and the
+connections' supervision. Transports (ASGI, trio-websocket) sit on top."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from actors.router import Router, RouterStats
+from actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
+
+from ..auth.principal import ANONYMOUS, Principal
+from ..auth.user_id import UserIdProvider, default_user_id
+from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
+from .binding import BoundMethod, bind_hub
+from .clients import GroupManager, HubClients, HubContext, _Lifetime
+from .dispatcher import InvocationAuthorizer
+from .hub import Hub
+from .options import HubOptions
+from .session import HubSession
+
+__all__ = ["HubRegistration", "HubServer"]
+
+log = logging.getLogger("triohub.server")
+
+H = TypeVar("H", bound=Hub)
+
+
+def default_protocols() -> dict[str, HubProtocol]:
+    return {"json": JsonHubProtocol(), "messagepack": MessagePackHubProtocol()}
+
+
+@attrs.define(eq=False)
+class HubRegistration:
+    """Everything the server knows about one mapped hub."""
+
+    path: str
+    hub_class: type[Hub]
+    options: HubOptions
+    factory: Callable[[], Hub]
+    methods: Mapping[str, BoundMethod]
+    protocols: Mapping[str, HubProtocol]
+    router: Router
+    lifetime: _Lifetime
+    user_id_provider: UserIdProvider
+
+    def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
+        options = self.options
+        return SupervisorOptions(
+            handshake_timeout=options.handshake_timeout,
+            keep_alive_interval=options.keep_alive_interval if keep_alive else None,
+            client_timeout=options.client_timeout,
+            outbox_size=options.outbox_size,
+            close_timeout=options.close_timeout,
+            send_timeout=options.send_timeout,
+        )
+
+
+class HubServer:
+    """Hosts hubs. Map hubs, then run it: ``await nursery.start(server.run)``.
+
+    Args:
+        options: defaults for every hub (each ``map_hub`` may override).
+        user_id_provider: which user a connection belongs to (default: ``sub``).
+        protocols: hub protocols by name (default: JSON and MessagePack).
+        clock: wall-clock time, used to turn credential expiry (Unix time)
+            into a Trio deadline.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: HubOptions | None = None,
+        user_id_provider: UserIdProvider = default_user_id,
+        protocols: Mapping[str, HubProtocol] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options or HubOptions()
+        self.user_id_provider = user_id_provider
+        self.protocols = dict(protocols) if protocols is not None else default_protocols()
+        self._clock = clock
+        self._hubs: dict[str, HubRegistration] = {}
+        self._started = False
+        self._connections: trio.Nursery | None = None
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self._live = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    # -- configuration ----------------------------------------------------------
+
+    def map_hub(
+        self,
+        path: str,
+        hub_class: type[H],
+        *,
+        options: HubOptions | None = None,
+        factory: Callable[[], H] | None = None,
+        user_id_provider: UserIdProvider | None = None,
+    ) -> HubRegistration:
+        """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
+
+        Raises:
+            BindingError: the hub's methods cannot be bound (said why).
+            ValueError: a bad path, a path mapped twice, or the server is running.
+        """
+        if self._started:
+            raise ValueError("map hubs before starting the server")
+        if not path.startswith("/") or (path.endswith("/") and path != "/"):
+            raise ValueError(f"hub path must start with '/' and not end with one, got {path!r}")
+        if path in self._hubs:
+            raise ValueError(f"a hub is already mapped at {path!r}")
+        if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
+            raise TypeError(f"{hub_class!r} is not a Hub subclass")
+        hub_options = options or self.options
+        router = Router(mailbox_size=max(1024, hub_options.outbox_size))
+        lifetime = _Lifetime(router, self.protocols, hub_options.client_result_timeout)
+        registration = HubRegistration(
+            path=path,
+            hub_class=hub_class,
+            options=hub_options,
+            factory=factory or hub_class,
+            methods=bind_hub(hub_class, lambda function: ()),
+            protocols=self.protocols,
+            router=router,
+            lifetime=lifetime,
+            user_id_provider=user_id_provider or self.user_id_provider,
+        )
+        self._hubs[path] = registration
+        return registration
+
+    @property
+    def hubs(self) -> Mapping[str, HubRegistration]:
+        return self._hubs
+
+    def hub_context(self, hub: type[Hub] | str) -> HubContext:
+        """Send to a hub's clients from outside it (ASP.NET's ``IHubContext``)."""
+        registration = self._find(hub)
+        return HubContext(
+            clients=HubClients(registration.lifetime), groups=GroupManager(registration.lifetime)
+        )
+
+    def _find(self, hub: type[Hub] | str) -> HubRegistration:
+        if isinstance(hub, str):
+            if hub in self._hubs:
+                return self._hubs[hub]
+        else:
+            found = [r for r in self._hubs.values() if r.hub_class is hub]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise ValueError(f"{hub.__name__} is mapped at several paths; name the path")
+        raise KeyError(f"no hub {hub!r} is mapped")
+
+    async def stats(self, hub: type[Hub] | str) -> RouterStats:
+        return await self._find(hub).router.stats()
+
+    @property
+    def live_connections(self) -> int:
+        return self._live
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        shutdown_grace: float = 5.0,
+        task_status: trio.TaskStatus[HubServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the hubs' actors and connections until ``stop()`` or cancellation.
+
+        On ``stop()`` every connection is sent its close record and given
+        ``shutdown_grace`` seconds to finish before it is cancelled.
+        """
+        if self._started:
+            raise RuntimeError("this HubServer is already running")
+        self._started = True
+        try:
+            async with trio.open_nursery() as actors:
+                for registration in self._hubs.values():
+                    await actors.start(registration.router.run)
+                async with trio.open_nursery() as connections:
+                    self._connections = connections
+                    task_status.started(self)
+                    await self._stop.wait()
+                    for registration in self._hubs.values():
+                        await registration.router.close_all(CloseReason.SHUTDOWN)
+                    with trio.move_on_after(shutdown_grace):
+                        await self._idle.wait()
+                    connections.cancel_scope.cancel()
+                actors.cancel_scope.cancel()
+        finally:
+            self._connections = None
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Returns once ``run`` has ended."""
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown of ``run``."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._connections is not None
+
+    def deadline_for(self, principal: Principal, registration: HubRegistration) -> float | None:
+        """The Trio deadline at which this principal's connection must end."""
+        if not registration.options.close_on_authentication_expiration:
+            return None
+        if principal.expires_at is None:
+            return None
+        return trio.current_time() + (principal.expires_at - self._clock())
+
+    async def connect(
+        self,
+        registration: HubRegistration,
+        transport: Transport,
+        *,
+        connection_id: str,
+        principal: Principal = ANONYMOUS,
+        transfer_formats: Collection[TransferFormat] = (TransferFormat.TEXT, TransferFormat.BINARY),
+        keep_alive: bool = True,
+        authorize: InvocationAuthorizer | None = None,
+        on_protocol: Callable[[HubProtocol], None] | None = None,
+    ) -> CloseReason:
+        """Run one connection in the calling task until it ends.
+
+        The principal is fixed here for the connection's life.
+        """
+        if not self.running:
+            raise RuntimeError(
+                "the HubServer is not running; start it with nursery.start(server.run)"
+            )
+        session = HubSession(
+            registration, connection_id, principal, transfer_formats, authorize, on_protocol
+        )
+        self._live += 1
+        self._idle = trio.Event() if self._live == 1 else self._idle
+        try:
+            return await supervise(
+                connection_id,
+                transport,
+                session,
+                registration.supervisor_options(keep_alive=keep_alive),
+                expires_at=self.deadline_for(principal, registration),
+            )
+        finally:
+            self._live -= 1
+            if self._live == 0:
+                self._idle.set()
+
+    def start_connection(self, *args: Any, **kwargs: Any) -> None:
+        """Like ``connect`` but in the server's own nursery (HTTP transports,
+        whose connection outlives any single request)."""
+        if self._connections is None:
+            raise RuntimeError("the HubServer is not running")
+        self._connections.start_soon(_run_connection, self, args, kwargs)
+
+
+async def _run_connection(server: HubServer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    await server.connect(*args, **kwargs)

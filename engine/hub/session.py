@@ -1,0 +1,270 @@
+"""One connection of one hub: the bridge between the supervisor (bytes,
+timers, tasks) and the hub (protocol, invocations, router)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from actors.kit import Reply
+from actors.router import ConnectionEntry
+from actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
+
+from ..auth.principal import Principal
+from ..auth.user_id import resolve_user_id
+from ..protocol import (
+    NEED_DATA,
+    Ack,
+    CancelInvocation,
+    Close,
+    Completion,
+    HandshakeCompleted,
+    HandshakeFailed,
+    HubConnection,
+    HubMessage,
+    HubProtocol,
+    Invocation,
+    LocalProtocolError,
+    Ping,
+    RemoteProtocolError,
+    Sequence,
+    StreamInvocation,
+    StreamItem,
+    Texts,
+    TransferFormat,
+)
+from .clients import GroupManager, HubCallerClients
+from .context import HubCallerContext
+from .dispatcher import Dispatcher, InvocationAuthorizer
+from .hub import Hub, HubError
+
+if TYPE_CHECKING:
+    from .server import HubRegistration
+
+__all__ = ["HubSession"]
+
+log = logging.getLogger("triohub.connection")
+
+_in_on_connected: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "triohub_in_on_connected", default=False
+)
+
+_ERROR_CLOSE = Close(error=Texts.CONNECTION_CLOSED_WITH_ERROR, allow_reconnect=True)
+_CLOSE_RECORDS: dict[CloseReason, Close] = {
+    CloseReason.CLIENT_CLOSED: Close(),
+    CloseReason.ABORTED: Close(),
+    CloseReason.CONNECT_FAILED: Close(error=Texts.CONNECTION_CLOSED_WITH_ERROR),
+    CloseReason.PROTOCOL_ERROR: _ERROR_CLOSE,
+    CloseReason.CLIENT_TIMEOUT: _ERROR_CLOSE,
+    CloseReason.SLOW_CONSUMER: _ERROR_CLOSE,
+    CloseReason.INTERNAL_ERROR: _ERROR_CLOSE,
+    CloseReason.EXPIRED: Close(error=Texts.AUTHENTICATION_EXPIRED, allow_reconnect=True),
+    # A server going down for a restart: let clients come back.
+    CloseReason.SHUTDOWN: Close(allow_reconnect=True),
+}
+_CLEAN = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.SHUTDOWN}
+
+
+class HubSession:
+    """Implements ``actors.supervisor.Session`` for one hub connection."""
+
+    def __init__(
+        self,
+        registration: HubRegistration,
+        connection_id: str,
+        principal: Principal,
+        transfer_formats: Collection[TransferFormat],
+        authorize: InvocationAuthorizer | None = None,
+        on_protocol: Callable[[HubProtocol], None] | None = None,
+    ) -> None:
+        self.registration = registration
+        self.connection_id = connection_id
+        self.principal = principal
+        self._protocol = HubConnection(
+            registration.protocols, transfer_formats, registration.options.max_message_size
+        )
+        self._authorize = authorize
+        self._on_protocol = on_protocol
+        self._control: Control | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._context: HubCallerContext | None = None
+        self._registered = False
+        self._connected = False  # on_connected ran without raising
+        self._pending: dict[str, Reply[Any]] = {}
+        self._next_result_id = 0
+        self._client_error: str | None = None
+
+    @property
+    def context(self) -> HubCallerContext | None:
+        return self._context
+
+    # -- handshake --------------------------------------------------------------
+
+    def receive_handshake(self, data: bytes) -> HandshakeStep | None:
+        self._protocol.receive_data(data)
+        event = self._protocol.next_event()
+        if isinstance(event, HandshakeCompleted):
+            if self._on_protocol is not None:
+                # WebSockets: the reply already travels in the protocol's frame type.
+                self._on_protocol(event.protocol)
+            return HandshakeStep(reply=event.reply, ok=True)
+        if isinstance(event, HandshakeFailed):
+            log.info(
+                "connection %s: handshake failed: %s%s",
+                self.connection_id,
+                event.error,
+                f" ({event.detail})" if event.detail else "",
+            )
+            return HandshakeStep(reply=event.reply, ok=False)
+        return None
+
+    def handshake_timeout_reply(self) -> bytes:
+        return self._protocol.close()
+
+    # -- open -------------------------------------------------------------------
+
+    async def opened(self, control: Control) -> None:
+        registration = self.registration
+        self._control = control
+        user_id = await resolve_user_id(registration.user_id_provider, self.principal)
+        self._context = HubCallerContext(
+            self.connection_id,
+            self.principal,
+            user_id,
+            abort=lambda: control.close(CloseReason.ABORTED),
+        )
+        self._clients = HubCallerClients(registration.lifetime, self.connection_id)
+        self._groups = GroupManager(registration.lifetime)
+        self._dispatcher = Dispatcher(
+            registration, control, self._make_hub, self._send, self._authorize
+        )
+        self._registered = True
+        await registration.router.register(
+            ConnectionEntry(
+                connection_id=self.connection_id,
+                protocol=self._protocol.protocol.name,
+                outbox=control.outbox,
+                close=control.close,
+                user_id=user_id,
+                handle=self,
+            )
+        )
+        token = _in_on_connected.set(True)
+        try:
+            await self._make_hub().on_connected()
+        except Exception as error:
+            log.exception("on_connected of %s raised", registration.hub_class.__name__)
+            raise CloseConnection(CloseReason.CONNECT_FAILED, str(error)) from error
+        finally:
+            _in_on_connected.reset(token)
+        self._connected = True
+
+    def _make_hub(self) -> Hub:
+        assert self._context is not None
+        hub = self.registration.factory()
+        hub.context = self._context
+        hub.clients = self._clients
+        hub.groups = self._groups
+        return hub
+
+    async def _send(self, message: HubMessage) -> None:
+        assert self._control is not None
+        try:
+            data = self._protocol.send(message)
+        except LocalProtocolError:
+            return  # the connection closed while this was in flight
+        await self._control.send(data)
+
+    # -- receiving --------------------------------------------------------------
+
+    async def receive(self, data: bytes) -> None:
+        protocol = self._protocol
+        dispatcher = self._dispatcher
+        control = self._control
+        assert dispatcher is not None
+        assert control is not None
+        protocol.receive_data(data)
+        while True:
+            try:
+                message = protocol.next_event()
+            except RemoteProtocolError as error:
+                log.info("connection %s: protocol error: %s", self.connection_id, error)
+                raise CloseConnection(CloseReason.PROTOCOL_ERROR, str(error)) from None
+            if message is NEED_DATA:
+                return
+            if isinstance(message, Invocation | StreamInvocation):
+                await dispatcher.invoke(message)
+            elif isinstance(message, StreamItem):
+                await dispatcher.stream_item(message)
+            elif isinstance(message, Ping):
+                control.arm_client_timeout()
+            elif isinstance(message, Completion):
+                if not dispatcher.end_upload(message):
+                    self._client_result(message)
+            elif isinstance(message, CancelInvocation):
+                dispatcher.cancel(message)
+            elif isinstance(message, Close):
+                self._client_error = message.error
+                raise CloseConnection(CloseReason.CLIENT_CLOSED, message.error or "")
+            elif isinstance(message, Ack | Sequence):
+                pass  # stateful reconnect is not negotiated; nothing to do
+            else:  # pragma: no cover - handshake events cannot recur
+                raise CloseConnection(CloseReason.PROTOCOL_ERROR, f"unexpected {message!r}")
+
+    # -- client results ---------------------------------------------------------
+
+    async def invoke_client(self, method: str, args: tuple[Any, ...], *, limit: float) -> Any:
+        if _in_on_connected.get():
+            raise HubError(Texts.CLIENT_RESULTS_IN_ON_CONNECTED)
+        if self._control is None or self._control.reason is not None:
+            raise HubError(f"Connection '{self.connection_id}' is not connected.")
+        self._next_result_id += 1
+        invocation_id = f"s{self._next_result_id}"
+        reply: Reply[Any] = Reply()
+        self._pending[invocation_id] = reply
+        try:
+            await self._send(Invocation(method, args, invocation_id))
+            with trio.move_on_after(limit):
+                return await reply.wait()
+            raise HubError(
+                f"Client '{self.connection_id}' did not answer '{method}' within {limit:g} s."
+            )
+        finally:
+            self._pending.pop(invocation_id, None)
+
+    def _client_result(self, message: Completion) -> None:
+        reply = self._pending.pop(message.invocation_id, None)
+        if reply is None:
+            log.debug("completion for unknown invocation %r ignored", message.invocation_id)
+        elif message.error is not None:
+            reply.fail(HubError(message.error))
+        else:
+            reply.set(message.result)
+
+    # -- closing ----------------------------------------------------------------
+
+    def ping(self) -> bytes:
+        return self._protocol.send(Ping())
+
+    def close_record(self, reason: CloseReason) -> bytes | None:
+        record = _CLOSE_RECORDS.get(reason)
+        if record is None:
+            return None
+        return self._protocol.close(record) or None
+
+    async def closed(self, reason: CloseReason, opened: bool) -> None:
+        for reply in self._pending.values():
+            reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
+        self._pending.clear()
+        if self._registered:
+            await self.registration.router.unregister(self.connection_id)
+        if self._connected:
+            error = None if reason in _CLEAN else ConnectionError(reason.value)
+            try:
+                await self._make_hub().on_disconnected(error)
+            except Exception:
+                log.exception("on_disconnected of %s raised", self.registration.hub_class.__name__)

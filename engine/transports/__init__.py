@@ -1,0 +1,1 @@
+"""The only I/O in the engine: ASGI (hypercorn), trio-websocket, in-memory."""

@@ -1,0 +1,238 @@
+"""The ASGI app: negotiate, WebSockets, Server-Sent Events and long polling
+for every hub of a ``HubServer``, with the exact HTTP answers of the reference
+(``signalr-protocol.md`` sections 1-3).
+
+Run it under hypercorn's trio worker (``engine.transports.hypercorn``) or any
+Trio ASGI server. Its lifespan runs the ``HubServer`` unless it already runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..auth.principal import ANONYMOUS, Principal
+from ..protocol import Texts
+from ..protocol.negotiate import NegotiateError, TransportType, negotiate, new_connection_id
+from .connections import ConnectionTable, HttpConnection
+from .http import Receive, Scope, Send, query_of, respond
+from .websocket import AsgiWebSocketTransport
+
+if TYPE_CHECKING:
+    from ..hub.server import HubRegistration, HubServer
+
+__all__ = ["SignalRApp"]
+
+log = logging.getLogger("triohub.transports")
+
+ASGIApp = Any
+
+
+class SignalRApp:
+    """ASGI application serving the hubs of ``server``.
+
+    Args:
+        server: the hubs. Started by the ASGI lifespan when not already running.
+        fallback: an ASGI app for every other path (HTTP and WebSocket); 404 if
+            ``None``.
+    """
+
+    def __init__(self, server: HubServer, *, fallback: ASGIApp | None = None) -> None:
+        self.server = server
+        self.fallback = fallback
+        self.connections = ConnectionTable()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path = scope.get("path", "/")
+        registration, negotiate_route = self._route(path)
+        if registration is None:
+            if self.fallback is not None:
+                await self.fallback(scope, receive, send)
+            elif kind == "http":
+                await respond(send, 404, b"Not Found")
+            else:
+                await self._reject_websocket(scope, send, 404, b"")
+            return
+        if kind == "websocket":
+            if negotiate_route:
+                await self._reject_websocket(scope, send, 404, b"")
+                return
+            await self._websocket(scope, receive, send, registration)
+        elif kind == "http":
+            await self._http(scope, receive, send, registration, negotiate_route)
+
+    def _route(self, path: str) -> tuple[HubRegistration | None, bool]:
+        hubs = self.server.hubs
+        if path in hubs:
+            return hubs[path], False
+        if path.endswith("/negotiate") and path[: -len("/negotiate")] in hubs:
+            return hubs[path[: -len("/negotiate")]], True
+        return None, False
+
+    # -- lifespan ---------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        event = await receive()
+        assert event["type"] == "lifespan.startup"
+        async with trio.open_nursery() as nursery:
+            started_here = not self.server.running
+            try:
+                if started_here:
+                    await nursery.start(self.server.run)
+                nursery.start_soon(self.connections.reap)
+            except Exception as error:
+                log.exception("hub server failed to start")
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            if started_here:
+                # A server the app started is the app's to stop, gracefully.
+                self.server.stop()
+                with trio.move_on_after(10):
+                    await self.server.wait_stopped()
+            nursery.cancel_scope.cancel()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    # -- authentication seam ----------------------------------------------------
+
+    async def _principal(self, scope: Scope, registration: HubRegistration) -> Principal:
+        return ANONYMOUS
+
+    # -- HTTP -------------------------------------------------------------------
+
+    async def _http(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        registration: HubRegistration,
+        negotiate_route: bool,
+    ) -> None:
+        method = scope.get("method", "GET")
+        if negotiate_route:
+            if method != "POST":
+                await respond(send, 405, b"")
+                return
+            await self._negotiate(scope, send, registration)
+            return
+        if method not in ("GET", "POST", "DELETE"):
+            await respond(send, 405, b"")
+            return
+        query = query_of(scope)
+        token = (query.get("id") or ("",))[0]
+        if not token:
+            await respond(send, 400, Texts.CONNECTION_ID_REQUIRED.encode())
+            return
+        connection = self.connections.get(token)
+        if connection is None or connection.registration is not registration:
+            await respond(send, 404, Texts.NO_CONNECTION.encode())
+            return
+        if method == "POST" and connection.transport is TransportType.WEBSOCKETS:
+            await respond(send, 405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
+            return
+        if method == "DELETE" and connection.transport is not TransportType.LONG_POLLING:
+            await respond(send, 400, Texts.DELETE_NOT_ALLOWED.encode())
+            return
+        await self._http_transport(scope, receive, send, connection, method)
+
+    async def _http_transport(
+        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection, method: str
+    ) -> None:
+        # Server-Sent Events and long polling arrive with their own issue; until
+        # then these endpoints say so exactly as a server without them would.
+        wanted = (
+            TransportType.SERVER_SENT_EVENTS
+            if _accepts_event_stream(scope)
+            else TransportType.LONG_POLLING
+        )
+        await respond(send, 404, Texts.transport_not_supported(wanted.value).encode())
+
+    async def _negotiate(self, scope: Scope, send: Send, registration: HubRegistration) -> None:
+        result = negotiate(
+            scope.get("query_string", b""), transports=registration.options.transports
+        )
+        if isinstance(result, NegotiateError):
+            await respond(send, 200, result.body, content_type="application/json")
+            return
+        self.connections.add(result.connection_token, result.connection_id, registration)
+        await respond(send, 200, result.body, content_type="application/json")
+
+    # -- WebSockets -------------------------------------------------------------
+
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, registration: HubRegistration
+    ) -> None:
+        token = (query_of(scope).get("id") or ("",))[0]
+        connection: HttpConnection | None = None
+        if token:
+            connection = self.connections.get(token)
+            if connection is None or connection.registration is not registration:
+                await self._reject_websocket(scope, send, 404, Texts.NO_CONNECTION.encode())
+                return
+        if TransportType.WEBSOCKETS not in registration.options.transports:
+            text = Texts.transport_not_supported(TransportType.WEBSOCKETS.value)
+            await self._reject_websocket(scope, send, 404, text.encode())
+            return
+        if connection is not None and connection.transport is not None:
+            if connection.transport is TransportType.WEBSOCKETS and connection.active:
+                await self._reject_websocket(scope, send, 409, b"")
+            else:
+                await self._reject_websocket(
+                    scope, send, 400, Texts.CANNOT_CHANGE_TRANSPORT.encode()
+                )
+            return
+        principal = await self._principal(scope, registration)
+        if connection is None:
+            # skipNegotiation: the connection is created by the upgrade itself.
+            connection_id = new_connection_id()
+        else:
+            connection.transport = TransportType.WEBSOCKETS
+            connection.active = True
+            connection.principal = principal
+            connection_id = connection.connection_id
+        try:
+            event = await receive()
+            if event["type"] != "websocket.connect":
+                return
+            await send({"type": "websocket.accept"})
+            transport = AsgiWebSocketTransport(receive, send)
+            await self.server.connect(
+                registration,
+                transport,
+                connection_id=connection_id,
+                principal=principal,
+                on_protocol=transport.use_protocol,
+            )
+        finally:
+            if connection is not None:
+                self.connections.remove(connection.token)
+
+    async def _reject_websocket(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+
+
+def _accepts_event_stream(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"accept" and b"text/event-stream" in value:
+            return True
+    return False

@@ -1,0 +1,94 @@
+"""A standalone WebSocket server on trio-websocket: no HTTP, no negotiate.
+
+Clients connect with ``skipNegotiation: true`` (the JS client allows it for
+WebSockets), straight to ``ws://host:port/hubs/name``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+
+from ..protocol import HubProtocol, TransferFormat
+from ..protocol.negotiate import new_connection_id
+
+if TYPE_CHECKING:
+    from ..hub.server import HubServer
+
+__all__ = ["TrioWebSocketTransport", "serve_trio_websocket"]
+
+log = logging.getLogger("triohub.transports")
+
+
+class TrioWebSocketTransport:
+    """One trio-websocket connection as a hub transport."""
+
+    def __init__(self, connection: WebSocketConnection) -> None:
+        self._connection = connection
+        self._binary = False
+
+    def use_protocol(self, protocol: HubProtocol) -> None:
+        self._binary = protocol.transfer_format is TransferFormat.BINARY
+
+    async def receive(self) -> bytes | None:
+        try:
+            message = await self._connection.get_message()
+        except ConnectionClosed:
+            return None
+        return message.encode() if isinstance(message, str) else message
+
+    async def send(self, chunks: Sequence[bytes]) -> None:
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            await self._connection.send_message(data if self._binary else data.decode())
+        except ConnectionClosed as error:
+            raise trio.BrokenResourceError("websocket closed") from error
+
+    async def aclose(self) -> None:
+        await self._connection.aclose(code=1000)
+
+
+async def serve_trio_websocket(
+    server: HubServer,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the hubs of a running ``server`` over plain WebSockets.
+
+    ``host, port = await nursery.start(serve_trio_websocket, server)``.
+    """
+
+    async def handle(request: WebSocketRequest) -> None:
+        path = request.path.split("?", 1)[0]
+        registration = server.hubs.get(path)
+        if registration is None:
+            await request.reject(404, body=b"Not Found")
+            return
+        connection = await request.accept()
+        transport = TrioWebSocketTransport(connection)
+        await server.connect(
+            registration,
+            transport,
+            connection_id=new_connection_id(),
+            on_protocol=transport.use_protocol,
+        )
+
+    limit = max((r.options.max_message_size or 0 for r in server.hubs.values()), default=0)
+    async with trio.open_nursery() as nursery:
+        listener = await nursery.start(
+            lambda task_status: serve_websocket(
+                handle,
+                host,
+                port,
+                None,
+                max_message_size=max(limit * 2, 1024 * 1024),
+                task_status=task_status,
+            )
+        )
+        task_status.started((host, listener.port))
