@@ -49,6 +49,13 @@ class EchoHub(Hub):
     async def send_to_group(self, group: str, message: Any) -> None:
         await self.clients.group(group).send("Receive", message)
 
+    async def ask_caller(self, method: str, argument: Any) -> Any:
+        """Client results: invoke ``method`` on the caller and return its answer."""
+        return await self.clients.caller.invoke(method, argument)
+
+    async def send_to_user(self, user_id: str, message: Any) -> None:
+        await self.clients.user(user_id).send("Receive", message)
+
     async def who_am_i(self) -> dict[str, Any]:
         principal = self.context.principal
         return {
