@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -257,13 +257,9 @@ class HubServer:
             if self._live == 0:
                 self._idle.set()
 
-    def start_connection(self, *args: Any, **kwargs: Any) -> None:
-        """Like ``connect`` but in the server's own nursery (HTTP transports,
+    def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Start a task in the server's connection nursery (HTTP transports,
         whose connection outlives any single request)."""
         if self._connections is None:
             raise RuntimeError("the HubServer is not running")
-        self._connections.start_soon(_run_connection, self, args, kwargs)
-
-
-async def _run_connection(server: HubServer, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    await server.connect(*args, **kwargs)
+        self._connections.start_soon(async_fn, *args)

@@ -17,7 +17,9 @@ from ..auth.principal import ANONYMOUS, Principal
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate, new_connection_id
 from .connections import ConnectionTable, HttpConnection
-from .http import Receive, Scope, Send, query_of, respond
+from .http import NO_CACHE, BodyTooLarge, Receive, Scope, Send, query_of, read_body, respond
+from .longpolling import LongPollingTransport, PollOutcome
+from .sse import Inbound, SseTransport
 from .websocket import AsgiWebSocketTransport
 
 if TYPE_CHECKING:
@@ -28,6 +30,9 @@ __all__ = ["SignalRApp"]
 log = logging.getLogger("triohub.transports")
 
 ASGIApp = Any
+
+_POST_LIMIT = 1024 * 1024
+"""Largest POST body (one or more records) accepted from an HTTP transport."""
 
 
 class SignalRApp:
@@ -145,14 +150,139 @@ class SignalRApp:
     async def _http_transport(
         self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection, method: str
     ) -> None:
-        # Server-Sent Events and long polling arrive with their own issue; until
-        # then these endpoints say so exactly as a server without them would.
+        registration = connection.registration
+        if method == "POST":
+            await self._post(receive, send, connection)
+            return
+        if method == "DELETE":
+            channel = connection.channel
+            assert isinstance(channel, LongPollingTransport)
+            channel.end()
+            await respond(send, 202, b"")
+            return
         wanted = (
             TransportType.SERVER_SENT_EVENTS
             if _accepts_event_stream(scope)
             else TransportType.LONG_POLLING
         )
-        await respond(send, 404, Texts.transport_not_supported(wanted.value).encode())
+        if wanted not in registration.options.transports:
+            await respond(send, 404, Texts.transport_not_supported(wanted.value).encode())
+            return
+        if connection.transport is not None and connection.transport is not wanted:
+            await respond(send, 400, Texts.CANNOT_CHANGE_TRANSPORT.encode())
+            return
+        if wanted is TransportType.SERVER_SENT_EVENTS:
+            if connection.active or connection.transport is not None:
+                await respond(send, 409, b"")
+                return
+            await self._sse(scope, receive, send, connection)
+        else:
+            await self._poll(scope, receive, send, connection)
+
+    async def _post(self, receive: Receive, send: Send, connection: HttpConnection) -> None:
+        channel = connection.channel
+        if channel is None:
+            # Nothing is receiving yet (no transport request): like the
+            # reference, the bytes have nowhere to go.
+            await respond(send, 404, Texts.NO_CONNECTION.encode())
+            return
+        try:
+            body = await read_body(receive, _POST_LIMIT)
+        except BodyTooLarge:
+            await respond(send, 413, b"Request body too large")
+            return
+        except ConnectionError:
+            return
+        if not await channel.inbound.put(body):
+            await respond(send, 404, b"")
+            return
+        await respond(send, 200, b"")
+
+    async def _sse(
+        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection
+    ) -> None:
+        registration = connection.registration
+        principal = await self._principal(scope, registration)
+        transport = SseTransport(send, Inbound())
+        connection.transport = TransportType.SERVER_SENT_EVENTS
+        connection.active = True
+        connection.principal = principal
+        connection.channel = transport
+        try:
+            await transport.start()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(transport.watch_disconnect, receive)
+                await self.server.connect(
+                    registration,
+                    transport,
+                    connection_id=connection.connection_id,
+                    principal=principal,
+                    transfer_formats=TransportType.SERVER_SENT_EVENTS.transfer_formats,
+                )
+                nursery.cancel_scope.cancel()
+        finally:
+            connection.active = False
+            self.connections.remove(connection.token)
+
+    async def _poll(
+        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection
+    ) -> None:
+        registration = connection.registration
+        if connection.transport is None:
+            # The first poll binds the transport, starts the connection and
+            # answers at once (the JS client requires this 200).
+            principal = await self._principal(scope, registration)
+            transport = LongPollingTransport()
+            connection.transport = TransportType.LONG_POLLING
+            connection.principal = principal
+            connection.channel = transport
+            self.server.spawn(self._run_long_polling, connection, transport, principal)
+            await respond(send, 200, b"", content_type="application/octet-stream", headers=NO_CACHE)
+            return
+        transport = connection.channel
+        assert isinstance(transport, LongPollingTransport)
+        outcome, body = PollOutcome.TIMEOUT, b""
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                nursery.cancel_scope.cancel()  # the client aborted this poll
+
+            nursery.start_soon(watch)
+            outcome, body = await transport.poll(registration.options.long_poll_timeout)
+            nursery.cancel_scope.cancel()
+        if outcome is PollOutcome.DATA:
+            await respond(
+                send, 200, body, content_type="application/octet-stream", headers=NO_CACHE
+            )
+        elif outcome is PollOutcome.TIMEOUT:
+            await respond(send, 200, b"", content_type="application/octet-stream", headers=NO_CACHE)
+        else:
+            await respond(send, 204, b"", content_type=None, headers=NO_CACHE)
+
+    async def _run_long_polling(
+        self, connection: HttpConnection, transport: LongPollingTransport, principal: Principal
+    ) -> None:
+        registration = connection.registration
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    _reap_idle_poller, transport, registration.options.disconnect_timeout
+                )
+                await self.server.connect(
+                    registration,
+                    transport,
+                    connection_id=connection.connection_id,
+                    principal=principal,
+                    keep_alive=False,  # polling keeps itself alive
+                )
+                # Let a last poll collect the close record before the id is gone.
+                with trio.move_on_after(registration.options.close_timeout):
+                    await transport.wait_drained()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.connections.remove(connection.token)
 
     async def _negotiate(self, scope: Scope, send: Send, registration: HubRegistration) -> None:
         result = negotiate(
@@ -229,6 +359,19 @@ class SignalRApp:
             await send({"type": "websocket.http.response.body", "body": body})
         else:
             await send({"type": "websocket.close", "code": 1008})
+
+
+async def _reap_idle_poller(transport: LongPollingTransport, timeout: float) -> None:
+    """End a long-polling connection whose client stopped polling."""
+    while not transport.closed:
+        if transport.polling:
+            await transport.wait_change()
+            continue
+        due = transport.last_poll + timeout
+        if trio.current_time() >= due:
+            transport.end()
+            return
+        await trio.sleep_until(due)
 
 
 def _accepts_event_stream(scope: Scope) -> bool:

@@ -1,0 +1,130 @@
+"""Long polling: each GET takes what the server has buffered, POSTs send.
+
+The connection outlives every single request, so its supervisor runs in the
+server's nursery. Between polls the connection buffers what it sends, up to a
+bound: when the buffer is full the connection's writer waits, its outbox
+fills, and the router drops it as a slow consumer. A client that stops polling
+for ``disconnect_timeout`` is dropped too. Nothing grows without limit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+import trio
+
+from .sse import Inbound
+
+__all__ = ["LongPollingTransport", "PollOutcome"]
+
+
+class PollOutcome(enum.Enum):
+    DATA = 200
+    TIMEOUT = 0
+    """200 with an empty body: poll again."""
+    SUPERSEDED = 204
+    ENDED = 2040
+    """204: the connection is over."""
+
+
+class LongPollingTransport:
+    """The hub transport of one long-polling connection.
+
+    Args:
+        max_buffer: bytes held between polls before the writer must wait.
+    """
+
+    def __init__(self, max_buffer: int = 1024 * 1024) -> None:
+        self.inbound = Inbound()
+        self._max_buffer = max_buffer
+        self._buffer: list[bytes] = []
+        self._size = 0
+        self._changed = trio.Event()
+        self._closed = False
+        self._generation = 0
+        self.polling = False
+        self.last_poll = trio.current_time()
+
+    # -- the supervisor's side ------------------------------------------------
+
+    async def receive(self) -> bytes | None:
+        return await self.inbound.get()
+
+    async def send(self, chunks: Sequence[bytes]) -> None:
+        while self._size >= self._max_buffer and not self._closed:
+            await self._wait_change()
+        if self._closed:
+            raise trio.ClosedResourceError("the long-polling connection is closed")
+        for chunk in chunks:
+            self._buffer.append(chunk)
+            self._size += len(chunk)
+        self._notify()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.inbound.close()
+            self._notify()
+
+    # -- the poll requests' side -------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def has_data(self) -> bool:
+        return self._size > 0
+
+    def end(self) -> None:
+        """DELETE, or the client stopped polling: the reader sees the end."""
+        self.inbound.end()
+        self._closed = True
+        self._notify()
+
+    async def poll(self, timeout: float) -> tuple[PollOutcome, bytes]:
+        """Wait up to ``timeout`` seconds for data; a newer poll supersedes this one."""
+        self._generation += 1
+        generation = self._generation
+        self._notify()  # wake an older poll so it answers 204
+        self.polling = True
+        try:
+            with trio.move_on_after(timeout):
+                while True:
+                    if generation != self._generation:
+                        return PollOutcome.SUPERSEDED, b""
+                    if self._size:
+                        return PollOutcome.DATA, self._take()
+                    if self._closed:
+                        return PollOutcome.ENDED, b""
+                    await self._wait_change()
+            return PollOutcome.TIMEOUT, b""
+        finally:
+            if generation == self._generation:
+                self.polling = False
+                self.last_poll = trio.current_time()
+                self._notify()  # the idle reaper restarts its count
+
+    async def wait_drained(self) -> None:
+        """Returns once a poll has taken everything buffered."""
+        while self._size:
+            await self._wait_change()
+
+    def _take(self) -> bytes:
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._size = 0
+        self._notify()  # room for a waiting writer
+        return data
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_change(self) -> None:
+        """Returns at the next change: data, a poll starting or ending, the end."""
+        await self._changed.wait()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
