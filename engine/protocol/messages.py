@@ -76,9 +76,7 @@ class Invocation:
     """Present when the caller waits for a Completion."""
     stream_ids: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     """Ids of client-to-server streams that feed stream parameters."""
-    headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, hash=False
-    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, hash=False)
     """Free-form string headers (tracing); empty when absent."""
 
     type: ClassVar[MessageType] = MessageType.INVOCATION
@@ -92,9 +90,7 @@ class StreamInvocation:
     target: str
     arguments: tuple[Any, ...] = attrs.field(default=(), converter=_arguments)
     stream_ids: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, hash=False
-    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, hash=False)
 
     type: ClassVar[MessageType] = MessageType.STREAM_INVOCATION
 
@@ -106,9 +102,7 @@ class StreamItem:
     invocation_id: str
     item: Any
     """Any payload value; ``None`` is a legitimate item."""
-    headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, hash=False
-    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, hash=False)
 
     type: ClassVar[MessageType] = MessageType.STREAM_ITEM
 
@@ -127,9 +121,7 @@ class Completion:
     result: Any = None
     error: str | None = None
     has_result: bool = False
-    headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, hash=False
-    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, hash=False)
 
     type: ClassVar[MessageType] = MessageType.COMPLETION
 
@@ -155,9 +147,7 @@ class CancelInvocation:
     """Type 5: the client cancels a server-to-client stream."""
 
     invocation_id: str
-    headers: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, hash=False
-    )
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers, hash=False)
 
     type: ClassVar[MessageType] = MessageType.CANCEL_INVOCATION
 

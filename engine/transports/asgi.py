@@ -361,13 +361,13 @@ class SignalRApp:
             await send({"type": "websocket.close", "code": 1008})
 
 
-async def _reap_idle_poller(transport: LongPollingTransport, timeout: float) -> None:
+async def _reap_idle_poller(transport: LongPollingTransport, idle_limit: float) -> None:
     """End a long-polling connection whose client stopped polling."""
     while not transport.closed:
         if transport.polling:
             await transport.wait_change()
             continue
-        due = transport.last_poll + timeout
+        due = transport.last_poll + idle_limit
         if trio.current_time() >= due:
             transport.end()
             return

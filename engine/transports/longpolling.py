@@ -83,14 +83,14 @@ class LongPollingTransport:
         self._closed = True
         self._notify()
 
-    async def poll(self, timeout: float) -> tuple[PollOutcome, bytes]:
-        """Wait up to ``timeout`` seconds for data; a newer poll supersedes this one."""
+    async def poll(self, hold: float) -> tuple[PollOutcome, bytes]:
+        """Wait up to ``hold`` seconds for data; a newer poll supersedes this one."""
         self._generation += 1
         generation = self._generation
         self._notify()  # wake an older poll so it answers 204
         self.polling = True
         try:
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(hold):
                 while True:
                     if generation != self._generation:
                         return PollOutcome.SUPERSEDED, b""
