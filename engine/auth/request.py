@@ -16,7 +16,7 @@ def _freeze(value: Mapping[str, tuple[str, ...]] | None) -> Mapping[str, tuple[s
     return MappingProxyType(dict(value or {}))
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class RequestInfo:
     """One negotiate or transport request: method, path, query, headers, cookies.
 
@@ -60,6 +60,10 @@ class RequestInfo:
     @property
     def origin(self) -> str | None:
         return self.header("origin")
+
+    def __repr__(self) -> str:
+        # Headers and query carry credentials: never in a repr (logs, tracebacks).
+        return f"<RequestInfo {self.method} {self.path}>"
 
     def redacted(self) -> dict[str, Any]:
         """For logs: no token, no cookie, no Authorization value."""

@@ -14,7 +14,9 @@ import trio
 from actors.router import Router, RouterStats
 from actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
 
+from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
+from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .binding import BoundMethod, bind_hub
@@ -48,6 +50,8 @@ class HubRegistration:
     router: Router
     lifetime: _Lifetime
     user_id_provider: UserIdProvider
+    hub_check: Callable[[Principal, RequestInfo], Awaitable[bool]] | None = None
+    """The hub-level policy, applied to negotiate and every transport request."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -68,6 +72,8 @@ class HubServer:
         options: defaults for every hub (each ``map_hub`` may override).
         user_id_provider: which user a connection belongs to (default: ``sub``).
         protocols: hub protocols by name (default: JSON and MessagePack).
+        authenticator: how requests are authenticated (``JwtBearerAuthenticator``,
+            ``CookieAuthenticator``, ``FirstOf(...)``); ``None``: everyone is anonymous.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
     """
@@ -78,9 +84,11 @@ class HubServer:
         options: HubOptions | None = None,
         user_id_provider: UserIdProvider = default_user_id,
         protocols: Mapping[str, HubProtocol] | None = None,
+        authenticator: Authenticator | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.options = options or HubOptions()
+        self.authenticator = authenticator
         self.user_id_provider = user_id_provider
         self.protocols = dict(protocols) if protocols is not None else default_protocols()
         self._clock = clock
@@ -210,6 +218,15 @@ class HubServer:
     @property
     def running(self) -> bool:
         return self._connections is not None
+
+    async def authorize_hub(
+        self, registration: HubRegistration, principal: Principal, request: RequestInfo
+    ) -> bool:
+        """The hub-level policy (``@authorize`` on the hub class) for one request."""
+        check = registration.hub_check
+        if check is None:
+            return True
+        return await check(principal, request)
 
     def deadline_for(self, principal: Principal, registration: HubRegistration) -> float | None:
         """The Trio deadline at which this principal's connection must end."""

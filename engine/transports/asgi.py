@@ -13,11 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..auth.principal import ANONYMOUS, Principal
+from ..auth.principal import Principal
+from ..hub.access import Verdict, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate, new_connection_id
 from .connections import ConnectionTable, HttpConnection
-from .http import NO_CACHE, BodyTooLarge, Receive, Scope, Send, query_of, read_body, respond
+from .http import (
+    NO_CACHE,
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    query_of,
+    read_body,
+    request_info,
+    respond,
+)
 from .longpolling import LongPollingTransport, PollOutcome
 from .sse import Inbound, SseTransport
 from .websocket import AsgiWebSocketTransport
@@ -105,10 +116,26 @@ class SignalRApp:
             nursery.cancel_scope.cancel()
         await send({"type": "lifespan.shutdown.complete"})
 
-    # -- authentication seam ----------------------------------------------------
+    # -- authentication ---------------------------------------------------------
 
-    async def _principal(self, scope: Scope, registration: HubRegistration) -> Principal:
-        return ANONYMOUS
+    async def _verdict(
+        self, scope: Scope, registration: HubRegistration, bound: Principal | None = None
+    ) -> Verdict:
+        request = request_info(scope, registration.path)
+        verdict = await check_request(self.server, registration, request, bound=bound)
+        if not verdict.allowed:
+            log.info(
+                "%s %s refused with %d: %s",
+                request.method,
+                request.path,
+                verdict.status,
+                verdict.reason,
+            )
+        return verdict
+
+    @staticmethod
+    async def _refuse(send: Send, verdict: Verdict) -> None:
+        await respond(send, verdict.status, b"", headers=verdict.headers)
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -125,6 +152,10 @@ class SignalRApp:
             if method != "POST":
                 await respond(send, 405, b"")
                 return
+            verdict = await self._verdict(scope, registration)
+            if not verdict.allowed:
+                await self._refuse(send, verdict)
+                return
             await self._negotiate(scope, send, registration)
             return
         if method not in ("GET", "POST", "DELETE"):
@@ -139,6 +170,13 @@ class SignalRApp:
         if connection is None or connection.registration is not registration:
             await respond(send, 404, Texts.NO_CONNECTION.encode())
             return
+        if connection.transport is not None and connection.principal is not None:
+            # Every later request of an SSE / long-polling connection proves it
+            # comes from the connection's own user.
+            verdict = await self._verdict(scope, registration, bound=connection.principal)
+            if not verdict.allowed:
+                await self._refuse(send, verdict)
+                return
         if method == "POST" and connection.transport is TransportType.WEBSOCKETS:
             await respond(send, 405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
             return
@@ -202,7 +240,11 @@ class SignalRApp:
         self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection
     ) -> None:
         registration = connection.registration
-        principal = await self._principal(scope, registration)
+        verdict = await self._verdict(scope, registration)
+        if not verdict.allowed:
+            await self._refuse(send, verdict)
+            return
+        principal = verdict.principal
         transport = SseTransport(send, Inbound())
         connection.transport = TransportType.SERVER_SENT_EVENTS
         connection.active = True
@@ -231,7 +273,11 @@ class SignalRApp:
         if connection.transport is None:
             # The first poll binds the transport, starts the connection and
             # answers at once (the JS client requires this 200).
-            principal = await self._principal(scope, registration)
+            verdict = await self._verdict(scope, registration)
+            if not verdict.allowed:
+                await self._refuse(send, verdict)
+                return
+            principal = verdict.principal
             transport = LongPollingTransport()
             connection.transport = TransportType.LONG_POLLING
             connection.principal = principal
@@ -318,7 +364,11 @@ class SignalRApp:
                     scope, send, 400, Texts.CANNOT_CHANGE_TRANSPORT.encode()
                 )
             return
-        principal = await self._principal(scope, registration)
+        verdict = await self._verdict(scope, registration)
+        if not verdict.allowed:
+            await self._reject_websocket(scope, send, verdict.status, b"", verdict.headers)
+            return
+        principal = verdict.principal
         if connection is None:
             # skipNegotiation: the connection is created by the upgrade itself.
             connection_id = new_connection_id()
@@ -344,7 +394,14 @@ class SignalRApp:
             if connection is not None:
                 self.connections.remove(connection.token)
 
-    async def _reject_websocket(self, scope: Scope, send: Send, status: int, body: bytes) -> None:
+    async def _reject_websocket(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
             await send(
                 {
@@ -353,6 +410,7 @@ class SignalRApp:
                     "headers": [
                         (b"content-type", b"text/plain"),
                         (b"content-length", str(len(body)).encode()),
+                        *headers,
                     ],
                 }
             )
