@@ -40,6 +40,16 @@ class DemoWeb:
     def __init__(self, cookies: CookieAuthenticator, jwt_secret: str) -> None:
         self.cookies = cookies
         self._jwt_secret = jwt_secret
+        # Read once at start-up: no file I/O on the event loop per request, and a
+        # missing browser bundle is reported at once.
+        self._files: dict[Path, bytes] = {}
+        for path in [STATIC / "index.html", STATIC / "login-failed.html"] + [
+            file for file, _ in _STATIC_FILES.values()
+        ]:
+            try:
+                self._files[path] = path.read_bytes()
+            except FileNotFoundError:
+                log.error("missing %s (run `make demo`, which installs it)", path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,10 +77,8 @@ class DemoWeb:
             await respond(send, 404, b"Not Found")
 
     async def _file(self, send: Send, path: Path, content_type: str) -> None:
-        try:
-            body = path.read_bytes()
-        except FileNotFoundError:
-            log.error("missing static file %s (run `make demo` to install it)", path.name)
+        body = self._files.get(path)
+        if body is None:
             await respond(send, 500, f"missing {path.name}".encode())
             return
         await respond(
@@ -91,7 +99,7 @@ class DemoWeb:
         password = (form.get("password") or [""])[0]
         user = check_password(username, password)
         if user is None:
-            page = (STATIC / "login-failed.html").read_bytes()
+            page = self._files.get(STATIC / "login-failed.html", b"Wrong username or password.")
             await respond(send, 401, page, content_type="text/html; charset=utf-8")
             return
         cookie = self.cookies.issue(user.claims())

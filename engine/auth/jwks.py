@@ -59,7 +59,7 @@ class JwksKeySource:
         from ..transports.http_client import fetch_json
 
         assert self.url is not None
-        return await fetch_json(self.url, timeout=self._timeout)
+        return await fetch_json(self.url, time_limit=self._timeout)
 
     async def key_for(self, kid: str | None, algorithm: str) -> Any:
         """The verification key for ``kid``, or ``None`` if the issuer has none."""

@@ -11,7 +11,7 @@ import trio
 __all__ = ["fetch_json"]
 
 
-async def fetch_json(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
+async def fetch_json(url: str, *, time_limit: float = 10.0) -> dict[str, Any]:
     """GET ``url`` in a worker thread and parse its JSON object.
 
     Raises:
@@ -21,7 +21,7 @@ async def fetch_json(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
         raise ValueError(f"only http(s) URLs can be fetched, not {url!r}")
 
     def get() -> dict[str, Any]:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=time_limit) as response:
             document = json.loads(response.read())
         if not isinstance(document, dict):
             raise ValueError("the document is not a JSON object")
