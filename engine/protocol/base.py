@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from .messages import HubMessage
@@ -10,7 +10,7 @@ from .messages import HubMessage
 __all__ = ["HubProtocol", "MessageDecoder", "TransferFormat"]
 
 
-class TransferFormat(str, Enum):
+class TransferFormat(StrEnum):
     """What a transport can carry (negotiate's ``transferFormats``)."""
 
     TEXT = "Text"

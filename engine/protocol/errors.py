@@ -12,8 +12,8 @@ from .messages import Close
 
 __all__ = [
     "CLOSE_ON_ERROR",
-    "ProtocolError",
     "LocalProtocolError",
+    "ProtocolError",
     "RemoteProtocolError",
     "Texts",
 ]
