@@ -10,7 +10,7 @@ import attrs
 
 from actors.router import Audience, Router
 
-from ..protocol import HubProtocol, Invocation
+from ..protocol import HubProtocol, Invocation, LocalProtocolError
 
 if TYPE_CHECKING:
     from .session import HubSession
@@ -26,16 +26,26 @@ __all__ = [
 
 
 class _InvocationPayload:
-    """A non-blocking Invocation, encoded lazily once per protocol by the router."""
+    """A non-blocking Invocation, encoded at most once per protocol."""
 
-    __slots__ = ("_message", "_protocols")
+    __slots__ = ("_encoded", "_message", "_protocols")
 
     def __init__(self, message: Invocation, protocols: Mapping[str, HubProtocol]) -> None:
         self._message = message
         self._protocols = protocols
+        self._encoded: dict[str, bytes] = {}
 
     def encode(self, key: str) -> bytes:
-        return self._protocols[key].encode(self._message)
+        data = self._encoded.get(key)
+        if data is None:
+            data = self._encoded[key] = self._protocols[key].encode(self._message)
+        return data
+
+    def check(self) -> None:
+        """Encode for every protocol now, so the sender learns of a payload no
+        client could receive (the router would only be able to log it)."""
+        for key in self._protocols:
+            self.encode(key)
 
 
 @attrs.frozen
@@ -61,8 +71,15 @@ class ClientProxy:
 
         Returns once the router has the message; delivery to each connection is
         independent (a slow one is closed, never waited for).
+
+        Raises:
+            TypeError: an argument cannot be serialized by the hub's protocols.
         """
         payload = _InvocationPayload(Invocation(method, args), self._lifetime.protocols)
+        try:
+            payload.check()
+        except LocalProtocolError as error:
+            raise TypeError(f"cannot send {method!r}: {error}") from None
         await self._lifetime.router.send(self._audience, payload)
 
 

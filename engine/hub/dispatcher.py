@@ -24,6 +24,7 @@ from ..protocol import (
     Completion,
     HubMessage,
     Invocation,
+    LocalProtocolError,
     StreamInvocation,
     StreamItem,
     Texts,
@@ -259,7 +260,7 @@ class Dispatcher:
     async def _send_completion(self, completion: Completion, target: str) -> None:
         try:
             await self._send(completion)
-        except (TypeError, ValueError) as error:
+        except LocalProtocolError as error:
             # The result could not be serialized by the connection's protocol.
             log.error("result of %r cannot be serialized: %s", target, error)
             await self._send(

@@ -22,13 +22,13 @@ from ..protocol import (
     CancelInvocation,
     Close,
     Completion,
+    ConnectionState,
     HandshakeCompleted,
     HandshakeFailed,
     HubConnection,
     HubMessage,
     HubProtocol,
     Invocation,
-    LocalProtocolError,
     Ping,
     RemoteProtocolError,
     Sequence,
@@ -172,12 +172,16 @@ class HubSession:
         return hub
 
     async def _send(self, message: HubMessage) -> None:
+        """Encode and queue one message.
+
+        Raises:
+            LocalProtocolError: the payload cannot be encoded by this
+                connection's protocol (the caller answers with an error).
+        """
         assert self._control is not None
-        try:
-            data = self._protocol.send(message)
-        except LocalProtocolError:
+        if self._protocol.state is not ConnectionState.OPEN:
             return  # the connection closed while this was in flight
-        await self._control.send(data)
+        await self._control.send(self._protocol.send(message))
 
     # -- receiving --------------------------------------------------------------
 
@@ -248,7 +252,7 @@ class HubSession:
     # -- closing ----------------------------------------------------------------
 
     def ping(self) -> bytes:
-        return self._protocol.send(Ping())
+        return self._protocol.protocol.encode(Ping())
 
     def close_record(self, reason: CloseReason) -> bytes | None:
         record = _CLOSE_RECORDS.get(reason)
