@@ -140,11 +140,12 @@ class _Stats:
 
 
 @attrs.frozen
-class _CloseAll:
+class _Close:
+    audience: Audience
     reason: CloseReason
 
 
-_Command = _Register | _Unregister | _Group | _Send | _Lookup | _Stats | _CloseAll
+_Command = _Register | _Unregister | _Group | _Send | _Lookup | _Stats | _Close
 
 
 def _reply_of(command: _Command) -> Reply[Any] | None:
@@ -223,9 +224,11 @@ class Router:
                         slow_consumers=self._slow_consumers,
                     )
                 )
-            case _CloseAll(reason):
-                for entry in list(self._connections.values()):
-                    entry.close(reason)
+            case _Close(audience, reason):
+                for connection_id in list(self._recipients(audience)):
+                    target = self._connections.get(connection_id)
+                    if target is not None:
+                        target.close(reason)
 
     def _register(self, entry: ConnectionEntry) -> None:
         if entry.connection_id in self._connections:
@@ -325,8 +328,12 @@ class Router:
     async def stats(self) -> RouterStats:
         return await self._mailbox.ask(_Stats)
 
+    async def close(self, audience: Audience, reason: CloseReason) -> None:
+        """Ask every connection of ``audience`` to close (it then unregisters itself)."""
+        await self._mailbox.tell(_Close(audience, reason))
+
     async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
-        await self._mailbox.tell(_CloseAll(reason))
+        await self.close(Audience(everyone=True), reason)
 
 
 def _discard(index: dict[str, set[str]], key: str, connection_id: str) -> None:

@@ -114,7 +114,9 @@ class DemoWeb:
             await _json(send, 400, {"error": "invalid_request", "error_description": "Send JSON."})
             return
         if not isinstance(document, dict):
-            await _json(send, 400, {"error": "invalid_request", "error_description": "Send a JSON object."})
+            await _json(
+                send, 400, {"error": "invalid_request", "error_description": "Send a JSON object."}
+            )
             return
         lifetime = document.get("lifetime", 3600)
         if (
@@ -125,7 +127,10 @@ class DemoWeb:
             await _json(
                 send,
                 400,
-                {"error": "invalid_request", "error_description": "lifetime must be 1..86400 seconds."},
+                {
+                    "error": "invalid_request",
+                    "error_description": "lifetime must be 1..86400 seconds.",
+                },
             )
             return
         username, password = document.get("username"), document.get("password")

@@ -3,7 +3,18 @@
 The public API lives here; everything else is private to the package.
 """
 
+from .auth.authenticator import (
+    AuthenticationFailed,
+    AuthenticationRefused,
+    Authenticator,
+    FirstOf,
+)
+from .auth.cookie import CookieAuthenticator
+from .auth.jwks import JwksKeySource
+from .auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
 from .auth.principal import ANONYMOUS, ClaimTypes, Principal
+from .auth.proxy import TrustedHeaderAuthenticator
+from .auth.request import RequestInfo
 from .auth.user_id import (
     UserIdProvider,
     claim_user_id,
@@ -11,9 +22,26 @@ from .auth.user_id import (
     email_user_id,
     name_user_id,
 )
+from .authorization import (
+    AssertionRequirement,
+    AuthenticatedUserRequirement,
+    AuthorizationContext,
+    AuthorizationPolicy,
+    ClaimRequirement,
+    HubInvocationContext,
+    HubRequestContext,
+    PolicyRegistry,
+    Requirement,
+    RolesRequirement,
+    UnknownPolicyError,
+    allow_anonymous,
+    authorize,
+)
+from .hub.audit import AuditRecord
 from .hub.binding import BindingError, hub_method, not_hub_method
 from .hub.clients import ClientProxy, GroupManager, HubCallerClients, HubClients, HubContext
 from .hub.context import HubCallerContext
+from .hub.filters import HubFilter
 from .hub.hub import Hub, HubError
 from .hub.options import HubOptions, TransportType
 from .hub.server import HubServer
@@ -21,11 +49,22 @@ from .hub.streams import ClientStream, ClientStreamError
 
 __all__ = [
     "ANONYMOUS",
+    "AssertionRequirement",
+    "AuditRecord",
+    "AuthenticatedUserRequirement",
+    "AuthenticationFailed",
+    "AuthenticationRefused",
+    "Authenticator",
+    "AuthorizationContext",
+    "AuthorizationPolicy",
     "BindingError",
+    "ClaimRequirement",
     "ClaimTypes",
     "ClientProxy",
     "ClientStream",
     "ClientStreamError",
+    "CookieAuthenticator",
+    "FirstOf",
     "GroupManager",
     "Hub",
     "HubCallerClients",
@@ -33,11 +72,25 @@ __all__ = [
     "HubClients",
     "HubContext",
     "HubError",
+    "HubFilter",
+    "HubInvocationContext",
     "HubOptions",
+    "HubRequestContext",
     "HubServer",
+    "JwksKeySource",
+    "JwtBearerAuthenticator",
+    "JwtBearerOptions",
+    "PolicyRegistry",
     "Principal",
+    "RequestInfo",
+    "Requirement",
+    "RolesRequirement",
     "TransportType",
+    "TrustedHeaderAuthenticator",
+    "UnknownPolicyError",
     "UserIdProvider",
+    "allow_anonymous",
+    "authorize",
     "claim_user_id",
     "default_user_id",
     "email_user_id",

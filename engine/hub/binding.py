@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from .authorizer import OPEN, Guard
 from .streams import ClientStream
 
 __all__ = ["BindingError", "BoundMethod", "MethodKind", "bind_hub", "hub_method", "wire_names"]
@@ -58,8 +59,8 @@ class BoundMethod:
     """One per non-stream parameter, in order; ``None`` = any value."""
     stream_positions: tuple[int, ...]
     """Positions (among all parameters) of ``ClientStream`` parameters."""
-    metadata: tuple[Any, ...] = ()
-    """Authorization metadata found on the function, read at registration."""
+    guard: Guard = OPEN
+    """The method's resolved authorization policy (read once, at registration)."""
 
     @property
     def argument_count(self) -> int:
@@ -103,7 +104,7 @@ def wire_names(python_name: str, explicit: str | None) -> tuple[str, ...]:
 
 
 def bind_hub(
-    hub_class: type, metadata_of: Callable[[Callable[..., Any]], tuple[Any, ...]]
+    hub_class: type, guard_of: Callable[[type, str], Guard] = lambda _cls, _name: OPEN
 ) -> Mapping[str, BoundMethod]:
     """Bind every hub method of ``hub_class``.
 
@@ -117,7 +118,7 @@ def bind_hub(
     table: dict[str, BoundMethod] = {}
     owners: dict[str, str] = {}
     for python_name, function in _public_functions(hub_class):
-        method = _bind_one(hub_class, python_name, function, metadata_of(function))
+        method = _bind_one(hub_class, python_name, function, guard_of(hub_class, python_name))
         for name in wire_names(python_name, getattr(function, _NAME_ATTR, None)):
             key = name.lower()
             if key in owners and owners[key] != python_name:
@@ -150,7 +151,7 @@ def _public_functions(hub_class: type) -> list[tuple[str, Callable[..., Any]]]:
 
 
 def _bind_one(
-    hub_class: type, name: str, function: Callable[..., Any], metadata: tuple[Any, ...]
+    hub_class: type, name: str, function: Callable[..., Any], guard: Guard
 ) -> BoundMethod:
     where = f"{hub_class.__name__}.{name}"
     if inspect.isasyncgenfunction(function):
@@ -192,7 +193,7 @@ def _bind_one(
         kind=kind,
         coercers=tuple(coercers),
         stream_positions=tuple(streams),
-        metadata=metadata,
+        guard=guard,
     )
 
 

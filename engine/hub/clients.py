@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from actors.router import Audience, Router
+from actors.supervisor import CloseReason
 
 from ..protocol import HubProtocol, Invocation, LocalProtocolError
 
@@ -81,6 +82,11 @@ class ClientProxy:
         except LocalProtocolError as error:
             raise TypeError(f"cannot send {method!r}: {error}") from None
         await self._lifetime.router.send(self._audience, payload)
+
+    async def abort(self) -> None:
+        """Close every connection of this audience (each gets ``{"type":7}``,
+        without ``allowReconnect``, so clients do not come back on their own)."""
+        await self._lifetime.router.close(self._audience, CloseReason.ABORTED)
 
 
 class SingleClientProxy(ClientProxy):

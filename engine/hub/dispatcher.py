@@ -19,6 +19,7 @@ import trio
 
 from actors.supervisor import Control
 
+from ..authorization.context import HubInvocationContext
 from ..protocol import (
     CancelInvocation,
     Completion,
@@ -30,6 +31,8 @@ from ..protocol import (
     Texts,
 )
 from .binding import BoundMethod, MethodKind
+from .context import HubCallerContext
+from .filters import compose_invoke
 from .hub import Hub, HubError
 from .streams import ClientStream
 
@@ -41,7 +44,7 @@ __all__ = ["Dispatcher", "InvocationAuthorizer"]
 log = logging.getLogger("triohub.hub")
 
 InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], Awaitable[bool]]
-"""``(method, target as called, arguments) -> allowed``; supplied by authorization."""
+"""``(method, target as called, arguments) -> allowed``; supplied by the session."""
 
 
 class Dispatcher:
@@ -54,8 +57,12 @@ class Dispatcher:
         make_hub: Callable[[], Hub],
         send: Callable[[HubMessage], Awaitable[None]],
         authorize: InvocationAuthorizer | None,
+        caller: HubCallerContext,
     ) -> None:
         options = registration.options
+        self._hub_class = registration.hub_class
+        self._filters = registration.filters
+        self._caller = caller
         self._methods = registration.methods
         self._control = control
         self._make_hub = make_hub
@@ -82,7 +89,11 @@ class Dispatcher:
         if isinstance(arguments, str):
             await self._fail(reply_id, arguments)
             return
-        if self._authorize is not None and not await self._authorize(method, target, arguments):
+        if (
+            not method.guard.open
+            and self._authorize is not None
+            and not await self._authorize(method, target, arguments)
+        ):
             await self._fail(reply_id, Texts.unauthorized(target))
             return
         if streaming and method.kind is MethodKind.PLAIN:
@@ -204,7 +215,7 @@ class Dispatcher:
         completion: Completion | None = None
         try:
             hub = self._make_hub()
-            result = await method.function(hub, *self._call_arguments(method, arguments, uploads))
+            result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
             completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
         except Exception as error:
@@ -235,7 +246,9 @@ class Dispatcher:
         try:
             with scope:
                 hub = self._make_hub()
-                generator = method.function(hub, *self._call_arguments(method, arguments, uploads))
+                generator = await self._call(
+                    method, hub, target, arguments, uploads, streaming=True
+                )
                 try:
                     async for item in generator:
                         await self._send(StreamItem(reply_id, item))
@@ -255,6 +268,45 @@ class Dispatcher:
             if error_text is None
             else Completion.with_error(reply_id, error_text),
             target,
+        )
+
+    async def _call(
+        self,
+        method: BoundMethod,
+        hub: Hub,
+        target: str,
+        arguments: tuple[Any, ...],
+        uploads: list[ClientStream[Any]],
+        *,
+        streaming: bool,
+    ) -> Any:
+        """Call the method through the hub filters (returns the async iterator
+        of a streaming method without iterating it)."""
+
+        async def final(context: HubInvocationContext) -> Any:
+            values = self._call_arguments(method, context.arguments, uploads)
+            if streaming:
+                return method.function(hub, *values)
+            return await method.function(hub, *values)
+
+        if not self._filters:
+            # The hot path: no context object to build.
+            values = self._call_arguments(method, arguments, uploads)
+            if streaming:
+                return method.function(hub, *values)
+            return await method.function(hub, *values)
+        return await compose_invoke(self._filters, final)(self._context(method, target, arguments))
+
+    def _context(
+        self, method: BoundMethod, target: str, arguments: tuple[Any, ...]
+    ) -> HubInvocationContext:
+        return HubInvocationContext(
+            caller=self._caller,
+            hub=self._hub_class,
+            target=target,
+            method_name=method.name,
+            wire_name=method.wire_name,
+            arguments=arguments,
         )
 
     async def _send_completion(self, completion: Completion, target: str) -> None:

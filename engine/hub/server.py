@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
+from actors.authorization import AuthorizationActor
 from actors.router import Router, RouterStats
 from actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
 
@@ -18,10 +19,13 @@ from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id
+from ..authorization import PolicyRegistry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
+from .audit import Auditor, AuditRecord
+from .authorizer import Guard, HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
-from .dispatcher import InvocationAuthorizer
+from .filters import HubFilter
 from .hub import Hub
 from .options import HubOptions
 from .session import HubSession
@@ -50,8 +54,10 @@ class HubRegistration:
     router: Router
     lifetime: _Lifetime
     user_id_provider: UserIdProvider
-    hub_check: Callable[[Principal, RequestInfo], Awaitable[bool]] | None = None
+    authorizer: HubAuthorizer
+    guard: Guard
     """The hub-level policy, applied to negotiate and every transport request."""
+    filters: tuple[HubFilter, ...] = ()
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -74,6 +80,11 @@ class HubServer:
         protocols: hub protocols by name (default: JSON and MessagePack).
         authenticator: how requests are authenticated (``JwtBearerAuthenticator``,
             ``CookieAuthenticator``, ``FirstOf(...)``); ``None``: everyone is anonymous.
+        policies: named authorization policies and handlers for ``@authorize``.
+        authorization_timeout: seconds a policy evaluation may take before it
+            denies (fail closed).
+        audit_hook: called with every authorization decision (``AuditRecord``).
+        filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
     """
@@ -85,10 +96,19 @@ class HubServer:
         user_id_provider: UserIdProvider = default_user_id,
         protocols: Mapping[str, HubProtocol] | None = None,
         authenticator: Authenticator | None = None,
+        policies: PolicyRegistry | None = None,
+        authorization_timeout: float = 5.0,
+        audit_hook: Callable[[AuditRecord], object] | None = None,
+        filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.options = options or HubOptions()
         self.authenticator = authenticator
+        self.policies = policies if policies is not None else PolicyRegistry()
+        self.filters = tuple(filters)
+        self._auditor = Auditor(audit_hook)
+        self._authorization = AuthorizationActor(authorization_timeout)
+        self.authorizer = HubAuthorizer(self.policies, self._authorization, self._auditor)
         self.user_id_provider = user_id_provider
         self.protocols = dict(protocols) if protocols is not None else default_protocols()
         self._clock = clock
@@ -111,11 +131,13 @@ class HubServer:
         options: HubOptions | None = None,
         factory: Callable[[], H] | None = None,
         user_id_provider: UserIdProvider | None = None,
+        filters: Sequence[HubFilter] = (),
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
+            UnknownPolicyError: an ``@authorize`` names a policy not registered.
             ValueError: a bad path, a path mapped twice, or the server is running.
         """
         if self._started:
@@ -134,11 +156,14 @@ class HubServer:
             hub_class=hub_class,
             options=hub_options,
             factory=factory or hub_class,
-            methods=bind_hub(hub_class, lambda function: ()),
+            methods=bind_hub(hub_class, self.authorizer.method_guard),
             protocols=self.protocols,
             router=router,
             lifetime=lifetime,
             user_id_provider=user_id_provider or self.user_id_provider,
+            authorizer=self.authorizer,
+            guard=self.authorizer.hub_guard(hub_class),
+            filters=(*self.filters, *filters),
         )
         self._hubs[path] = registration
         return registration
@@ -191,6 +216,7 @@ class HubServer:
         self._started = True
         try:
             async with trio.open_nursery() as actors:
+                await actors.start(self._authorization.run)
                 for registration in self._hubs.values():
                     await actors.start(registration.router.run)
                 async with trio.open_nursery() as connections:
@@ -223,10 +249,14 @@ class HubServer:
         self, registration: HubRegistration, principal: Principal, request: RequestInfo
     ) -> bool:
         """The hub-level policy (``@authorize`` on the hub class) for one request."""
-        check = registration.hub_check
-        if check is None:
-            return True
-        return await check(principal, request)
+        return await self.authorizer.authorize_request(
+            registration.hub_class, registration.path, registration.guard, principal, request
+        )
+
+    @property
+    def authorization_counters(self) -> Mapping[tuple[str, str | None, str], int]:
+        """Decisions so far, by ``(hub, method, outcome)`` (method ``None``: hub level)."""
+        return self._auditor.counters
 
     def deadline_for(self, principal: Principal, registration: HubRegistration) -> float | None:
         """The Trio deadline at which this principal's connection must end."""
@@ -245,7 +275,6 @@ class HubServer:
         principal: Principal = ANONYMOUS,
         transfer_formats: Collection[TransferFormat] = (TransferFormat.TEXT, TransferFormat.BINARY),
         keep_alive: bool = True,
-        authorize: InvocationAuthorizer | None = None,
         on_protocol: Callable[[HubProtocol], None] | None = None,
     ) -> CloseReason:
         """Run one connection in the calling task until it ends.
@@ -256,9 +285,7 @@ class HubServer:
             raise RuntimeError(
                 "the HubServer is not running; start it with nursery.start(server.run)"
             )
-        session = HubSession(
-            registration, connection_id, principal, transfer_formats, authorize, on_protocol
-        )
+        session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
         self._live += 1
         self._idle = trio.Event() if self._live == 1 else self._idle
         try:

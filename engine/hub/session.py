@@ -39,7 +39,8 @@ from ..protocol import (
 )
 from .clients import GroupManager, HubCallerClients
 from .context import HubCallerContext
-from .dispatcher import Dispatcher, InvocationAuthorizer
+from .dispatcher import Dispatcher
+from .filters import compose_lifetime
 from .hub import Hub, HubError
 
 if TYPE_CHECKING:
@@ -78,7 +79,6 @@ class HubSession:
         connection_id: str,
         principal: Principal,
         transfer_formats: Collection[TransferFormat],
-        authorize: InvocationAuthorizer | None = None,
         on_protocol: Callable[[HubProtocol], None] | None = None,
     ) -> None:
         self.registration = registration
@@ -87,7 +87,6 @@ class HubSession:
         self._protocol = HubConnection(
             registration.protocols, transfer_formats, registration.options.max_message_size
         )
-        self._authorize = authorize
         self._on_protocol = on_protocol
         self._control: Control | None = None
         self._dispatcher: Dispatcher | None = None
@@ -139,8 +138,16 @@ class HubSession:
         )
         self._clients = HubCallerClients(registration.lifetime, self.connection_id)
         self._groups = GroupManager(registration.lifetime)
+        context = self._context
         self._dispatcher = Dispatcher(
-            registration, control, self._make_hub, self._send, self._authorize
+            registration,
+            control,
+            self._make_hub,
+            self._send,
+            lambda method, target, arguments: registration.authorizer.authorize_invocation(
+                registration.hub_class, context, method, target, arguments
+            ),
+            context,
         )
         self._registered = True
         await registration.router.register(
@@ -155,13 +162,33 @@ class HubSession:
         )
         token = _in_on_connected.set(True)
         try:
-            await self._make_hub().on_connected()
+            await self._lifetime_call(connected=True, error=None)
         except Exception as error:
             log.exception("on_connected of %s raised", registration.hub_class.__name__)
             raise CloseConnection(CloseReason.CONNECT_FAILED, str(error)) from error
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    async def _lifetime_call(self, *, connected: bool, error: BaseException | None) -> None:
+        """``on_connected`` / ``on_disconnected`` through the hub filters."""
+        assert self._context is not None
+        hub = self._make_hub()
+        filters = self.registration.filters
+        if not filters:
+            if connected:
+                await hub.on_connected()
+            else:
+                await hub.on_disconnected(error)
+            return
+
+        async def final(_: HubCallerContext) -> None:
+            if connected:
+                await hub.on_connected()
+            else:
+                await hub.on_disconnected(error)
+
+        await compose_lifetime(filters, final, connected=connected)(self._context, error)
 
     def _make_hub(self) -> Hub:
         assert self._context is not None
@@ -269,6 +296,6 @@ class HubSession:
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:
-                await self._make_hub().on_disconnected(error)
+                await self._lifetime_call(connected=False, error=error)
             except Exception:
                 log.exception("on_disconnected of %s raised", self.registration.hub_class.__name__)

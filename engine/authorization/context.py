@@ -1,0 +1,184 @@
+"""The state of one evaluation, and the resources that handlers look at."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Protocol, TypeVar
+
+import attrs
+
+from ..auth.principal import Principal
+from ..auth.request import RequestInfo
+from .requirements import Requirement
+
+__all__ = [
+    "AuthorizationContext",
+    "HubCaller",
+    "HubInvocationContext",
+    "HubRequestContext",
+]
+
+R = TypeVar("R", bound=Requirement)
+
+
+class AuthorizationContext:
+    """What handlers see and mark during one evaluation of a policy.
+
+    The ASP.NET ``AuthorizationHandlerContext``: every requirement starts
+    pending; ``succeed(requirement)`` marks one as met; ``fail()`` vetoes the
+    whole evaluation, whatever else succeeds. Every handler runs even after a
+    ``fail()`` (``InvokeHandlersAfterFailure``), so a handler must not assume
+    that it is the last word.
+
+    Attributes:
+        principal: the caller.
+        resource: what is being accessed: a ``HubInvocationContext`` for a hub
+            method, a ``HubRequestContext`` for a negotiate or transport
+            request, or whatever the application passes.
+        requirements: every requirement of the policy, in order.
+    """
+
+    __slots__ = (
+        "_fail_called",
+        "_failure_reasons",
+        "_pending",
+        "_succeed_called",
+        "principal",
+        "requirements",
+        "resource",
+    )
+
+    def __init__(
+        self, principal: Principal, resource: Any, requirements: Iterable[Requirement]
+    ) -> None:
+        self.principal = principal
+        self.resource = resource
+        self.requirements: tuple[Requirement, ...] = tuple(requirements)
+        self._pending: list[Requirement] = list(self.requirements)
+        self._succeed_called = False
+        self._fail_called = False
+        self._failure_reasons: list[str] = []
+
+    @property
+    def user(self) -> Principal:
+        """Alias of ``principal`` (ASP.NET's ``context.User``)."""
+        return self.principal
+
+    def succeed(self, requirement: Requirement) -> None:
+        """Mark ``requirement`` as met (a requirement not in the policy is ignored)."""
+        self._succeed_called = True
+        self._pending = [
+            pending
+            for pending in self._pending
+            if not (pending is requirement or pending == requirement)
+        ]
+
+    def fail(self, reason: str | None = None) -> None:
+        """Veto: the evaluation fails even if every requirement succeeds.
+
+        Args:
+            reason: why, for audit logs and ``AuthorizationResult.failure_reasons``.
+        """
+        self._fail_called = True
+        if reason is not None:
+            self._failure_reasons.append(reason)
+
+    def requirements_of(self, requirement_type: type[R]) -> tuple[R, ...]:
+        """Every requirement of the policy that is a ``requirement_type``.
+
+        What ASP.NET's ``AuthorizationHandler<T>`` iterates: a handler that may
+        ``fail()`` should look at these, so that its verdict does not depend on
+        whether another handler happened to run first.
+        """
+        return tuple(r for r in self.requirements if isinstance(r, requirement_type))
+
+    def pending(self, requirement_type: type[R]) -> tuple[R, ...]:
+        """The requirements of ``requirement_type`` that nobody has succeeded yet."""
+        return tuple(r for r in self._pending if isinstance(r, requirement_type))
+
+    @property
+    def pending_requirements(self) -> tuple[Requirement, ...]:
+        """Every requirement not succeeded yet, in policy order."""
+        return tuple(self._pending)
+
+    @property
+    def has_failed(self) -> bool:
+        """Whether some handler called ``fail()``."""
+        return self._fail_called
+
+    @property
+    def has_succeeded(self) -> bool:
+        """No ``fail()``, and every requirement succeeded.
+
+        As in ASP.NET, a context with no requirements never succeeds.
+        """
+        return not self._fail_called and self._succeed_called and not self._pending
+
+    @property
+    def failure_reasons(self) -> tuple[str, ...]:
+        """The reasons given to ``fail()``, in call order."""
+        return tuple(self._failure_reasons)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AuthorizationContext requirements={len(self.requirements)} "
+            f"pending={len(self._pending)} failed={self._fail_called}>"
+        )
+
+
+class HubCaller(Protocol):
+    """What authorization needs of the engine's ``HubCallerContext``."""
+
+    @property
+    def connection_id(self) -> str: ...
+    @property
+    def principal(self) -> Principal: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def items(self) -> MutableMapping[Any, Any]: ...
+
+
+@attrs.frozen(eq=False)
+class HubInvocationContext:
+    """The resource of a hub method check (ASP.NET's ``HubInvocationContext``).
+
+    Compared by identity: it carries the live caller context and arguments.
+    """
+
+    caller: HubCaller
+    """The caller context: connection id, principal, user id, items."""
+    hub: type[Any]
+    """The ``Hub`` subclass that owns the method."""
+    target: str
+    """The method name exactly as the client sent it."""
+    method_name: str
+    """The Python attribute name of the bound method."""
+    wire_name: str
+    """The canonical wire name (PascalCase unless given with ``@hub_method``)."""
+    arguments: tuple[Any, ...] = ()
+    """The decoded arguments, in order (client streams are not included)."""
+
+    @property
+    def principal(self) -> Principal:
+        return self.caller.principal
+
+    @property
+    def connection_id(self) -> str:
+        return self.caller.connection_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.caller.user_id
+
+
+@attrs.frozen(eq=False)
+class HubRequestContext:
+    """The resource of a hub-level check on a negotiate or transport HTTP request."""
+
+    request: RequestInfo
+    """The request (method, path, query, headers); use ``redacted()`` to log it."""
+    hub: type[Any]
+    """The ``Hub`` subclass mapped at ``path``."""
+    path: str
+    """The hub's path, e.g. ``/hubs/chat``."""

@@ -1,0 +1,225 @@
+"""Policies (sets of requirements that must all hold) and the registry of named ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .handlers import AuthorizationHandler, HandlerFunction, as_handler_function
+from .requirements import (
+    AssertionRequirement,
+    AuthenticatedUserRequirement,
+    ClaimRequirement,
+    Predicate,
+    Requirement,
+    RolesRequirement,
+)
+
+__all__ = ["AuthorizationPolicy", "PolicyRegistry", "UnknownPolicyError"]
+
+
+def _requirements(value: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    requirements = tuple(value)
+    if not requirements:
+        raise ValueError(
+            "an authorization policy needs at least one requirement; "
+            "use AuthorizationPolicy.build(authenticated=True) for 'any signed-in user'"
+        )
+    for requirement in requirements:
+        if not isinstance(requirement, Requirement):
+            raise TypeError(
+                f"policy requirements must be Requirement instances, got {requirement!r}"
+            )
+    return requirements
+
+
+@attrs.frozen
+class AuthorizationPolicy:
+    """Requirements that must all succeed (ASP.NET's ``AuthorizationPolicy``).
+
+    Build one with ``AuthorizationPolicy.build(...)`` or from requirements
+    directly: ``AuthorizationPolicy([RolesRequirement(["Admin"])])``.
+
+    Raises:
+        ValueError: no requirement (as in ASP.NET, an empty policy is an error,
+            never an "allow everyone").
+    """
+
+    requirements: tuple[Requirement, ...] = attrs.field(converter=_requirements)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        authenticated: bool = False,
+        roles: str | Iterable[str] | None = None,
+        claims: Mapping[str, Iterable[Any] | str | None] | None = None,
+        assertions: Iterable[Predicate] = (),
+        requirements: Iterable[Requirement] = (),
+    ) -> AuthorizationPolicy:
+        """A policy from the common requirements, in this order.
+
+        Args:
+            authenticated: require an authenticated user.
+            roles: require any one of these roles (a list, or "A, B").
+            claims: ``{claim_type: allowed values or None}``; one requirement per claim.
+            assertions: predicates of the context (sync or async), each a requirement.
+            requirements: any other requirements, appended as given.
+
+        Raises:
+            ValueError: nothing is required.
+        """
+        built: list[Requirement] = []
+        if authenticated:
+            built.append(AuthenticatedUserRequirement())
+        if roles is not None:
+            built.append(RolesRequirement(roles))
+        for claim_type, values in (claims or {}).items():
+            built.append(ClaimRequirement(claim_type, values))
+        built.extend(AssertionRequirement(predicate) for predicate in assertions)
+        built.extend(requirements)
+        return cls(built)
+
+    @classmethod
+    def combine(cls, *policies: AuthorizationPolicy) -> AuthorizationPolicy:
+        """One policy requiring everything the given policies require, in order."""
+        return cls(requirement for policy in policies for requirement in policy.requirements)
+
+    @property
+    def description(self) -> str:
+        return "; ".join(requirement.description for requirement in self.requirements)
+
+
+class UnknownPolicyError(KeyError):
+    """A policy name that the registry does not know.
+
+    Attributes:
+        name: the name asked for.
+        known: the names the registry knows.
+    """
+
+    def __init__(self, name: str, known: Sequence[str], where: str | None = None) -> None:
+        self.name = name
+        self.known = tuple(known)
+        used = f" (used by {where})" if where else ""
+        if self.known:
+            listed = "known policies: " + ", ".join(repr(k) for k in self.known)
+        else:
+            listed = "no policy is registered yet"
+        self.message = (
+            f"no authorization policy named {name!r}{used}; {listed}. "
+            f"Register it with registry.add_policy({name!r}, AuthorizationPolicy.build(...))"
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows repr(message), quotes and all.
+        return self.message
+
+
+class PolicyRegistry:
+    """Named policies, the default policy and the handlers of one server.
+
+    There are no globals: each server gets its own registry. Configure it
+    before the server starts; policies named by ``@authorize`` are resolved
+    once, at hub registration.
+
+    Args:
+        default_policy: what a bare ``@authorize`` requires; an authenticated
+            user unless given.
+    """
+
+    def __init__(self, *, default_policy: AuthorizationPolicy | None = None) -> None:
+        self._policies: dict[str, tuple[str, AuthorizationPolicy]] = {}
+        self._handlers: list[tuple[type[Requirement], HandlerFunction]] = []
+        self._default_policy = AuthorizationPolicy.build(authenticated=True)
+        if default_policy is not None:
+            self.default_policy = default_policy
+
+    @property
+    def default_policy(self) -> AuthorizationPolicy:
+        """Applied by each ``@authorize`` that names neither a policy nor roles."""
+        return self._default_policy
+
+    @default_policy.setter
+    def default_policy(self, policy: AuthorizationPolicy) -> None:
+        if not isinstance(policy, AuthorizationPolicy):
+            raise TypeError(f"default_policy must be an AuthorizationPolicy, got {policy!r}")
+        self._default_policy = policy
+
+    def add_policy(self, name: str, policy: AuthorizationPolicy) -> None:
+        """Register ``policy`` under ``name``.
+
+        Names are case-insensitive and a second registration under the same
+        name replaces the first, as in ASP.NET's ``AuthorizationOptions``.
+
+        Raises:
+            ValueError: ``name`` is empty or blank.
+            TypeError: ``policy`` is not an ``AuthorizationPolicy``.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a policy name must be a non-blank string, got {name!r}")
+        if not isinstance(policy, AuthorizationPolicy):
+            raise TypeError(
+                f"add_policy({name!r}, ...) needs an AuthorizationPolicy, got {policy!r}; "
+                "build one with AuthorizationPolicy.build(...)"
+            )
+        self._policies[name.casefold()] = (name, policy)
+
+    def get(self, name: str, *, where: str | None = None) -> AuthorizationPolicy:
+        """The policy registered as ``name`` (case-insensitive).
+
+        Args:
+            where: what asked for it, for the error message (e.g. ``ChatHub.ban_user``).
+
+        Raises:
+            UnknownPolicyError: no such policy; the message lists the known ones.
+        """
+        found = self._policies.get(name.casefold())
+        if found is None:
+            raise UnknownPolicyError(name, self.names, where)
+        return found[1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.casefold() in self._policies
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Registered policy names (as spelled by the latest `add_policy`), sorted."""
+        return tuple(sorted(name for name, _ in self._policies.values()))
+
+    def add_handler(
+        self,
+        requirement_type: type[Requirement],
+        handler: AuthorizationHandler | HandlerFunction,
+    ) -> None:
+        """Run ``handler`` whenever a policy holds a ``requirement_type`` (or a subclass).
+
+        Several handlers may serve one type; they all run, in registration
+        order, after the requirements' own ``handle`` methods. One success is
+        enough for a requirement unless some handler calls ``fail()``.
+
+        Raises:
+            TypeError: ``requirement_type`` is not a ``Requirement`` subclass, or
+                ``handler`` is neither a handler object nor a function.
+        """
+        if not (isinstance(requirement_type, type) and issubclass(requirement_type, Requirement)):
+            raise TypeError(
+                f"add_handler() needs a Requirement subclass as its first argument, "
+                f"got {requirement_type!r}"
+            )
+        self._handlers.append((requirement_type, as_handler_function(handler)))
+
+    def handlers_for(self, requirements: Iterable[Requirement]) -> tuple[HandlerFunction, ...]:
+        """The registered handlers that serve at least one of ``requirements``."""
+        present = tuple(requirements)
+        return tuple(
+            handler
+            for requirement_type, handler in self._handlers
+            if any(isinstance(requirement, requirement_type) for requirement in present)
+        )
+
+    def __repr__(self) -> str:
+        return f"<PolicyRegistry policies={list(self.names)} handlers={len(self._handlers)}>"

@@ -1,0 +1,182 @@
+"""Authorization in the hub engine: policies resolved once at registration,
+checked through the authorization actor for every HTTP request of a protected
+hub and every invocation of a protected method, each decision audited."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from actors.authorization import AuthorizationActor
+from actors.kit import ActorStopped
+
+from ..auth.principal import Principal
+from ..auth.request import RequestInfo
+from ..authorization import (
+    AuthorizationPolicy,
+    AuthorizeData,
+    HubInvocationContext,
+    HubRequestContext,
+    PolicyRegistry,
+    allows_anonymous,
+    authorize_data,
+    evaluate,
+    method_allows_anonymous,
+    method_authorize_data,
+    resolve_policy,
+)
+from .audit import Auditor, AuditRecord
+from .context import HubCallerContext
+
+if TYPE_CHECKING:
+    from .binding import BoundMethod
+
+__all__ = ["Guard", "HubAuthorizer"]
+
+log = logging.getLogger("triohub.authorization")
+
+
+@attrs.frozen
+class Guard:
+    """The resolved policy of a hub or a hub method, and how to name it in audits."""
+
+    policy: AuthorizationPolicy | None
+    label: str
+
+    @property
+    def open(self) -> bool:
+        return self.policy is None
+
+
+OPEN = Guard(None, "none")
+
+
+def _label(data: Sequence[AuthorizeData]) -> str:
+    parts = []
+    for datum in data:
+        if datum.policy is not None:
+            parts.append(datum.policy)
+        if datum.roles is not None:
+            parts.append("roles=" + "|".join(datum.roles))
+        if datum.uses_default_policy:
+            parts.append("default")
+    return "+".join(parts) or "none"
+
+
+class HubAuthorizer:
+    """Owned by the ``HubServer``; one per server."""
+
+    def __init__(
+        self, registry: PolicyRegistry, actor: AuthorizationActor, auditor: Auditor
+    ) -> None:
+        self.registry = registry
+        self.actor = actor
+        self.auditor = auditor
+
+    # -- registration (startup; errors here name the hub and method) ------------
+
+    def hub_guard(self, hub_class: type) -> Guard:
+        if allows_anonymous(hub_class):
+            return OPEN
+        data = authorize_data(hub_class)
+        policy = resolve_policy(self.registry, data, where=hub_class.__name__)
+        return OPEN if policy is None else Guard(policy, _label(data))
+
+    def method_guard(self, hub_class: type, name: str) -> Guard:
+        if method_allows_anonymous(hub_class, name):
+            return OPEN
+        data = method_authorize_data(hub_class, name)
+        policy = resolve_policy(self.registry, data, where=f"{hub_class.__name__}.{name}")
+        return OPEN if policy is None else Guard(policy, _label(data))
+
+    # -- checks -----------------------------------------------------------------
+
+    async def authorize_request(
+        self, hub_class: type, path: str, guard: Guard, principal: Principal, request: RequestInfo
+    ) -> bool:
+        if guard.policy is None:
+            return True
+        resource = HubRequestContext(request=request, hub=hub_class, path=path)
+        return await self._decide(
+            guard.policy,
+            principal,
+            resource,
+            AuditRecord(
+                hub=hub_class.__name__,
+                method=None,
+                policy=guard.label,
+                outcome="",
+                user_id=principal.name_identifier,
+            ),
+        )
+
+    async def authorize_invocation(
+        self,
+        hub_class: type,
+        caller: HubCallerContext,
+        method: BoundMethod,
+        target: str,
+        arguments: tuple[Any, ...],
+    ) -> bool:
+        guard: Guard = method.guard
+        if guard.policy is None:
+            return True
+        resource = HubInvocationContext(
+            caller=caller,
+            hub=hub_class,
+            target=target,
+            method_name=method.name,
+            wire_name=method.wire_name,
+            arguments=arguments,
+        )
+        return await self._decide(
+            guard.policy,
+            caller.principal,
+            resource,
+            AuditRecord(
+                hub=hub_class.__name__,
+                method=method.wire_name,
+                policy=guard.label,
+                outcome="",
+                user_id=caller.user_id,
+                connection_id=caller.connection_id,
+            ),
+        )
+
+    async def _decide(
+        self,
+        policy: AuthorizationPolicy,
+        principal: Principal,
+        resource: Any,
+        record: AuditRecord,
+    ) -> bool:
+        label = f"{record.hub}.{record.method or '<connect>'} policy={record.policy}"
+        try:
+            decision = await self.actor.evaluate(
+                lambda: evaluate(policy, principal, resource, self.registry), label=label
+            )
+        except ActorStopped:
+            log.warning("authorization actor stopped: denying %s", label)
+            self.auditor.record(
+                attrs.evolve(record, outcome="denied", failed_requirement="actor stopped")
+            )
+            return False
+        if decision.allowed:
+            self.auditor.record(attrs.evolve(record, outcome="allowed"))
+            return True
+        result = decision.result
+        if result is not None:
+            failed = result.failed_requirement_name or (
+                "fail() called" if result.fail_called else None
+            )
+            detail = result.description
+        else:
+            failed = decision.error or "error"
+            detail = f"evaluation failed closed ({decision.error})"
+        self.auditor.record(
+            attrs.evolve(record, outcome="denied", failed_requirement=failed, detail=detail)
+        )
+        return False
