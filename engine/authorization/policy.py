@@ -187,7 +187,7 @@ class PolicyRegistry:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Registered policy names (as spelled by the latest `add_policy`), sorted."""
+        """Registered policy names (as spelled by the latest ``add_policy``), sorted."""
         return tuple(sorted(name for name, _ in self._policies.values()))
 
     def add_handler(

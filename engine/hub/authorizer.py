@@ -24,7 +24,6 @@ from ..authorization import (
     allows_anonymous,
     authorize_data,
     evaluate,
-    method_allows_anonymous,
     method_authorize_data,
     resolve_policy,
 )
@@ -86,8 +85,8 @@ class HubAuthorizer:
         return OPEN if policy is None else Guard(policy, _label(data))
 
     def method_guard(self, hub_class: type, name: str) -> Guard:
-        if method_allows_anonymous(hub_class, name):
-            return OPEN
+        # Method metadata only restricts further: @allow_anonymous on a method
+        # never cancels its @authorize (dotnet/aspnetcore#21800).
         data = method_authorize_data(hub_class, name)
         policy = resolve_policy(self.registry, data, where=f"{hub_class.__name__}.{name}")
         return OPEN if policy is None else Guard(policy, _label(data))

@@ -1,0 +1,180 @@
+"""The authorization actor: runs policy evaluations concurrently, failing closed.
+
+It knows nothing of policies. A caller hands it a *job* (a zero-argument async
+callable whose result has a ``succeeded`` attribute; the engine passes
+``lambda: evaluate(policy, principal, resource, registry)``) and a *label* for
+the logs, and gets back a ``Decision``.
+
+Every job runs in its own task in the actor's nursery, so a handler awaiting
+a slow lookup for one caller never delays another. A job that raises, that
+returns something without ``succeeded is True``, or that runs longer than the
+timeout is a deny, logged (logger ``triohub.authorization``) with the label.
+A caller that gives up (is cancelled) cancels its job. When the actor stops,
+every pending ask fails with ``ActorStopped``: the ones still in the mailbox,
+and the ones whose job was running.
+
+In-flight jobs are bounded by their askers: each one has a task waiting for
+it, and the engine bounds those with its per-connection invocation limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
+
+import attrs
+import trio
+
+from .kit import ActorStopped, Mailbox, Reply
+
+__all__ = ["AuthorizationActor", "Decision", "Outcome"]
+
+log = logging.getLogger("triohub.authorization")
+
+
+class Outcome(Protocol):
+    """What a job returns: anything with a ``succeeded`` flag (``AuthorizationResult``)."""
+
+    @property
+    def succeeded(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Outcome)
+
+
+@attrs.frozen
+class Decision(Generic[R]):
+    """The answer to one ``evaluate``."""
+
+    allowed: bool
+    """True only if the job returned a result whose ``succeeded`` is ``True``."""
+    result: R | None
+    """What the job returned, or ``None`` if it raised or timed out."""
+    error: str | None = None
+    """Why the job did not produce a verdict: ``"timeout"``, the exception's type
+    name, or ``"invalid result"``; ``None`` when the job returned normally."""
+    elapsed: float = 0.0
+    """Seconds the job ran (trio clock), not counting time queued in the mailbox."""
+
+
+@attrs.define(eq=False)
+class _Evaluate:
+    job: Callable[[], Awaitable[Outcome]]
+    label: str
+    reply: Reply[Decision[Outcome]]
+    abandon: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    """Cancelled by the asker when it stops waiting; the job then stops too."""
+
+
+def _reply_of(command: _Evaluate) -> Reply[object]:
+    return command.reply  # type: ignore[return-value]
+
+
+class AuthorizationActor:
+    """Runs authorization jobs concurrently. Start it with ``await nursery.start(actor.run)``.
+
+    Args:
+        timeout: seconds a job may run before it counts as a deny (``math.inf``
+            for none). Time spent waiting in the mailbox does not count.
+        mailbox_size: asks that may queue before askers wait.
+
+    Raises:
+        ValueError: ``timeout`` is not positive.
+    """
+
+    def __init__(self, timeout: float = 5.0, *, mailbox_size: int = 1024) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive (seconds, or math.inf), got {timeout!r}")
+        self.timeout = timeout
+        self._mailbox: Mailbox[_Evaluate] = Mailbox("authorization", mailbox_size, _reply_of)
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox until cancelled; then fail every pending ask."""
+        if self._nursery is not None:
+            raise RuntimeError("this AuthorizationActor is already running or has run")
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await self._mailbox.serve(self._handle)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def _handle(self, command: _Evaluate) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_job, command, name=f"authorize {command.label}")
+
+    async def _run_job(self, command: _Evaluate) -> None:
+        try:
+            decision = await self._decide(command)
+        except BaseException:
+            # Only the actor's own cancellation gets here (the job's errors are
+            # caught in _decide): the ask fails as the kit promises.
+            command.reply.fail(ActorStopped("authorization is not running"))
+            raise
+        command.reply.set(decision)
+
+    async def _decide(self, command: _Evaluate) -> Decision[Outcome]:
+        started = trio.current_time()
+        result: Outcome | None = None
+        error: str | None = None
+        with command.abandon:
+            with trio.move_on_after(self.timeout) as deadline:
+                try:
+                    result = await command.job()
+                except Exception as exc:
+                    error = type(exc).__name__
+                    log.error(
+                        "authorization of %s raised %s; denied", command.label, error, exc_info=exc
+                    )
+            if deadline.cancelled_caught:
+                error = "timeout"
+                log.warning(
+                    "authorization of %s took longer than %s s; denied",
+                    command.label,
+                    self.timeout,
+                )
+        elapsed = trio.current_time() - started
+        if command.abandon.cancelled_caught:
+            return Decision(allowed=False, result=None, error="abandoned", elapsed=elapsed)
+        if error is not None:
+            return Decision(allowed=False, result=None, error=error, elapsed=elapsed)
+        succeeded = getattr(result, "succeeded", None)
+        if not isinstance(succeeded, bool):
+            log.error(
+                "authorization of %s returned %r, which has no boolean 'succeeded'; denied",
+                command.label,
+                type(result).__name__,
+            )
+            return Decision(allowed=False, result=None, error="invalid result", elapsed=elapsed)
+        return Decision(allowed=succeeded, result=result, error=None, elapsed=elapsed)
+
+    # -- the public face (any task) -----------------------------------------
+
+    async def evaluate(self, job: Callable[[], Awaitable[R]], *, label: str) -> Decision[R]:
+        """Run ``job`` in the actor and wait for the decision.
+
+        Args:
+            job: a zero-argument async callable returning an object with a
+                ``succeeded`` attribute.
+            label: what is being authorized, for logs (e.g. ``"ChatHub.BanUser
+                policy=Administrators"``); never put credentials in it.
+
+        Returns:
+            The decision; ``allowed`` is False if the job raised, timed out or
+            returned something without ``succeeded is True``.
+
+        Raises:
+            ActorStopped: the actor is not running, or stopped before deciding.
+        """
+        reply: Reply[Decision[Outcome]] = Reply()
+        command = _Evaluate(job, label, reply)
+        await self._mailbox.tell(command)
+        try:
+            decision = await reply.wait()
+        except BaseException:
+            command.abandon.cancel()
+            raise
+        return decision  # type: ignore[return-value]

@@ -1,0 +1,320 @@
+"""The authorization actor: concurrent evaluations that fail closed."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import math
+import pathlib
+from collections.abc import Awaitable, Callable
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+import actors.authorization
+from actors.authorization import AuthorizationActor, Decision
+from actors.kit import ActorStopped
+from engine.auth.principal import ANONYMOUS, Principal
+from engine.authorization import (
+    AuthorizationContext,
+    AuthorizationPolicy,
+    AuthorizationResult,
+    PolicyRegistry,
+    Requirement,
+    evaluate,
+)
+
+LOGGER = "triohub.authorization"
+
+
+@attrs.frozen
+class Verdict:
+    succeeded: bool
+
+
+ALLOW, DENY = Verdict(True), Verdict(False)
+
+
+def after(seconds: float, verdict: Verdict = ALLOW) -> Callable[[], Awaitable[Verdict]]:
+    async def job() -> Verdict:
+        await trio.sleep(seconds)
+        return verdict
+
+    return job
+
+
+async def start(nursery: trio.Nursery, job_timeout: float = 5.0) -> AuthorizationActor:
+    actor = AuthorizationActor(job_timeout)
+    await nursery.start(actor.run)
+    return actor
+
+
+# -- verdicts ---------------------------------------------------------------------
+
+
+async def test_allowed_and_denied_results(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery)
+    allowed = await actor.evaluate(after(0), label="ChatHub.SendMessage")
+    denied = await actor.evaluate(after(0, DENY), label="ChatHub.BanUser")
+    assert allowed == Decision(allowed=True, result=ALLOW, error=None, elapsed=0.0)
+    assert denied == Decision(allowed=False, result=DENY, error=None, elapsed=0.0)
+
+
+@pytest.mark.parametrize("result", [None, object(), "yes", Verdict(1)])  # type: ignore[arg-type]
+async def test_a_result_without_a_boolean_succeeded_is_a_deny(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, result: object
+) -> None:
+    async def job() -> object:
+        return result
+
+    actor = await start(nursery)
+    decision = await actor.evaluate(job, label="EchoHub.Echo")  # type: ignore[type-var]
+    assert not decision.allowed
+    assert decision.error == "invalid result"
+    assert decision.result is None
+    assert "EchoHub.Echo" in caplog.text
+
+
+async def test_a_raising_job_denies_and_is_logged(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def job() -> Verdict:
+        raise ConnectionError("user directory unreachable")
+
+    actor = await start(nursery)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        decision = await actor.evaluate(job, label="ChatHub.BanUser policy=Administrators")
+    assert decision == Decision(allowed=False, result=None, error="ConnectionError", elapsed=0.0)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.ERROR
+    assert "ChatHub.BanUser policy=Administrators" in record.getMessage()
+    assert "ConnectionError" in record.getMessage()
+    assert record.exc_info is not None  # the traceback is kept for debugging
+
+
+async def test_a_job_over_the_timeout_denies_and_is_logged(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    actor = await start(nursery, job_timeout=2.0)
+    begin = trio.current_time()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        decision = await actor.evaluate(after(10), label="ChatHub.ViewUserHistory")
+    assert decision.allowed is False
+    assert decision.error == "timeout"
+    assert decision.result is None
+    assert decision.elapsed == pytest.approx(2.0)
+    assert trio.current_time() - begin == pytest.approx(2.0)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.WARNING
+    assert "ChatHub.ViewUserHistory" in record.getMessage()
+
+
+async def test_a_job_within_the_timeout_is_decided(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery, job_timeout=2.0)
+    decision = await actor.evaluate(after(1.5), label="slow but in time")
+    assert decision.allowed
+    assert decision.elapsed == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.nan])
+def test_timeout_must_be_positive(timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        AuthorizationActor(timeout=timeout)
+
+
+async def test_no_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    actor = await start(nursery, job_timeout=math.inf)
+    decision = await actor.evaluate(after(3600), label="patient")
+    assert decision.allowed
+    assert decision.elapsed == pytest.approx(3600)
+
+
+# -- concurrency --------------------------------------------------------------------
+
+
+async def test_a_slow_evaluation_does_not_delay_another(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery, job_timeout=60.0)
+    begin = trio.current_time()
+    finished: dict[str, float] = {}
+    decisions: dict[str, Decision[Verdict]] = {}
+
+    async def ask(name: str, seconds: float) -> None:
+        decisions[name] = await actor.evaluate(after(seconds), label=name)
+        finished[name] = trio.current_time() - begin
+
+    async with trio.open_nursery() as callers:
+        callers.start_soon(ask, "slow", 10.0)
+        await trio.testing.wait_all_tasks_blocked()  # the slow job is running first
+        callers.start_soon(ask, "fast", 0.0)
+
+    assert finished["fast"] == pytest.approx(0.0)
+    assert finished["slow"] == pytest.approx(10.0)
+    assert decisions["slow"].allowed
+    assert decisions["fast"].allowed
+
+
+async def test_many_evaluations_finish_in_their_own_time(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery, job_timeout=60.0)
+    begin = trio.current_time()
+    finished: dict[int, float] = {}
+
+    async def ask(seconds: int) -> None:
+        await actor.evaluate(after(seconds), label=f"job {seconds}")
+        finished[seconds] = trio.current_time() - begin
+
+    async with trio.open_nursery() as callers:
+        for seconds in (5, 1, 4, 2, 3):
+            callers.start_soon(ask, seconds)
+    assert finished == {s: pytest.approx(float(s)) for s in (1, 2, 3, 4, 5)}
+
+
+async def test_a_caller_that_gives_up_cancels_its_job(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    cancelled_at: list[float] = []
+
+    async def job() -> Verdict:
+        try:
+            await trio.sleep(30)
+        except trio.Cancelled:
+            cancelled_at.append(trio.current_time())
+            raise
+        return ALLOW
+
+    actor = await start(nursery, job_timeout=60.0)
+    begin = trio.current_time()
+    with trio.move_on_after(1):
+        await actor.evaluate(job, label="abandoned")
+    await trio.testing.wait_all_tasks_blocked()
+    assert [t - begin for t in cancelled_at] == [pytest.approx(1.0)]
+    # The actor is still serving.
+    assert (await actor.evaluate(after(0), label="next")).allowed
+
+
+# -- stopping -----------------------------------------------------------------------
+
+
+async def test_stopping_fails_running_and_later_asks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    actor = AuthorizationActor(timeout=60.0)
+    outcomes: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await actor.evaluate(after(30), label="pending")
+        except ActorStopped as error:
+            outcomes.append(error)
+
+    actor_scope = trio.CancelScope()
+
+    async def run_actor(task_status: trio.TaskStatus[None]) -> None:
+        with actor_scope:
+            await actor.run(task_status=task_status)
+
+    with trio.fail_after(5):  # a broken promise would leave the askers waiting forever
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_actor)
+            nursery.start_soon(ask)
+            nursery.start_soon(ask)
+            await trio.sleep(1)  # both jobs are running now
+            actor_scope.cancel()
+
+    assert len(outcomes) == 2
+    assert all(isinstance(e, ActorStopped) for e in outcomes)
+    assert trio.current_time() == pytest.approx(1.0)  # nobody waited for the 30 s jobs
+    with pytest.raises(ActorStopped):
+        await actor.evaluate(after(0), label="too late")
+
+
+async def test_asks_queued_in_the_mailbox_fail_when_the_actor_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    actor = AuthorizationActor(mailbox_size=4)
+    errors: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await actor.evaluate(after(0), label="queued")
+        except ActorStopped as error:
+            errors.append(error)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(ask)
+            await trio.testing.wait_all_tasks_blocked()  # queued; the actor never started
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await actor.run()
+    assert len(errors) == 3
+
+
+async def test_an_actor_runs_once(nursery: trio.Nursery) -> None:
+    actor = await start(nursery)
+    with pytest.raises(RuntimeError, match="already running"):
+        await actor.run()
+
+
+# -- with the real evaluator ------------------------------------------------------
+
+
+@attrs.frozen
+class DirectoryLookup(Requirement):
+    """A self-handling requirement that awaits a slow lookup."""
+
+    delay: float
+
+    async def handle(self, context: AuthorizationContext) -> None:
+        await trio.sleep(self.delay)
+        if context.principal.is_in_role("Administrators"):
+            context.succeed(self)
+
+
+async def test_evaluations_of_real_policies(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    registry = PolicyRegistry()
+    admin = Principal(claims={"sub": "alice", "role": ["Administrators"]}, scheme="Bearer")
+    actor = await start(nursery, job_timeout=5.0)
+
+    fast = AuthorizationPolicy.build(authenticated=True, requirements=[DirectoryLookup(0.5)])
+    decision = await actor.evaluate(
+        lambda: evaluate(fast, admin, None, registry), label="fast policy"
+    )
+    assert decision.allowed
+    assert isinstance(decision.result, AuthorizationResult)
+    assert decision.elapsed == pytest.approx(0.5)
+
+    denied = await actor.evaluate(lambda: evaluate(fast, ANONYMOUS, None, registry), label="anon")
+    assert not denied.allowed
+    assert denied.result is not None
+    assert denied.result.failed_requirement_name == "AuthenticatedUserRequirement"
+
+    too_slow = AuthorizationPolicy([DirectoryLookup(30)])
+    decision = await actor.evaluate(
+        lambda: evaluate(too_slow, admin, None, registry), label="slow policy"
+    )
+    assert (decision.allowed, decision.error) == (False, "timeout")
+
+
+# -- boundaries --------------------------------------------------------------------
+
+
+def test_the_actor_imports_nothing_from_engine() -> None:
+    tree = ast.parse(pathlib.Path(actors.authorization.__file__).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] == "engine" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level > 0 or not (node.module or "").startswith("engine")
