@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import trio
 
@@ -32,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         trio.run(run)
-    except KeyboardInterrupt:
-        sys.exit(0)
+    except* KeyboardInterrupt:
+        pass  # Ctrl+C is how the demo stops: exit 0, no traceback
 
 
 if __name__ == "__main__":

@@ -123,7 +123,10 @@ class Dispatcher:
             )
             return
         uploads = self._open_uploads(method, message.stream_ids)
-        await self._limiter.acquire()
+        if not uploads:
+            # Like the reference, methods fed by client streams stay outside
+            # the limit: the reader must go on to deliver their items.
+            await self._limiter.acquire()
         self._control.nursery.start_soon(
             self._run_plain, method, target, reply_id, arguments, uploads
         )
@@ -229,7 +232,8 @@ class Dispatcher:
                 completion = Completion.with_result(reply_id, result)
         finally:
             self._close_uploads(uploads)
-            self._limiter.release()
+            if not uploads:
+                self._limiter.release()
         if completion is not None:
             await self._send_completion(completion, target)
 

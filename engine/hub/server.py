@@ -223,6 +223,7 @@ class HubServer:
                     self._connections = connections
                     task_status.started(self)
                     await self._stop.wait()
+                    await trio.lowlevel.checkpoint_if_cancelled()  # stop() racing a cancel
                     for registration in self._hubs.values():
                         await registration.router.close_all(CloseReason.SHUTDOWN)
                     with trio.move_on_after(shutdown_grace):

@@ -1,0 +1,275 @@
+"""End-to-end fixtures: the demo server as a subprocess, and the Node.js client runner.
+
+* ``demo_server`` (session): ``python -m demo --host 127.0.0.1 --port 0``, started once,
+  ready when it prints its listening line, stopped with SIGINT (Ctrl+C) at the end, which
+  it must obey within SHUTDOWN_TIMEOUT (test_shutdown checks that it exits cleanly).
+  Its stdout and stderr go to a log file that is attached to every failing test's report.
+* ``node_client`` (session): runs ``tests/e2e/js/client.mjs`` with the official
+  ``@microsoft/signalr`` client from the repository's ``node_modules`` and returns the
+  scenarios' observations (the JSON line the script prints last).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import trio
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO_ROOT = E2E_DIR.parents[1]
+CLIENT_SCRIPT = E2E_DIR / "js" / "client.mjs"
+
+STARTUP_TIMEOUT = 20.0
+SHUTDOWN_TIMEOUT = 15.0
+NODE_TIMEOUT = 60.0
+LISTENING = re.compile(rb"triohub demo listening on (http://\S+)\r?\n")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test under tests/e2e is end-to-end, even one whose module forgot
+    # ``pytestmark``: ``make test-fast`` (-m "not e2e") must never start a client.
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.e2e)
+
+
+# -- the demo server --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    base_url: str  # http://127.0.0.1:PORT
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def url(self, path: str = "/hubs/echo") -> str:
+        return self.base_url + path
+
+    def log(self, last_lines: int = 200) -> str:
+        text = self.log_path.read_text(errors="replace")
+        lines = text.splitlines()
+        shown = "\n".join(lines[-last_lines:])
+        state = (
+            "running"
+            if self.process.poll() is None
+            else f"EXITED with code {self.process.returncode}"
+        )
+        return f"demo server ({state}), log {self.log_path}:\n{shown}"
+
+
+def _wait_for_listening_line(process: subprocess.Popen[bytes], log_path: Path) -> str:
+    """Read the demo's stdout until its listening line; returns the base URL."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            match = LISTENING.search(seen)
+            if match is not None:
+                with log_path.open("ab") as log:
+                    log.write(seen)
+                return match.group(1).decode()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise TimeoutError(f"no listening line within {STARTUP_TIMEOUT} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise EOFError(f"demo exited before listening (code {process.wait()})")
+            seen += chunk
+
+
+def _copy_rest(stream: IO[bytes], log_path: Path) -> None:
+    with log_path.open("ab") as log:
+        for line in stream:
+            log.write(line)
+            log.flush()
+
+
+def start_demo(log_path: Path) -> DemoServer:
+    """Start ``python -m demo`` on a free port; returns once it printed its listening line."""
+    # Append mode: the child's stderr and the stdout copier share the file safely.
+    with log_path.open("ab") as stderr_log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr_log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        base_url = _wait_for_listening_line(process, log_path)
+    except (TimeoutError, EOFError) as error:
+        process.kill()
+        process.wait()
+        pytest.fail(
+            f"the demo server did not start: {error}\n{log_path.read_text(errors='replace')}",
+            pytrace=False,
+        )
+    assert process.stdout is not None
+    threading.Thread(
+        target=_copy_rest, args=(process.stdout, log_path), name="demo-stdout", daemon=True
+    ).start()
+    return DemoServer(base_url, process, log_path)
+
+
+def interrupt_demo(server: DemoServer) -> int:
+    """Stop the demo as Ctrl+C does (SIGINT); returns its exit code once it has exited."""
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=SHUTDOWN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(
+            f"the demo server did not exit within {SHUTDOWN_TIMEOUT} s of SIGINT\n{server.log()}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    server = start_demo(tmp_path_factory.mktemp("demo") / "demo-server.log")
+    try:
+        yield server
+    finally:
+        # It must exit; its exit code is test_demo_process's business.
+        interrupt_demo(server)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    server = getattr(item, "funcargs", {}).get("demo_server")
+    if report.failed and isinstance(server, DemoServer):
+        report.sections.append((f"demo server log ({report.when})", server.log()))
+    return report
+
+
+# -- the Node.js client -----------------------------------------------------------------
+
+
+class NodeClient:
+    """Runs ``client.mjs`` scenarios; see the header of that script for its contract."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def command(
+        self,
+        scenarios: str | list[str],
+        url: str,
+        transport: str,
+        protocol: str,
+        *,
+        skip_negotiation: bool = False,
+    ) -> list[str]:
+        names = scenarios if isinstance(scenarios, str) else ",".join(scenarios)
+        command = [self.node, str(CLIENT_SCRIPT), names, url, transport, protocol]
+        if skip_negotiation:
+            command.append("--skip-negotiation")
+        return command
+
+    def run(
+        self,
+        scenarios: str | list[str],
+        url: str,
+        transport: str = "WebSockets",
+        protocol: str = "json",
+        *,
+        skip_negotiation: bool = False,
+        timeout: float = NODE_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Run in a subprocess (sync tests); returns ``{scenario: observations}``."""
+        command = self.command(
+            scenarios, url, transport, protocol, skip_negotiation=skip_negotiation
+        )
+        try:
+            done = subprocess.run(
+                command, cwd=REPO_ROOT, capture_output=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as expired:
+            pytest.fail(
+                _describe(command, None, expired.stdout or b"", expired.stderr or b"", timeout),
+                pytrace=False,
+            )
+        return _results(command, done.returncode, done.stdout, done.stderr)
+
+    async def arun(
+        self,
+        scenarios: str | list[str],
+        url: str,
+        transport: str = "WebSockets",
+        protocol: str = "json",
+        *,
+        skip_negotiation: bool = False,
+    ) -> dict[str, Any]:
+        """Like ``run`` but with ``trio.run_process`` (trio tests serving in-process);
+        fails after ``NODE_TIMEOUT`` (wrap in ``trio.fail_after`` for less)."""
+        command = self.command(
+            scenarios, url, transport, protocol, skip_negotiation=skip_negotiation
+        )
+        try:
+            with trio.fail_after(NODE_TIMEOUT):
+                done = await trio.run_process(
+                    command, cwd=REPO_ROOT, capture_stdout=True, capture_stderr=True, check=False
+                )
+        except trio.TooSlowError:
+            pytest.fail(_describe(command, None, b"", b"", NODE_TIMEOUT), pytrace=False)
+        return _results(command, done.returncode, done.stdout, done.stderr)
+
+
+def _describe(
+    command: list[str], code: int | None, stdout: bytes, stderr: bytes, timeout: float | None
+) -> str:
+    what = f"timed out after {timeout} s" if code is None else f"exited with code {code}"
+    return (
+        f"node client {what}: {' '.join(command)}\n"
+        f"--- stdout ---\n{stdout.decode(errors='replace')}\n"
+        f"--- stderr ---\n{stderr.decode(errors='replace')}"
+    )
+
+
+def _results(command: list[str], code: int, stdout: bytes, stderr: bytes) -> dict[str, Any]:
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    try:
+        output = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        output = None
+    if code != 0 or not isinstance(output, dict) or output.get("ok") is not True:
+        pytest.fail(_describe(command, code, stdout, stderr, None), pytrace=False)
+    results: dict[str, Any] = output["results"]
+    return results
+
+
+@pytest.fixture(scope="session")
+def node_client() -> NodeClient:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (Node.js 20) is not on PATH; `make test` installs it", pytrace=False)
+    for package in ("@microsoft/signalr", "@microsoft/signalr-protocol-msgpack"):
+        if not (REPO_ROOT / "node_modules" / package / "package.json").is_file():
+            pytest.fail(
+                f"{package} is not installed in {REPO_ROOT / 'node_modules'}; run `make node`",
+                pytrace=False,
+            )
+    return NodeClient(node)
