@@ -157,6 +157,7 @@ def check_upload_while_invoking(observed: Observations, protocol: str) -> None:
     assert sent["add"] == {"value": 7}, (
         f"Add after send('UploadSum', subject), before its items, must answer; got {sent['add']}"
     )
+    assert sent["flushed"] == {"value": "flushed"}, sent
     assert_clean_closes(observed)
 
 

@@ -104,6 +104,8 @@ class RecordingProtocol {
         this.version = inner.version;
         this.transferFormat = inner.transferFormat;
         this.wire = new Inbox(`${label} wire`);
+        // Every message the client hands to its transport, in order.
+        this.written = new Inbox(`${label} written`);
         // Raw data as handed to the protocol after the handshake: text as is, binary as hex.
         this.frames = [];
     }
@@ -118,6 +120,7 @@ class RecordingProtocol {
     }
 
     writeMessage(message) {
+        this.written.push(message);
         return this.inner.writeMessage(message);
     }
 }
@@ -176,7 +179,8 @@ async function connect(label, handlers = {}) {
     const protocol = new RecordingProtocol(inner, label);
     const connection = new HubConnectionBuilder()
         .withUrl(config.url, {
-            transport: HttpTransportType[config.transport],
+            // "All" lets the client walk the server's list (fallback).
+            transport: config.transport === "All" ? undefined : HttpTransportType[config.transport],
             skipNegotiation: config.skipNegotiation,
             logMessageContent: config.logLevel === LogLevel.Trace,
         })
@@ -368,7 +372,16 @@ const SCENARIOS = {
             const add = outcome(() => b.connection.invoke("Add", 3, 4));
             subject.next(5);
             subject.complete();
-            return { sendReturned, add: await add };
+            // Over HTTP transports each record is its own POST: wait until the client
+            // has written the stream's Completion, or stopping would race its send.
+            await b.protocol.written.until(
+                (items) => items.some((m) => m.type === MessageType.Completion),
+                "the upload's Completion to be written",
+            );
+            // The transport sends in order, so once a later call is answered the
+            // Completion's POST has finished too.
+            const flushed = await outcome(() => b.connection.invoke("Echo", "flushed"));
+            return { sendReturned, add: await add, flushed };
         };
         const [invoked, sent] = await Promise.all([viaInvoke(), viaSend()]);
         return { invoked, sent, closes: await stopAll([a, b]) };
@@ -520,6 +533,16 @@ const SCENARIOS = {
             closes: await stopAll([a]),
         };
     },
+
+    /** Which transport the client ended up on (for fallback checks). */
+    async transportUsed() {
+        const a = await connect("A");
+        // The client keeps its transport on the internal HttpConnection; its class
+        // name is the only place the choice is visible.
+        const name = a.connection.connection?.transport?.constructor?.name ?? null;
+        const echo = await outcome(() => a.connection.invoke("Echo", "still works"));
+        return { transport: name, echo, closes: await stopAll([a]) };
+    },
 };
 
 // -- main -------------------------------------------------------------------------------
@@ -536,7 +559,7 @@ function parseArgs(argv) {
             throw new Error(`unknown option ${flag}`);
         }
     }
-    if (!(transport in HttpTransportType) || typeof HttpTransportType[transport] !== "number") {
+    if (transport !== "All" && (!(transport in HttpTransportType) || typeof HttpTransportType[transport] !== "number")) {
         throw new Error(`unknown transport ${transport}`);
     }
     if (protocol !== "json" && protocol !== "messagepack") {

@@ -1,0 +1,77 @@
+"""The official JavaScript client over Server-Sent Events and long polling: the
+same scenarios as over WebSockets (SSE carries JSON only; long polling both
+protocols), and transport fallback when the server disables WebSockets."""
+
+from __future__ import annotations
+
+import outcome
+import pytest
+import trio
+
+from demo.echo import EchoHub
+from engine import HubOptions, HubServer, TransportType
+from engine.transports.asgi import SignalRApp
+from engine.transports.hypercorn import serve_hypercorn
+
+from .checks import CHECKS
+from .conftest import DemoServer, NodeClient
+
+pytestmark = pytest.mark.e2e
+
+COMBINATIONS = [
+    ("ServerSentEvents", "json"),
+    ("LongPolling", "json"),
+    ("LongPolling", "messagepack"),
+]
+# The 32 KiB record scenario drives a WebSocket-only close path (the JS client
+# reports an HTTP transport's close differently); it has its own HTTP test below.
+SCENARIOS = [name for name in CHECKS if name != "limits"]
+
+
+@pytest.mark.parametrize(("transport", "protocol"), COMBINATIONS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_demo(
+    demo_server: DemoServer,
+    node_client: NodeClient,
+    scenario: str,
+    transport: str,
+    protocol: str,
+) -> None:
+    results = node_client.run(scenario, demo_server.url("/hubs/echo"), transport, protocol)
+    CHECKS[scenario](results[scenario], protocol)
+
+
+async def _serve(transports: frozenset[TransportType]) -> tuple[HubServer, SignalRApp]:
+    server = HubServer()
+    server.map_hub("/hubs/echo", EchoHub, options=HubOptions(transports=transports))
+    return server, SignalRApp(server)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "expected"),
+    [
+        (
+            {TransportType.SERVER_SENT_EVENTS, TransportType.LONG_POLLING},
+            "ServerSentEventsTransport",
+        ),
+        ({TransportType.LONG_POLLING}, "LongPollingTransport"),
+        (set(TransportType), "WebSocketTransport"),
+    ],
+)
+async def test_fallback_follows_the_server_list(
+    node_client: NodeClient, enabled: set[TransportType], expected: str
+) -> None:
+    server, app = await _serve(frozenset(enabled))
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
+        ran = await outcome.acapture(
+            node_client.arun,
+            ["transportUsed"],
+            f"http://{host}:{port}/hubs/echo",
+            "All",
+            "json",
+        )
+        nursery.cancel_scope.cancel()
+    result = ran.unwrap()["transportUsed"]
+    assert result["transport"] == expected, result
+    assert result["echo"] == {"value": "still works"}, result
