@@ -41,10 +41,10 @@ def test_demo(
     CHECKS[scenario](results[scenario], protocol)
 
 
-async def _serve(transports: frozenset[TransportType]) -> tuple[HubServer, SignalRApp]:
+def _app(transports: frozenset[TransportType]) -> SignalRApp:
     server = HubServer()
     server.map_hub("/hubs/echo", EchoHub, options=HubOptions(transports=transports))
-    return server, SignalRApp(server)
+    return SignalRApp(server)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ async def _serve(transports: frozenset[TransportType]) -> tuple[HubServer, Signa
 async def test_fallback_follows_the_server_list(
     node_client: NodeClient, enabled: set[TransportType], expected: str
 ) -> None:
-    server, app = await _serve(frozenset(enabled))
+    app = _app(frozenset(enabled))
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
         ran = await outcome.acapture(
