@@ -126,6 +126,7 @@ class _Send:
     audience: Audience
     payload: Payload
     local_only: bool = False
+    reply: Reply[None] | None = None
 
 
 @attrs.frozen
@@ -199,8 +200,10 @@ class Router:
 
     def _handle(self, command: _Command) -> None:
         match command:
-            case _Send(audience, payload, local_only):
+            case _Send(audience, payload, local_only, done):
                 self._fan_out(audience, payload)
+                if done is not None:
+                    done.set(None)
                 if self._publish is not None and not local_only:
                     try:
                         self._publish.send_nowait(command)
@@ -319,7 +322,9 @@ class Router:
         await self._mailbox.tell(_Group(connection_id, group, add=False))
 
     async def send(self, audience: Audience, payload: Payload) -> None:
-        await self._mailbox.tell(_Send(audience, payload))
+        """Returns once the message is in every recipient's outbox (so a hub
+        method's own Completion always follows what it sent, as in ASP.NET)."""
+        await self._mailbox.ask(lambda reply: _Send(audience, payload, reply=reply))
 
     async def lookup(self, connection_id: str) -> Any:
         """The ``handle`` registered for a connection, or ``None``."""

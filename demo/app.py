@@ -10,7 +10,7 @@ from engine.transports.asgi import SignalRApp
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
-from .users import AUDIENCE, ISSUER, jwt_secret
+from .users import AUDIENCE, ISSUER, jwt_secret, session_max_age
 from .web import DemoWeb
 
 
@@ -22,7 +22,7 @@ def build_app(secret: str | None = None) -> SignalRApp:
             algorithms=("HS256",), key=secret, issuer=ISSUER, audience=AUDIENCE, leeway=0
         )
     )
-    cookies = CookieAuthenticator(secret, cookie_name="triohub_demo")
+    cookies = CookieAuthenticator(secret, cookie_name="triohub_demo", max_age=session_max_age())
     state = ChatState()
     server = HubServer(authenticator=FirstOf(bearer, cookies), policies=chat_policies(state))
     server.map_hub(

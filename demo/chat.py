@@ -97,10 +97,10 @@ class ChatHub(Hub):
     @authorize("DomainRestricted")
     async def ban_user(self, user_name: str) -> None:
         """Close every connection of ``user_name`` and refuse their new ones."""
-        self.state.banned.add(user_name)
         user = USERS.get(user_name)
         if user is None:
             raise HubError(f"Unknown user '{user_name}'.")
+        self.state.banned.add(user_name)
         await self.clients.user(user.email).abort()
 
     @authorize("DomainRestricted")

@@ -65,6 +65,20 @@ def jwt_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
+def session_max_age() -> int:
+    """Seconds a sign-in lasts: ``DEMO_SESSION_MAX_AGE`` (default 8 hours)."""
+    value = os.environ.get("DEMO_SESSION_MAX_AGE", "")
+    try:
+        seconds = int(value) if value else 8 * 3600
+    except ValueError:
+        raise SystemExit(
+            f"DEMO_SESSION_MAX_AGE must be a number of seconds, not {value!r}"
+        ) from None
+    if seconds < 1:
+        raise SystemExit("DEMO_SESSION_MAX_AGE must be at least 1 second")
+    return seconds
+
+
 def issue_token(user: User, secret: str, lifetime: int, *, now: float | None = None) -> str:
     issued = int(now if now is not None else time.time())
     claims = {

@@ -28,6 +28,11 @@ _STATIC_FILES = {
     "/lib/signalr.min.js.map": (BUNDLE / "signalr.min.js.map", "application/json"),
 }
 _SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
