@@ -73,6 +73,9 @@ class AuthenticationOutcome:
     """The caller; ``ANONYMOUS`` when no scheme recognised a valid credential."""
     failure: AuthenticationFailed | None = None
     """Why a presented credential was rejected, if one was."""
+    failure_challenge: str | None = None
+    """The challenge of the scheme that rejected it (its error details belong
+    in that challenge only: a bad cookie is not an ``invalid_token``)."""
     refused: AuthenticationRefused | None = None
     """Set when the request must get 403 regardless of the hub's policy."""
     challenges: tuple[str, ...] = ()
@@ -130,6 +133,7 @@ async def authenticate_request(
     schemes = _schemes(authenticator)
     challenges = tuple(c for c in (s.challenge for s in schemes) if c)
     failure: AuthenticationFailed | None = None
+    failure_challenge: str | None = None
     for scheme in schemes:
         try:
             principal = await scheme.authenticate(request)
@@ -144,12 +148,17 @@ async def authenticate_request(
                 request.path,
                 error.description,
             )
-            failure = failure or error
+            if failure is None:
+                failure, failure_challenge = error, scheme.challenge
             continue
         except Exception:
             log.exception("authentication scheme %s raised", type(scheme).__name__)
-            failure = failure or AuthenticationFailed("authentication error")
+            if failure is None:
+                failure = AuthenticationFailed("authentication error")
+                failure_challenge = scheme.challenge
             continue
         if principal is not None and principal.is_authenticated:
             return AuthenticationOutcome(principal=principal, challenges=challenges)
-    return AuthenticationOutcome(failure=failure, challenges=challenges)
+    return AuthenticationOutcome(
+        failure=failure, failure_challenge=failure_challenge, challenges=challenges
+    )

@@ -8,9 +8,11 @@ flood of requests to the issuer.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import trio
@@ -22,6 +24,23 @@ log = logging.getLogger("triohub.auth")
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
 
 
+def _secure_url(url: str, allow_http: bool) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    if allow_http:
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class JwksKeySource:
     """Keys by ``kid`` from a JWKS URL (or any async ``fetch`` returning the document).
 
@@ -31,6 +50,8 @@ class JwksKeySource:
         cache_ttl: seconds before the cached keys are refetched anyway.
         min_refresh_interval: seconds between two fetches caused by unknown keys.
         timeout: seconds one fetch may take.
+        allow_http: accept a plain ``http://`` URL that is not on loopback
+            (ASP.NET's ``RequireHttpsMetadata = false``).
     """
 
     def __init__(
@@ -41,9 +62,16 @@ class JwksKeySource:
         cache_ttl: float = 3600.0,
         min_refresh_interval: float = 30.0,
         timeout: float = 10.0,
+        allow_http: bool = False,
     ) -> None:
         if (url is None) == (fetch is None):
             raise ValueError("JwksKeySource needs exactly one of url= and fetch=")
+        if url is not None and not _secure_url(url, allow_http):
+            raise ValueError(
+                f"the JWKS URL {url!r} is not HTTPS: whoever can alter the response "
+                "chooses the signing keys; use https (plain http is allowed for "
+                "loopback addresses, or with allow_http=True)"
+            )
         self.url = url
         self._fetch = fetch or self._fetch_url
         self._cache_ttl = cache_ttl

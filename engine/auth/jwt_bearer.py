@@ -87,6 +87,10 @@ class JwtBearerOptions:
     query_parameter: str | None = "access_token"
     """Read on hub paths when there is no Authorization header; ``None`` = never."""
     scheme_name: str = "Bearer"
+    allow_any_issuer: bool = False
+    """Accept tokens without checking ``iss`` (only when ``issuer`` is None)."""
+    allow_any_audience: bool = False
+    """Accept tokens without checking ``aud`` (only when ``audience`` is None)."""
 
     def __attrs_post_init__(self) -> None:
         if (self.key is None) == (self.jwks is None):
@@ -105,6 +109,18 @@ class JwtBearerOptions:
                 )
             if symmetric and len(self.key) < 32:
                 log.warning("the HMAC secret is shorter than 32 bytes; use a longer one")
+        # Fail closed like ASP.NET's ValidateIssuer / ValidateAudience defaults:
+        # a token minted for another service must not be accepted here.
+        if self.issuer is None and not self.allow_any_issuer:
+            raise ValueError(
+                "JwtBearerOptions needs issuer= (the token issuer you trust); "
+                "pass allow_any_issuer=True to accept any issuer"
+            )
+        if self.audience is None and not self.allow_any_audience:
+            raise ValueError(
+                "JwtBearerOptions needs audience= (this service's identifier); "
+                "pass allow_any_audience=True to accept any audience"
+            )
 
 
 def _looks_like_pem(key: str | bytes) -> bool:

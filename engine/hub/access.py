@@ -5,7 +5,6 @@ requests of SSE and long-polling connections."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -17,7 +16,7 @@ from ..auth.request import RequestInfo
 if TYPE_CHECKING:
     from .server import HubRegistration, HubServer
 
-__all__ = ["Verdict", "check_request", "same_user"]
+__all__ = ["Verdict", "check_bound", "check_request", "same_user"]
 
 log = logging.getLogger("triohub.auth")
 
@@ -32,6 +31,7 @@ class Verdict:
     status: int = 200
     """200 to go on; 401 (challenge) or 403 (forbidden) to refuse."""
     headers: tuple[Header, ...] = ()
+    """The challenge (``WWW-Authenticate``) for a 401, kept for a later 401."""
     reason: str = ""
     """For logs only (never credentials)."""
 
@@ -44,7 +44,7 @@ def _challenge_headers(outcome: AuthenticationOutcome) -> tuple[Header, ...]:
     headers = []
     for challenge in outcome.challenges:
         value = challenge
-        if outcome.failure is not None and challenge.lower() == "bearer":
+        if outcome.failure is not None and challenge == outcome.failure_challenge:
             description = outcome.failure.description.replace('"', "'")
             value = (
                 f'{challenge} error="{outcome.failure.error}", error_description="{description}"'
@@ -53,56 +53,64 @@ def _challenge_headers(outcome: AuthenticationOutcome) -> tuple[Header, ...]:
     return tuple(headers)
 
 
+_TIME_CLAIMS = frozenset({"exp", "nbf", "iat", "jti", "auth_time"})
+
+
+def _identity(principal: Principal) -> object:
+    key = principal.name_identifier or principal.name or principal.email
+    if key is not None:
+        return key
+    # No identity claim at all: the claims themselves, minus what changes when
+    # the same credential is re-issued.
+    return tuple(sorted((k, repr(v)) for k, v in principal.claims.items() if k not in _TIME_CLAIMS))
+
+
 def same_user(bound: Principal, current: Principal) -> bool:
     """Whether a later request comes from the connection's own user."""
     if not bound.is_authenticated:
         return True  # an anonymous connection has no user to impersonate
     if not current.is_authenticated:
         return False
-    key_bound = bound.name_identifier or bound.name or bound.email
-    key_current = current.name_identifier or current.name or current.email
-    return key_bound is not None and key_bound == key_current
-
-
-HubPolicyCheck = Callable[[Principal, RequestInfo], Awaitable[bool]]
+    return _identity(bound) == _identity(current)
 
 
 async def check_request(
-    server: HubServer,
-    registration: HubRegistration,
-    request: RequestInfo,
-    *,
-    bound: Principal | None = None,
+    server: HubServer, registration: HubRegistration, request: RequestInfo
 ) -> Verdict:
-    """Authenticate ``request`` and apply the hub's policy.
+    """Authenticate ``request`` and apply the hub's policy (401 / 403).
 
-    Args:
-        bound: for the later requests of an SSE or long-polling connection, the
-            principal fixed when the connection started: the request must come
-            from the same user (403 otherwise) with a valid credential (401).
-
-    Returns:
-        A verdict; its principal is the request's (never the bound one's).
+    Runs before anything else looks at the request, as ASP.NET's
+    authorization middleware does: an unauthenticated caller learns nothing
+    about connection ids.
     """
     outcome = await authenticate_request(server.authenticator, request)
     principal = outcome.principal
+    challenge = _challenge_headers(outcome)
     if outcome.refused is not None:
         return Verdict(principal, 403, reason=str(outcome.refused))
-    if bound is not None and bound.is_authenticated:
-        if not principal.is_authenticated:
-            return Verdict(
-                principal, 401, _challenge_headers(outcome), reason="credential missing or invalid"
-            )
-        if not same_user(bound, principal):
-            log.warning(
-                "refused a request on connection of another user (%s %s)",
-                request.method,
-                request.path,
-            )
-            return Verdict(principal, 403, reason="a different user than the connection's")
     allowed = await server.authorize_hub(registration, principal, request)
     if allowed:
-        return Verdict(principal)
+        return Verdict(principal, headers=challenge)
     if principal.is_authenticated:
         return Verdict(principal, 403, reason="hub policy denied the user")
-    return Verdict(principal, 401, _challenge_headers(outcome), reason="authentication required")
+    return Verdict(principal, 401, challenge, reason="authentication required")
+
+
+def check_bound(verdict: Verdict, bound: Principal, request: RequestInfo) -> Verdict:
+    """For the later requests of an SSE or long-polling connection: the request
+    must prove it comes from the connection's own user (401 without a valid
+    credential, 403 for another user). The connection's principal never changes."""
+    if not verdict.allowed or not bound.is_authenticated:
+        return verdict
+    if not verdict.principal.is_authenticated:
+        return Verdict(
+            verdict.principal, 401, verdict.headers, reason="credential missing or invalid"
+        )
+    if not same_user(bound, verdict.principal):
+        log.warning(
+            "refused a request on the connection of another user (%s %s)",
+            request.method,
+            request.path,
+        )
+        return Verdict(verdict.principal, 403, reason="a different user than the connection's")
+    return verdict

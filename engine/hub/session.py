@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.kit import Reply
+from actors.kit import ActorStopped, Reply
 from actors.router import ConnectionEntry
 from actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
 
@@ -292,7 +292,10 @@ class HubSession:
             reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
         self._pending.clear()
         if self._registered:
-            await self.registration.router.unregister(self.connection_id)
+            try:
+                await self.registration.router.unregister(self.connection_id)
+            except ActorStopped:
+                pass  # the whole server is going down: its registry goes with it
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..auth.principal import Principal
-from ..hub.access import Verdict, check_request
+from ..auth.request import RequestInfo
+from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate, new_connection_id
 from .connections import ConnectionTable, HttpConnection
@@ -118,11 +119,24 @@ class SignalRApp:
 
     # -- authentication ---------------------------------------------------------
 
-    async def _verdict(
-        self, scope: Scope, registration: HubRegistration, bound: Principal | None = None
-    ) -> Verdict:
+    async def _verdict(self, scope: Scope, registration: HubRegistration) -> Verdict:
         request = request_info(scope, registration.path)
-        verdict = await check_request(self.server, registration, request, bound=bound)
+        verdict = await check_request(self.server, registration, request)
+        self._log_refusal(request, verdict)
+        return verdict
+
+    def _bound(self, scope: Scope, verdict: Verdict, connection: HttpConnection) -> Verdict:
+        """The same-user rule for later requests of an SSE / long-polling connection."""
+        if connection.principal is None:
+            return verdict
+        request = request_info(scope, connection.registration.path)
+        checked = check_bound(verdict, connection.principal, request)
+        if checked is not verdict:
+            self._log_refusal(request, checked)
+        return checked
+
+    @staticmethod
+    def _log_refusal(request: RequestInfo, verdict: Verdict) -> None:
         if not verdict.allowed:
             log.info(
                 "%s %s refused with %d: %s",
@@ -131,7 +145,6 @@ class SignalRApp:
                 verdict.status,
                 verdict.reason,
             )
-        return verdict
 
     @staticmethod
     async def _refuse(send: Send, verdict: Verdict) -> None:
@@ -148,18 +161,19 @@ class SignalRApp:
         negotiate_route: bool,
     ) -> None:
         method = scope.get("method", "GET")
-        if negotiate_route:
-            if method != "POST":
-                await respond(send, 405, b"")
-                return
-            verdict = await self._verdict(scope, registration)
-            if not verdict.allowed:
-                await self._refuse(send, verdict)
-                return
-            await self._negotiate(scope, send, registration)
+        if negotiate_route and method != "POST":
+            await respond(send, 405, b"")
             return
         if method not in ("GET", "POST", "DELETE"):
             await respond(send, 405, b"")
+            return
+        # Authentication and the hub policy come first, before any lookup.
+        verdict = await self._verdict(scope, registration)
+        if not verdict.allowed:
+            await self._refuse(send, verdict)
+            return
+        if negotiate_route:
+            await self._negotiate(scope, send, registration)
             return
         query = query_of(scope)
         token = (query.get("id") or ("",))[0]
@@ -170,23 +184,26 @@ class SignalRApp:
         if connection is None or connection.registration is not registration:
             await respond(send, 404, Texts.NO_CONNECTION.encode())
             return
-        if connection.transport is not None and connection.principal is not None:
-            # Every later request of an SSE / long-polling connection proves it
-            # comes from the connection's own user.
-            verdict = await self._verdict(scope, registration, bound=connection.principal)
-            if not verdict.allowed:
-                await self._refuse(send, verdict)
-                return
+        verdict = self._bound(scope, verdict, connection)
+        if not verdict.allowed:
+            await self._refuse(send, verdict)
+            return
         if method == "POST" and connection.transport is TransportType.WEBSOCKETS:
             await respond(send, 405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
             return
         if method == "DELETE" and connection.transport is not TransportType.LONG_POLLING:
             await respond(send, 400, Texts.DELETE_NOT_ALLOWED.encode())
             return
-        await self._http_transport(scope, receive, send, connection, method)
+        await self._http_transport(scope, receive, send, connection, method, verdict.principal)
 
     async def _http_transport(
-        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection, method: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        connection: HttpConnection,
+        method: str,
+        principal: Principal,
     ) -> None:
         registration = connection.registration
         if method == "POST":
@@ -213,9 +230,9 @@ class SignalRApp:
             if connection.active or connection.transport is not None:
                 await respond(send, 409, b"")
                 return
-            await self._sse(scope, receive, send, connection)
+            await self._sse(receive, send, connection, principal)
         else:
-            await self._poll(scope, receive, send, connection)
+            await self._poll(receive, send, connection, principal)
 
     async def _post(self, receive: Receive, send: Send, connection: HttpConnection) -> None:
         channel = connection.channel
@@ -237,14 +254,9 @@ class SignalRApp:
         await respond(send, 200, b"")
 
     async def _sse(
-        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection
+        self, receive: Receive, send: Send, connection: HttpConnection, principal: Principal
     ) -> None:
         registration = connection.registration
-        verdict = await self._verdict(scope, registration)
-        if not verdict.allowed:
-            await self._refuse(send, verdict)
-            return
-        principal = verdict.principal
         transport = SseTransport(send, Inbound())
         connection.transport = TransportType.SERVER_SENT_EVENTS
         connection.active = True
@@ -267,17 +279,12 @@ class SignalRApp:
             self.connections.remove(connection.token)
 
     async def _poll(
-        self, scope: Scope, receive: Receive, send: Send, connection: HttpConnection
+        self, receive: Receive, send: Send, connection: HttpConnection, principal: Principal
     ) -> None:
         registration = connection.registration
         if connection.transport is None:
             # The first poll binds the transport, starts the connection and
             # answers at once (the JS client requires this 200).
-            verdict = await self._verdict(scope, registration)
-            if not verdict.allowed:
-                await self._refuse(send, verdict)
-                return
-            principal = verdict.principal
             transport = LongPollingTransport()
             connection.transport = TransportType.LONG_POLLING
             connection.principal = principal
@@ -345,6 +352,11 @@ class SignalRApp:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, registration: HubRegistration
     ) -> None:
+        verdict = await self._verdict(scope, registration)
+        if not verdict.allowed:
+            await self._reject_websocket(scope, send, verdict.status, b"", verdict.headers)
+            return
+        principal = verdict.principal
         token = (query_of(scope).get("id") or ("",))[0]
         connection: HttpConnection | None = None
         if token:
@@ -364,11 +376,6 @@ class SignalRApp:
                     scope, send, 400, Texts.CANNOT_CHANGE_TRANSPORT.encode()
                 )
             return
-        verdict = await self._verdict(scope, registration)
-        if not verdict.allowed:
-            await self._reject_websocket(scope, send, verdict.status, b"", verdict.headers)
-            return
-        principal = verdict.principal
         if connection is None:
             # skipNegotiation: the connection is created by the upgrade itself.
             connection_id = new_connection_id()

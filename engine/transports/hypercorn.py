@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 import trio
 from hypercorn.config import Config
+from hypercorn.logging import Logger
 from hypercorn.trio import serve
 
 __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
@@ -15,6 +17,21 @@ __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)sus'
 """Like hypercorn's default but with the path only: never the query string,
 which carries ``access_token`` for browser WebSocket and SSE connections."""
+
+_SAFE_ATOMS = ("h", "m", "U", "H", "s", "b", "D")
+
+
+class RedactingLogger(Logger):
+    """Hypercorn's logger with access-log records that hold no credentials.
+
+    Hypercorn passes every request header, the query string and the whole
+    environment as the record's arguments; a structured handler would ship
+    them all. Only the atoms of ``ACCESS_LOG_FORMAT`` are kept.
+    """
+
+    def atoms(self, request: Any, response: Any, request_time: float) -> Mapping[str, str]:
+        full = super().atoms(request, response, request_time)
+        return {name: full[name] for name in _SAFE_ATOMS}
 
 
 async def serve_hypercorn(
@@ -37,6 +54,7 @@ async def serve_hypercorn(
     config.graceful_timeout = graceful_timeout
     config.access_log_format = ACCESS_LOG_FORMAT
     config.accesslog = access_log
+    config.logger_class = RedactingLogger
     config.errorlog = logging.getLogger("triohub.hypercorn")
     # The hub enforces its own message size; let larger frames reach it so the
     # client gets the hub's error close instead of a bare socket error.

@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from ..auth.request import RequestInfo
+from ..hub.access import check_request
 from ..protocol import HubProtocol, TransferFormat
 from ..protocol.negotiate import new_connection_id
 
@@ -52,6 +55,28 @@ class TrioWebSocketTransport:
         await self._connection.aclose(code=1000)
 
 
+def _request_info(request: WebSocketRequest, path: str, query: str, hub_path: str) -> RequestInfo:
+    found: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        found.setdefault(key, []).append(value)
+    headers: dict[str, list[str]] = {}
+    for raw_name, raw_value in request.headers:
+        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else str(raw_value)
+        headers.setdefault(name.lower(), []).append(value)
+    remote = request.remote
+    client = None if isinstance(remote, str) else (str(remote.address), int(remote.port))
+    return RequestInfo(
+        method="GET",
+        path=path,
+        query={key: tuple(values) for key, values in found.items()},
+        headers={name: tuple(values) for name, values in headers.items()},
+        client=client,
+        scheme="ws",
+        hub_path=hub_path,
+    )
+
+
 async def serve_trio_websocket(
     server: HubServer,
     host: str = "127.0.0.1",
@@ -61,14 +86,23 @@ async def serve_trio_websocket(
 ) -> None:
     """Serve the hubs of a running ``server`` over plain WebSockets.
 
+    The upgrade request is authenticated and checked against the hub's policy
+    exactly like the ASGI app's requests (401 / 403 refuse the upgrade).
+
     ``host, port = await nursery.start(serve_trio_websocket, server)``.
     """
 
     async def handle(request: WebSocketRequest) -> None:
-        path = request.path.split("?", 1)[0]
+        path, _, query = request.path.partition("?")
         registration = server.hubs.get(path)
         if registration is None:
             await request.reject(404, body=b"Not Found")
+            return
+        info = _request_info(request, path, query, registration.path)
+        verdict = await check_request(server, registration, info)
+        if not verdict.allowed:
+            log.info("WebSocket %s refused with %d: %s", path, verdict.status, verdict.reason)
+            await request.reject(verdict.status, extra_headers=list(verdict.headers), body=b"")
             return
         connection = await request.accept()
         transport = TrioWebSocketTransport(connection)
@@ -76,6 +110,7 @@ async def serve_trio_websocket(
             registration,
             transport,
             connection_id=new_connection_id(),
+            principal=verdict.principal,
             on_protocol=transport.use_protocol,
         )
 
