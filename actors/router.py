@@ -126,7 +126,6 @@ class _Send:
     audience: Audience
     payload: Payload
     local_only: bool = False
-    reply: Reply[None] | None = None
 
 
 @attrs.frozen
@@ -141,12 +140,17 @@ class _Stats:
 
 
 @attrs.frozen
+class _Barrier:
+    reply: Reply[None]
+
+
+@attrs.frozen
 class _Close:
     audience: Audience
     reason: CloseReason
 
 
-_Command = _Register | _Unregister | _Group | _Send | _Lookup | _Stats | _Close
+_Command = _Register | _Unregister | _Group | _Send | _Lookup | _Stats | _Close | _Barrier
 
 
 def _reply_of(command: _Command) -> Reply[Any] | None:
@@ -200,10 +204,8 @@ class Router:
 
     def _handle(self, command: _Command) -> None:
         match command:
-            case _Send(audience, payload, local_only, done):
+            case _Send(audience, payload, local_only):
                 self._fan_out(audience, payload)
-                if done is not None:
-                    done.set(None)
                 if self._publish is not None and not local_only:
                     try:
                         self._publish.send_nowait(command)
@@ -218,6 +220,8 @@ class Router:
             case _Lookup(connection_id, reply):
                 found = self._connections.get(connection_id)
                 reply.set(found.handle if found is not None else None)
+            case _Barrier(barrier_reply):
+                barrier_reply.set(None)
             case _Stats(stats_reply):
                 stats_reply.set(
                     RouterStats(
@@ -322,9 +326,14 @@ class Router:
         await self._mailbox.tell(_Group(connection_id, group, add=False))
 
     async def send(self, audience: Audience, payload: Payload) -> None:
-        """Returns once the message is in every recipient's outbox (so a hub
-        method's own Completion always follows what it sent, as in ASP.NET)."""
-        await self._mailbox.ask(lambda reply: _Send(audience, payload, reply=reply))
+        """Queue a send; returns once the router has it (fan-out follows in
+        mailbox order). ``barrier`` waits for everything queued before it."""
+        await self._mailbox.tell(_Send(audience, payload))
+
+    async def barrier(self) -> None:
+        """Returns once every command queued before it has been handled: the
+        sends are in their recipients' outboxes."""
+        await self._mailbox.ask(_Barrier)
 
     async def lookup(self, connection_id: str) -> Any:
         """The ``handle`` registered for a connection, or ``None``."""

@@ -170,6 +170,8 @@ class Control:
         self._client_timeout_armed = False
         self.last_receive = trio.current_time()
         self.last_send = trio.current_time()
+        self.dispatching = False
+        """The reader is handling a record (the client timeout does not run)."""
         self._activity = trio.Event()
 
     async def send(self, data: bytes) -> None:
@@ -283,7 +285,15 @@ async def _reader(transport: Transport, session: Session, control: Control) -> N
             control.close(CloseReason.TRANSPORT_CLOSED)
             return
         control.last_receive = trio.current_time()
-        await session.receive(data)
+        # While a record is being handled (waiting for an invocation slot, or for
+        # room in an upload stream) the client's pings go unread: that is our
+        # back-pressure, not the client's silence (ASP.NET stops the timer too).
+        control.dispatching = True
+        try:
+            await session.receive(data)
+        finally:
+            control.dispatching = False
+            control.last_receive = trio.current_time()
 
 
 async def _writer(
@@ -302,13 +312,16 @@ async def _writer(
                 break
         # Shielded so a cancellation never leaves half a frame on the wire;
         # bounded so a client that stopped reading cannot hold us forever.
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(options.send_timeout) as timeout:
-                try:
-                    await transport.send(batch)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    control.close(CloseReason.TRANSPORT_CLOSED)
-                    return
+        # One scope does both (a shield keeps its own deadline): this runs once
+        # per batch on the hottest path there is.
+        with trio.CancelScope(
+            shield=True, deadline=trio.current_time() + options.send_timeout
+        ) as timeout:
+            try:
+                await transport.send(batch)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                control.close(CloseReason.TRANSPORT_CLOSED)
+                return
         if timeout.cancelled_caught:
             control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
             return
@@ -334,8 +347,9 @@ async def _keep_alive(session: Session, control: Control, options: SupervisorOpt
 async def _watchdog(control: Control, options: SupervisorOptions) -> None:
     await control._activity.wait()
     while True:
-        due = control.last_receive + options.client_timeout
-        if trio.current_time() >= due:
+        now = trio.current_time()
+        due = (now if control.dispatching else control.last_receive) + options.client_timeout
+        if now >= due:
             control.close(CloseReason.CLIENT_TIMEOUT)
             return
         await trio.sleep_until(due)

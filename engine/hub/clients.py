@@ -3,7 +3,7 @@ hub context for code outside hubs (ASP.NET's ``IHubContext``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -58,14 +58,19 @@ class _Lifetime:
     default_invoke_timeout: float
 
 
+Mark = Callable[[], None] | None
+"""Told of every send made through a caller's proxies (see ``HubSession.settle``)."""
+
+
 class ClientProxy:
     """A set of connections that can be sent a message."""
 
-    __slots__ = ("_audience", "_lifetime")
+    __slots__ = ("_audience", "_lifetime", "_mark")
 
-    def __init__(self, lifetime: _Lifetime, audience: Audience) -> None:
+    def __init__(self, lifetime: _Lifetime, audience: Audience, mark: Mark = None) -> None:
         self._lifetime = lifetime
         self._audience = audience
+        self._mark = mark
 
     async def send(self, method: str, *args: Any) -> None:
         """Invoke ``method`` on every connection of this audience, not waiting for them.
@@ -82,6 +87,8 @@ class ClientProxy:
         except LocalProtocolError as error:
             raise TypeError(f"cannot send {method!r}: {error}") from None
         await self._lifetime.router.send(self._audience, payload)
+        if self._mark is not None:
+            self._mark()
 
     async def abort(self) -> None:
         """Close every connection of this audience (each gets ``{"type":7}``,
@@ -94,8 +101,8 @@ class SingleClientProxy(ClientProxy):
 
     __slots__ = ("_connection_id",)
 
-    def __init__(self, lifetime: _Lifetime, connection_id: str) -> None:
-        super().__init__(lifetime, Audience(connections=frozenset((connection_id,))))
+    def __init__(self, lifetime: _Lifetime, connection_id: str, mark: Mark = None) -> None:
+        super().__init__(lifetime, Audience(connections=frozenset((connection_id,))), mark)
         self._connection_id = connection_id
 
     async def invoke(self, method: str, *args: Any) -> Any:
@@ -130,13 +137,14 @@ def _ids(values: Iterable[str], what: str) -> frozenset[str]:
 class HubClients:
     """Every way to address connections of one hub (hub context and hubs)."""
 
-    __slots__ = ("_lifetime",)
+    __slots__ = ("_lifetime", "_mark")
 
-    def __init__(self, lifetime: _Lifetime) -> None:
+    def __init__(self, lifetime: _Lifetime, mark: Mark = None) -> None:
         self._lifetime = lifetime
+        self._mark = mark
 
     def _proxy(self, **audience: Any) -> ClientProxy:
-        return ClientProxy(self._lifetime, Audience(**audience))
+        return ClientProxy(self._lifetime, Audience(**audience), self._mark)
 
     @property
     def all(self) -> ClientProxy:
@@ -146,7 +154,7 @@ class HubClients:
         return self._proxy(everyone=True, exclude=_ids(connection_ids, "connection ids"))
 
     def client(self, connection_id: str) -> SingleClientProxy:
-        return SingleClientProxy(self._lifetime, connection_id)
+        return SingleClientProxy(self._lifetime, connection_id, self._mark)
 
     def clients(self, connection_ids: Iterable[str]) -> ClientProxy:
         return self._proxy(connections=_ids(connection_ids, "connection ids"))
@@ -175,8 +183,8 @@ class HubCallerClients(HubClients):
 
     __slots__ = ("_caller",)
 
-    def __init__(self, lifetime: _Lifetime, caller: str) -> None:
-        super().__init__(lifetime)
+    def __init__(self, lifetime: _Lifetime, caller: str, mark: Mark = None) -> None:
+        super().__init__(lifetime, mark)
         self._caller = caller
 
     @property

@@ -58,8 +58,10 @@ class Dispatcher:
         send: Callable[[HubMessage], Awaitable[None]],
         authorize: InvocationAuthorizer | None,
         caller: HubCallerContext,
+        settle: Callable[[], Awaitable[None]],
     ) -> None:
         options = registration.options
+        self._settle = settle
         self._hub_class = registration.hub_class
         self._filters = registration.filters
         self._caller = caller
@@ -314,6 +316,7 @@ class Dispatcher:
         )
 
     async def _send_completion(self, completion: Completion, target: str) -> None:
+        await self._settle()
         try:
             await self._send(completion)
         except LocalProtocolError as error:

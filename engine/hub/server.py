@@ -118,6 +118,7 @@ class HubServer:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._live = 0
+        self._scopes: set[trio.CancelScope] = set()
         self._idle = trio.Event()
         self._idle.set()
 
@@ -228,7 +229,14 @@ class HubServer:
                         await registration.router.close_all(CloseReason.SHUTDOWN)
                     with trio.move_on_after(shutdown_grace):
                         await self._idle.wait()
+                    # Past the grace: end every connection, wherever its task
+                    # runs (ASGI and WebSocket handlers call connect() from their
+                    # own tasks), and let each unregister while the actors live.
+                    for scope in list(self._scopes):
+                        scope.cancel()
                     connections.cancel_scope.cancel()
+                with trio.move_on_after(self.options.close_timeout):
+                    await self._idle.wait()
                 actors.cancel_scope.cancel()
         finally:
             self._connections = None
@@ -286,18 +294,26 @@ class HubServer:
             raise RuntimeError(
                 "the HubServer is not running; start it with nursery.start(server.run)"
             )
+        if self._stop.is_set():
+            await transport.aclose()  # shutting down: no new connections
+            return CloseReason.SHUTDOWN
         session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
+        scope = trio.CancelScope()
+        self._scopes.add(scope)
         self._live += 1
         self._idle = trio.Event() if self._live == 1 else self._idle
         try:
-            return await supervise(
-                connection_id,
-                transport,
-                session,
-                registration.supervisor_options(keep_alive=keep_alive),
-                expires_at=self.deadline_for(principal, registration),
-            )
+            with scope:
+                return await supervise(
+                    connection_id,
+                    transport,
+                    session,
+                    registration.supervisor_options(keep_alive=keep_alive),
+                    expires_at=self.deadline_for(principal, registration),
+                )
+            return CloseReason.SHUTDOWN  # cancelled by run() after the grace
         finally:
+            self._scopes.discard(scope)
             self._live -= 1
             if self._live == 0:
                 self._idle.set()

@@ -92,6 +92,7 @@ class HubSession:
         self._dispatcher: Dispatcher | None = None
         self._context: HubCallerContext | None = None
         self._registered = False
+        self._sent = False  # sends made since the last settle()
         self._connected = False  # on_connected ran without raising
         self._pending: dict[str, Reply[Any]] = {}
         self._next_result_id = 0
@@ -136,7 +137,9 @@ class HubSession:
             user_id,
             abort=lambda: control.close(CloseReason.ABORTED),
         )
-        self._clients = HubCallerClients(registration.lifetime, self.connection_id)
+        self._clients = HubCallerClients(
+            registration.lifetime, self.connection_id, mark=self._mark_sent
+        )
         self._groups = GroupManager(registration.lifetime)
         context = self._context
         self._dispatcher = Dispatcher(
@@ -148,6 +151,7 @@ class HubSession:
                 registration.hub_class, context, method, target, arguments
             ),
             context,
+            self.settle,
         )
         self._registered = True
         await registration.router.register(
@@ -169,6 +173,20 @@ class HubSession:
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    def _mark_sent(self) -> None:
+        self._sent = True
+
+    async def settle(self) -> None:
+        """Wait until what hub code sent is in the recipients' outboxes.
+
+        Called before a Completion goes out, so a caller always receives what
+        its own call sent (a broadcast includes the caller) before the call's
+        result, as in ASP.NET. Costs one router round trip, only after sends.
+        """
+        if self._sent:
+            self._sent = False
+            await self.registration.router.barrier()
 
     async def _lifetime_call(self, *, connected: bool, error: BaseException | None) -> None:
         """``on_connected`` / ``on_disconnected`` through the hub filters."""
