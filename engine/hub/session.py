@@ -96,7 +96,6 @@ class HubSession:
         self._connected = False  # on_connected ran without raising
         self._pending: dict[str, Reply[Any]] = {}
         self._next_result_id = 0
-        self._client_error: str | None = None
 
     @property
     def context(self) -> HubCallerContext | None:
@@ -257,7 +256,6 @@ class HubSession:
             elif isinstance(message, CancelInvocation):
                 dispatcher.cancel(message)
             elif isinstance(message, Close):
-                self._client_error = message.error
                 raise CloseConnection(CloseReason.CLIENT_CLOSED, message.error or "")
             elif isinstance(message, Ack | Sequence):
                 pass  # stateful reconnect is not negotiated; nothing to do
