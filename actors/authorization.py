@@ -15,6 +15,11 @@ and the ones whose job was running.
 
 In-flight jobs are bounded by their askers: each one has a task waiting for
 it, and the engine bounds those with its per-connection invocation limits.
+
+``evaluate_here`` applies the same rules (timeout, fail closed, logs) in the
+calling task, for callers that already are a task of their own per request:
+the hop into the actor (a mailbox send, a new task, a reply) then costs more
+than most policies do.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class AuthorizationActor:
         self.timeout = timeout
         self._mailbox: Mailbox[_Evaluate] = Mailbox("authorization", mailbox_size, _reply_of)
         self._nursery: trio.Nursery | None = None
+        self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until cancelled; then fail every pending ask."""
@@ -96,10 +102,12 @@ class AuthorizationActor:
             raise RuntimeError("this AuthorizationActor is already running or has run")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._running = True
             task_status.started()
             try:
                 await self._mailbox.serve(self._handle)
             finally:
+                self._running = False
                 nursery.cancel_scope.cancel()
 
     def _handle(self, command: _Evaluate) -> None:
@@ -121,31 +129,40 @@ class AuthorizationActor:
         result: Outcome | None = None
         error: str | None = None
         with command.abandon:
-            with trio.move_on_after(self.timeout) as deadline:
-                try:
-                    result = await command.job()
-                except Exception as exc:
-                    error = type(exc).__name__
-                    log.error(
-                        "authorization of %s raised %s; denied", command.label, error, exc_info=exc
-                    )
-            if deadline.cancelled_caught:
-                error = "timeout"
-                log.warning(
-                    "authorization of %s took longer than %s s; denied",
-                    command.label,
-                    self.timeout,
-                )
+            result, error = await self._judge(command.job, command.label)
         elapsed = trio.current_time() - started
         if command.abandon.cancelled_caught:
             return Decision(allowed=False, result=None, error="abandoned", elapsed=elapsed)
+        return self._verdict(command.label, result, error, elapsed)
+
+    async def _judge(
+        self, job: Callable[[], Awaitable[Outcome]], label: str
+    ) -> tuple[Outcome | None, str | None]:
+        """Run ``job`` under the timeout: its result, or why there is none."""
+        result: Outcome | None = None
+        error: str | None = None
+        with trio.move_on_after(self.timeout) as deadline:
+            try:
+                result = await job()
+            except Exception as exc:
+                error = type(exc).__name__
+                log.error("authorization of %s raised %s; denied", label, error, exc_info=exc)
+        if deadline.cancelled_caught:
+            error = "timeout"
+            log.warning("authorization of %s took longer than %s s; denied", label, self.timeout)
+        return result, error
+
+    @staticmethod
+    def _verdict(
+        label: str, result: Outcome | None, error: str | None, elapsed: float
+    ) -> Decision[Outcome]:
         if error is not None:
             return Decision(allowed=False, result=None, error=error, elapsed=elapsed)
         succeeded = getattr(result, "succeeded", None)
         if not isinstance(succeeded, bool):
             log.error(
                 "authorization of %s returned %r, which has no boolean 'succeeded'; denied",
-                command.label,
+                label,
                 type(result).__name__,
             )
             return Decision(allowed=False, result=None, error="invalid result", elapsed=elapsed)
@@ -177,4 +194,22 @@ class AuthorizationActor:
         except BaseException:
             command.abandon.cancel()
             raise
+        return decision  # type: ignore[return-value]
+
+    async def evaluate_here(self, job: Callable[[], Awaitable[R]], *, label: str) -> Decision[R]:
+        """``evaluate``, run in the calling task instead of one of the actor's.
+
+        The same decision and logs (timeout, fail closed, ``"invalid result"``);
+        a caller that gives up cancels its job by being its job. Only for a
+        caller that already runs in a task of its own per request, so that a
+        slow handler still delays nobody else.
+
+        Raises:
+            ActorStopped: the actor is not running (a stopped server denies).
+        """
+        if not self._running:
+            raise ActorStopped("authorization is not running")
+        started = trio.current_time()
+        result, error = await self._judge(job, label)
+        decision = self._verdict(label, result, error, trio.current_time() - started)
         return decision  # type: ignore[return-value]

@@ -80,7 +80,8 @@ class SupervisorOptions:
     outbox_size: int = 1024
     """Encoded records that may wait for the writer; beyond: slow consumer."""
     close_timeout: float = 5.0
-    """How long the final record, transport close and disconnect hooks may take."""
+    """How long each closing step may take: the final record, the transport
+    close, the disconnect hooks."""
     send_timeout: float = 10.0
     """A single transport write slower than this ends the connection."""
 
@@ -377,8 +378,11 @@ async def _finish(
     opened: bool,
     options: SupervisorOptions,
 ) -> None:
-    with trio.CancelScope(shield=True) as scope:
-        scope.deadline = trio.current_time() + options.close_timeout
+    # Shielded: the close runs even when the connection was cancelled from
+    # outside. Each step has its own time limit, so a client that stopped
+    # reading (the last write blocks) cannot cost us the unregistering and the
+    # disconnect hooks.
+    with trio.CancelScope(shield=True):
         send_outbox.close()
         chunks: list[bytes] = []
         if opened and reason not in _NO_FLUSH:
@@ -394,15 +398,20 @@ async def _finish(
             if record is not None:
                 chunks.append(record)
         if chunks:
+            with trio.move_on_after(options.close_timeout):
+                try:
+                    await transport.send(chunks)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        with trio.move_on_after(options.close_timeout):
             try:
-                await transport.send(chunks)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
-        try:
-            await transport.aclose()
-        except Exception:
-            log.exception("closing the transport failed")
-        try:
-            await session.closed(reason, opened)
-        except Exception:
-            log.exception("connection close handler failed")
+                await transport.aclose()
+            except Exception:
+                log.exception("closing the transport failed")
+        with trio.move_on_after(options.close_timeout) as hooks:
+            try:
+                await session.closed(reason, opened)
+            except Exception:
+                log.exception("connection close handler failed")
+        if hooks.cancelled_caught:
+            log.warning("the close handlers took longer than %gs", options.close_timeout)

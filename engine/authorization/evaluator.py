@@ -65,6 +65,8 @@ class AuthorizationResult:
 
 async def _call(handler: HandlerFunction, context: AuthorizationContext) -> None:
     outcome: Any = handler(context)
+    if outcome is None:
+        return  # a plain handler, the common case
     if inspect.isawaitable(outcome):
         outcome = await outcome
     if outcome is not None:

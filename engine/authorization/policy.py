@@ -134,6 +134,9 @@ class PolicyRegistry:
     def __init__(self, *, default_policy: AuthorizationPolicy | None = None) -> None:
         self._policies: dict[str, tuple[str, AuthorizationPolicy]] = {}
         self._handlers: list[tuple[type[Requirement], HandlerFunction]] = []
+        self._handlers_by_types: dict[tuple[type, ...], tuple[HandlerFunction, ...]] = {}
+        """``handlers_for`` answers by the requirements' types, which every
+        guarded call asks again: cached, and cleared by ``add_handler``."""
         self._default_policy = AuthorizationPolicy.build(authenticated=True)
         if default_policy is not None:
             self.default_policy = default_policy
@@ -211,15 +214,19 @@ class PolicyRegistry:
                 f"got {requirement_type!r}"
             )
         self._handlers.append((requirement_type, as_handler_function(handler)))
+        self._handlers_by_types.clear()
 
     def handlers_for(self, requirements: Iterable[Requirement]) -> tuple[HandlerFunction, ...]:
         """The registered handlers that serve at least one of ``requirements``."""
-        present = tuple(requirements)
-        return tuple(
-            handler
-            for requirement_type, handler in self._handlers
-            if any(isinstance(requirement, requirement_type) for requirement in present)
-        )
+        types = tuple(map(type, requirements))
+        found = self._handlers_by_types.get(types)
+        if found is None:
+            found = self._handlers_by_types[types] = tuple(
+                handler
+                for requirement_type, handler in self._handlers
+                if any(issubclass(present, requirement_type) for present in types)
+            )
+        return found
 
     def __repr__(self) -> str:
         return f"<PolicyRegistry policies={list(self.names)} handlers={len(self._handlers)}>"

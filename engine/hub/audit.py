@@ -45,18 +45,20 @@ class Auditor:
         self.counters[(record.hub, record.method, record.outcome)] += 1
         # Allowed decisions happen on every poll and call: DEBUG; denials: WARNING.
         level = logging.DEBUG if record.outcome == "allowed" else logging.WARNING
-        log.log(
-            level,
-            "authorization %s: hub=%s method=%s policy=%s user=%s connection=%s failed=%s",
-            record.outcome,
-            record.hub,
-            record.method,
-            record.policy,
-            record.user_id,
-            record.connection_id,
-            record.failed_requirement,
-            extra={"audit": attrs.asdict(record)},
-        )
+        # Checked first: asdict() below is costly and would be built for nothing.
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "authorization %s: hub=%s method=%s policy=%s user=%s connection=%s failed=%s",
+                record.outcome,
+                record.hub,
+                record.method,
+                record.policy,
+                record.user_id,
+                record.connection_id,
+                record.failed_requirement,
+                extra={"audit": attrs.asdict(record)},
+            )
         if self._hook is not None:
             try:
                 self._hook(record)

@@ -118,7 +118,7 @@ class HubServer:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._live = 0
-        self._scopes: set[trio.CancelScope] = set()
+        self._scopes: dict[trio.CancelScope, HubSession] = {}
         self._idle = trio.Event()
         self._idle.set()
 
@@ -227,6 +227,11 @@ class HubServer:
                     await trio.lowlevel.checkpoint_if_cancelled()  # stop() racing a cancel
                     for registration in self._hubs.values():
                         await registration.router.close_all(CloseReason.SHUTDOWN)
+                    # Connections still in their handshake are not registered:
+                    # they have nothing to finish, so they end now.
+                    for scope, session in list(self._scopes.items()):
+                        if not session.registered:
+                            scope.cancel()
                     with trio.move_on_after(shutdown_grace):
                         await self._idle.wait()
                     # Past the grace: end every connection, wherever its task
@@ -299,7 +304,7 @@ class HubServer:
             return CloseReason.SHUTDOWN
         session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
         scope = trio.CancelScope()
-        self._scopes.add(scope)
+        self._scopes[scope] = session
         self._live += 1
         self._idle = trio.Event() if self._live == 1 else self._idle
         try:
@@ -313,7 +318,7 @@ class HubServer:
                 )
             return CloseReason.SHUTDOWN  # cancelled by run() after the grace
         finally:
-            self._scopes.discard(scope)
+            self._scopes.pop(scope, None)
             self._live -= 1
             if self._live == 0:
                 self._idle.set()

@@ -101,6 +101,11 @@ class HubSession:
     def context(self) -> HubCallerContext | None:
         return self._context
 
+    @property
+    def registered(self) -> bool:
+        """Past the handshake and known to the router."""
+        return self._registered
+
     # -- handshake --------------------------------------------------------------
 
     def receive_handshake(self, data: bytes) -> HandshakeStep | None:

@@ -310,9 +310,10 @@ class SignalRApp:
                 send, 200, body, content_type="application/octet-stream", headers=NO_CACHE
             )
         elif outcome is PollOutcome.TIMEOUT:
-            await respond(send, 200, b"", content_type="application/octet-stream", headers=NO_CACHE)
+            # As the reference: an empty text/plain 200 means "poll again".
+            await respond(send, 200, b"", headers=NO_CACHE)
         else:
-            await respond(send, 204, b"", content_type=None, headers=NO_CACHE)
+            await respond(send, 204, b"", headers=NO_CACHE)
 
     async def _run_long_polling(
         self, connection: HttpConnection, transport: LongPollingTransport, principal: Principal
@@ -330,9 +331,13 @@ class SignalRApp:
                     principal=principal,
                     keep_alive=False,  # polling keeps itself alive
                 )
-                # Let a last poll collect the close record before the id is gone.
-                with trio.move_on_after(registration.options.close_timeout):
-                    await transport.wait_drained()
+                if not transport.ended_by_client:
+                    # Ended by the server: keep the id until a poll has collected
+                    # the close record and been told 204 (the reference's
+                    # "connection finished"), unless the client stopped polling.
+                    idle_limit = transport.last_poll + registration.options.disconnect_timeout
+                    with trio.move_on_at(idle_limit):
+                        await transport.wait_told()
                 nursery.cancel_scope.cancel()
         finally:
             self.connections.remove(connection.token)

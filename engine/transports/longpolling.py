@@ -45,6 +45,9 @@ class LongPollingTransport:
         self._generation = 0
         self.polling = False
         self.last_poll = trio.current_time()
+        self.ended_by_client = False
+        """DELETE or silence: nobody will poll to learn that it ended."""
+        self._told = trio.Event()
 
     # -- the supervisor's side ------------------------------------------------
 
@@ -79,6 +82,7 @@ class LongPollingTransport:
 
     def end(self) -> None:
         """DELETE, or the client stopped polling: the reader sees the end."""
+        self.ended_by_client = True
         self.inbound.end()
         self._closed = True
         self._notify()
@@ -97,6 +101,7 @@ class LongPollingTransport:
                     if self._size:
                         return PollOutcome.DATA, self._take()
                     if self._closed:
+                        self._told.set()
                         return PollOutcome.ENDED, b""
                     await self._wait_change()
             return PollOutcome.TIMEOUT, b""
@@ -106,10 +111,9 @@ class LongPollingTransport:
                 self.last_poll = trio.current_time()
                 self._notify()  # the idle reaper restarts its count
 
-    async def wait_drained(self) -> None:
-        """Returns once a poll has taken everything buffered."""
-        while self._size:
-            await self._wait_change()
+    async def wait_told(self) -> None:
+        """Returns once a poll was answered 204 (the client knows it ended)."""
+        await self._told.wait()
 
     def _take(self) -> bytes:
         data = b"".join(self._buffer)
