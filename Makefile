@@ -8,14 +8,18 @@ CHROMIUM := /usr/bin/chromium
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 QUICK   ?=
+BENCH_ARGS ?=
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint typecheck fmt bench clean node chromium
+.PHONY: help setup demo test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
 	@echo "make test   - set everything up and run lint, typecheck and all tests"
-	@echo "make bench  - run the benchmarks (QUICK=1 for a short smoke run)"
+	@echo "make bench  - triohub vs aiosignalr vs the floor (QUICK=1: short smoke run;"
+	@echo "              BENCH_ARGS='--scenarios echo-50 --servers hypercorn,aiosignalr')"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -61,9 +65,28 @@ test-fast: $(STAMP)
 demo: $(STAMP) node
 	$(BIN)/python -m demo --host $(HOST) --port $(PORT)
 
-bench: $(STAMP)
+# The benchmark's own venv: the project (editable) plus aiosignalr, matplotlib,
+# psutil and py-spy, none of which the library depends on. Never run by `make test`.
+$(BENCH_VENV)/bin/python:
+	$(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt | $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r benchmarks/requirements.txt
+	touch $@
+
+# Exits non-zero if any scenario a server supports produced no number.
+bench: $(BENCH_STAMP) node
+	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick,) $(BENCH_ARGS)
+
+bench-smoke:
+	$(MAKE) bench QUICK=1
+
+# In-process ceilings of the codecs and the router (no network).
+bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
+	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results
+	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
