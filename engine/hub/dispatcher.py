@@ -91,11 +91,19 @@ class Dispatcher:
         if isinstance(arguments, str):
             await self._fail(reply_id, arguments)
             return
-        if (
-            not method.guard.open
-            and self._authorize is not None
-            and not await self._authorize(method, target, arguments)
-        ):
+        simple = (
+            not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
+        )
+        if simple and not message.stream_ids:
+            # The common case: the policy is checked inside the invocation,
+            # under the parallel limit, as the reference does, so a slow policy
+            # never holds back this connection's reader (pings, cancels, others).
+            await self._limiter.acquire()
+            self._control.nursery.start_soon(
+                self._run_plain, method, target, reply_id, arguments, [], True
+            )
+            return
+        if not await self._allowed(method, target, arguments):
             await self._fail(reply_id, Texts.unauthorized(target))
             return
         if streaming and method.kind is MethodKind.PLAIN:
@@ -130,8 +138,13 @@ class Dispatcher:
             # the limit: the reader must go on to deliver their items.
             await self._limiter.acquire()
         self._control.nursery.start_soon(
-            self._run_plain, method, target, reply_id, arguments, uploads
+            self._run_plain, method, target, reply_id, arguments, uploads, False
         )
+
+    async def _allowed(self, method: BoundMethod, target: str, arguments: tuple[Any, ...]) -> bool:
+        if method.guard.open or self._authorize is None:
+            return True
+        return await self._authorize(method, target, arguments)
 
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
@@ -216,9 +229,13 @@ class Dispatcher:
         reply_id: str | None,
         arguments: tuple[Any, ...],
         uploads: list[ClientStream[Any]],
+        authorize: bool,
     ) -> None:
         completion: Completion | None = None
         try:
+            if authorize and not await self._allowed(method, target, arguments):
+                completion = self._error_completion(reply_id, Texts.unauthorized(target))
+                return
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
@@ -236,8 +253,8 @@ class Dispatcher:
             self._close_uploads(uploads)
             if not uploads:
                 self._limiter.release()
-        if completion is not None:
-            await self._send_completion(completion, target)
+            if completion is not None:
+                await self._send_completion(completion, target)
 
     async def _run_stream(
         self,
@@ -252,14 +269,29 @@ class Dispatcher:
         try:
             with scope:
                 hub = self._make_hub()
-                generator = await self._call(
-                    method, hub, target, arguments, uploads, streaming=True
-                )
                 try:
-                    async for item in generator:
-                        await self._send(StreamItem(reply_id, item))
-                finally:
-                    await generator.aclose()
+                    generator = await self._call(
+                        method, hub, target, arguments, uploads, streaming=True
+                    )
+                except HubError as error:
+                    # Refused before streaming began (by a filter): the
+                    # reference answers with the invocation error texts.
+                    error_text = Texts.hub_exception(target, str(error))
+                except Exception as error:
+                    log.exception("starting the stream of %r raised", method.name)
+                    error_text = self._with_detail(
+                        Texts.unexpected_error(target), type(error).__name__, str(error)
+                    )
+                else:
+                    try:
+                        async for item in generator:
+                            await self._send(StreamItem(reply_id, item))
+                    finally:
+                        # Filters may hand back any async iterator, not only a
+                        # generator: close it only if it can be closed.
+                        aclose = getattr(generator, "aclose", None)
+                        if aclose is not None:
+                            await aclose()
         except HubError as error:
             error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
         except Exception as error:
