@@ -27,6 +27,8 @@ class AuditRecord:
     outcome: str
     """``"allowed"`` or ``"denied"``."""
     user_id: str | None = None
+    """The connection's user id for method checks; for hub-level checks (HTTP
+    requests, before any connection exists) the principal's name identifier."""
     connection_id: str | None = None
     failed_requirement: str | None = None
     """The first unmet requirement, or why the decision failed closed."""
@@ -36,7 +38,9 @@ class AuditRecord:
 class Auditor:
     """Emits and counts decisions."""
 
-    def __init__(self, hook: Callable[[AuditRecord], object] | None = None) -> None:
+    def __init__(self, hook: Callable[[AuditRecord], None] | None = None) -> None:
+        """``hook`` is called synchronously with each record: keep it quick
+        (hand the record to a channel for anything slow)."""
         self._hook = hook
         self.counters: Counter[tuple[str, str | None, str]] = Counter()
         """``(hub, method, outcome) -> count``; method ``None`` for hub-level checks."""

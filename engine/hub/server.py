@@ -98,7 +98,7 @@ class HubServer:
         authenticator: Authenticator | None = None,
         policies: PolicyRegistry | None = None,
         authorization_timeout: float = 5.0,
-        audit_hook: Callable[[AuditRecord], object] | None = None,
+        audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
