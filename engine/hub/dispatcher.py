@@ -91,9 +91,7 @@ class Dispatcher:
         if isinstance(arguments, str):
             await self._fail(reply_id, arguments)
             return
-        simple = (
-            not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
-        )
+        simple = not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
         if simple and not message.stream_ids:
             # The common case: the policy is checked inside the invocation,
             # under the parallel limit, as the reference does, so a slow policy
