@@ -4,9 +4,10 @@
 
 * handshake under a timeout;
 * then, in one nursery: the reader (this task), a single writer draining the
-  bounded outbox (so message order holds by construction, no locks), the
-  keep-alive timer and the client-timeout watchdog; invocations are started in
-  the same nursery by the session, so nothing outlives the connection;
+  bounded outbox (so message order holds by construction, no locks), and one
+  timer task for the keep-alive pings and the client-timeout watchdog;
+  invocations are started in the same nursery by the session, so nothing
+  outlives the connection;
 * all of it under an optional *expiry* cancel scope whose deadline is the
   credential's expiry: at the deadline everything in flight is cancelled;
 * then the close: the final record is written under a short shield, the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -173,12 +175,27 @@ class Control:
         self.last_send = trio.current_time()
         self.dispatching = False
         """The reader is handling a record (the client timeout does not run)."""
+        self.writer_waiting = False
+        """The writer is parked on an empty outbox (see ``send``)."""
         self._activity = trio.Event()
 
     async def send(self, data: bytes) -> None:
-        """Queue one encoded record for the writer, waiting for room."""
+        """Queue one encoded record for the writer, waiting for room.
+
+        When the writer is parked on an empty outbox, the record is handed to
+        it without a yield to the scheduler (the caller still raises
+        ``Cancelled`` if it is cancelled): the usual case of a call's
+        Completion, where that yield costs as much as the rest of queueing it
+        (benchmarks/). Otherwise this yields, so a fast stream still lets the
+        writer and everyone else run between its items.
+        """
         try:
-            await self.outbox.send(data)
+            if self.writer_waiting:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                self.writer_waiting = False
+                self.outbox.send_nowait(data)
+            else:
+                await self.outbox.send(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the connection is closing; the record has nowhere to go
 
@@ -239,9 +256,7 @@ async def supervise(
                     try:
                         await session.opened(control)
                         nursery.start_soon(_writer, transport, receive_outbox, control, options)
-                        if options.keep_alive_interval is not None:
-                            nursery.start_soon(_keep_alive, session, control, options)
-                        nursery.start_soon(_watchdog, control, options)
+                        nursery.start_soon(_timers, session, control, options)
                         # Records batched behind the handshake come first.
                         await session.receive(remainder)
                         await _reader(transport, session, control)
@@ -305,7 +320,9 @@ async def _writer(
 ) -> None:
     batch: list[bytes] = []
     while True:
+        control.writer_waiting = True
         batch.append(await outbox.receive())
+        control.writer_waiting = False
         while True:
             try:
                 batch.append(outbox.receive_nowait())
@@ -330,30 +347,42 @@ async def _writer(
         batch = []
 
 
-async def _keep_alive(session: Session, control: Control, options: SupervisorOptions) -> None:
-    assert options.keep_alive_interval is not None
+async def _timers(session: Session, control: Control, options: SupervisorOptions) -> None:
+    """Keep-alive pings and the client-timeout watchdog.
+
+    One task for both: they sleep nearly all the time, and an idle connection
+    is mostly its tasks (benchmarks/: memory per idle connection).
+
+    * A ping goes out after ``keep_alive_interval`` of send silence.
+    * Once the client has pinged (``arm_client_timeout``), ``client_timeout``
+      of silence from it closes the connection; not while the reader is busy
+      handling a record (that is our back-pressure, not the client's silence).
+    """
     interval = options.keep_alive_interval
-    ping = session.ping()
-    while True:
-        due = control.last_send + interval
-        if trio.current_time() >= due:
-            await control.send(ping)
-            # Count the ping as sent now, so a busy writer does not make us
-            # queue one ping per tick.
-            control.last_send = trio.current_time()
-            continue
-        await trio.sleep_until(due)
-
-
-async def _watchdog(control: Control, options: SupervisorOptions) -> None:
-    await control._activity.wait()
+    ping = session.ping() if interval is not None else b""
     while True:
         now = trio.current_time()
-        due = (now if control.dispatching else control.last_receive) + options.client_timeout
-        if now >= due:
-            control.close(CloseReason.CLIENT_TIMEOUT)
-            return
-        await trio.sleep_until(due)
+        wake = math.inf
+        if interval is not None:
+            due = control.last_send + interval
+            if now >= due:
+                await control.send(ping)
+                # Count the ping as sent now, so a busy writer does not make us
+                # queue one ping per tick.
+                control.last_send = trio.current_time()
+                continue
+            wake = due
+        if control.client_timeout_armed:
+            due = (now if control.dispatching else control.last_receive) + options.client_timeout
+            if now >= due:
+                control.close(CloseReason.CLIENT_TIMEOUT)
+                return
+            await trio.sleep_until(min(wake, due))
+        else:
+            # Until the client's first ping there is no timeout to keep, but
+            # arming one must wake us: its due time may come before ``wake``.
+            with trio.move_on_at(wake):
+                await control._activity.wait()
 
 
 async def _write_final(

@@ -98,8 +98,11 @@ async def serve_trio_websocket(
         if registration is None:
             await request.reject(404, body=b"Not Found")
             return
-        info = _request_info(request, path, query, registration.path)
-        verdict = await check_request(server, registration, info)
+        # No local keeps the request info: this frame lives as long as the
+        # connection, and the principal is all that is needed of it.
+        verdict = await check_request(
+            server, registration, _request_info(request, path, query, registration.path)
+        )
         if not verdict.allowed:
             log.info("WebSocket %s refused with %d: %s", path, verdict.status, verdict.reason)
             await request.reject(verdict.status, extra_headers=list(verdict.headers), body=b"")

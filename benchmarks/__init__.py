@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (bench.py) and the in-process micro-benchmarks."""

@@ -1,0 +1,488 @@
+"""Turning the load generator's raw repetitions into figures, a table, goals and a chart.
+
+Every figure is the median over the timed repetitions (warm-up excluded).
+Ratios divide a triohub figure by the peer's or the floor's from the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRIOHUB = ("hypercorn", "trio-ws")
+PEERS = ("aiosignalr", "floor")
+LABELS = {
+    "hypercorn": "triohub hypercorn",
+    "trio-ws": "triohub trio-ws",
+    "aiosignalr": "aiosignalr",
+    "floor": "floor",
+}
+
+
+@dataclass
+class Metric:
+    scenario: str
+    title: str
+    label: str
+    unit: str
+    better: str
+    """``higher`` or ``lower``."""
+    values: dict[str, float | None] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)
+    """Servers that cannot run this scenario, and why."""
+    failed: dict[str, str] = field(default_factory=dict)
+    required: bool = True
+    """Counted by the exit status: every supported server must have a number."""
+    chart: bool = True
+
+    def ratio(self, server: str, peer: str) -> float | None:
+        mine, theirs = self.values.get(server), self.values.get(peer)
+        if mine is None or theirs is None or theirs == 0:
+            return None
+        return mine / theirs
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "metric": self.label,
+            "unit": self.unit,
+            "better": self.better,
+            "values": self.values,
+            "ratios": {
+                f"{server}/{peer}": self.ratio(server, peer)
+                for server in TRIOHUB
+                for peer in PEERS
+                if self.ratio(server, peer) is not None
+            },
+            "not_supported": self.unsupported,
+            "failed": self.failed,
+        }
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+Rep = dict[str, Any]
+
+
+class _Builder:
+    def __init__(
+        self, results: dict[str, Any], servers: list[str], unsupported: dict[tuple[str, str], str]
+    ) -> None:
+        self.results = results
+        self.servers = servers
+        self.unsupported = unsupported
+        self.metrics: list[Metric] = []
+
+    def add(
+        self,
+        scenario: str,
+        label: str,
+        unit: str,
+        better: str,
+        value: Callable[[dict[str, Any]], float | None],
+        *,
+        required: bool = True,
+        chart: bool = True,
+    ) -> None:
+        result = self.results.get(scenario)
+        if result is None:
+            return  # not run (filtered out)
+        metric = Metric(
+            scenario,
+            _TITLES.get(scenario, scenario),
+            label,
+            unit,
+            better,
+            required=required,
+            chart=chart,
+        )
+        for server in self.servers:
+            reason = self.unsupported.get((server, scenario))
+            if reason is not None:
+                metric.unsupported[server] = reason
+                continue
+            if "failed" in result:
+                metric.values[server] = None
+                metric.failed[server] = result["failed"].splitlines()[0]
+                continue
+            target = result.get("targets", {}).get(server)
+            if target is None:
+                metric.values[server] = None
+                metric.failed[server] = "no result"
+                continue
+            if target.get("errors"):
+                metric.values[server] = None
+                metric.failed[server] = (
+                    f"{target['errors']} errors (closed connections or wrong replies)"
+                )
+                continue
+            metric.values[server] = value(target)
+        self.metrics.append(metric)
+
+
+_TITLES = {
+    "echo-1": "Echo, 1 connection",
+    "echo-50": "Echo, 50 connections",
+    "fanout-all": "Broadcast (clients.all) to 1,000 connections",
+    "fanout-user": "clients.user: 500 users x 2 connections",
+    "authz": "Authorization cost (authenticated, 50 connections)",
+    "connect-hs256": "Connect: negotiate + WebSocket + handshake, JWT HS256",
+    "connect-rs256": "Connect: negotiate + WebSocket + handshake, JWT RS256",
+    "connect-anon": "Connect, anonymous",
+    "expiry": "Expiry precision (close received - exp)",
+    "memory": "Memory per idle connection",
+}
+
+
+def _reps(target: dict[str, Any], method: str | None = None) -> list[Rep]:
+    reps: list[Rep] = target["reps"]
+    return [rep[method] for rep in reps] if method else reps
+
+
+def _per(reps: list[Rep], scale: float) -> float | None:
+    return _median(
+        rep["server_cpu_s"] / rep["count"] * scale if rep["count"] else None for rep in reps
+    )
+
+
+def _gen(reps: list[Rep]) -> float | None:
+    return _median(rep["gen_cpu_s"] / rep["seconds"] * 100 for rep in reps)
+
+
+def build_metrics(
+    results: dict[str, Any], servers: list[str], unsupported: dict[tuple[str, str], str]
+) -> list[Metric]:
+    b = _Builder(results, servers, unsupported)
+    for scenario in ("echo-1", "echo-50"):
+        b.add(
+            scenario,
+            "invocations/s",
+            "1/s",
+            "higher",
+            lambda t: _median(r["rate"] for r in _reps(t, "Echo")),
+        )
+        b.add(
+            scenario,
+            "p50 latency",
+            "ms",
+            "lower",
+            lambda t: _median(r["p50_ms"] for r in _reps(t, "Echo")),
+        )
+        b.add(
+            scenario,
+            "p99 latency",
+            "ms",
+            "lower",
+            lambda t: _median(r["p99_ms"] for r in _reps(t, "Echo")),
+        )
+        b.add(
+            scenario,
+            "server CPU / invocation",
+            "us",
+            "lower",
+            lambda t: _per(_reps(t, "Echo"), 1e6),
+        )
+        b.add(
+            scenario,
+            "load generator CPU",
+            "% core",
+            "lower",
+            lambda t: _gen(_reps(t, "Echo")),
+            chart=False,
+        )
+    for scenario in ("fanout-all", "fanout-user"):
+        b.add(
+            scenario,
+            "deliveries/s",
+            "1/s",
+            "higher",
+            lambda t: _median(r["rate"] for r in _reps(t)),
+        )
+        b.add(scenario, "server CPU / delivery", "us", "lower", lambda t: _per(_reps(t), 1e6))
+        b.add(
+            scenario, "load generator CPU", "% core", "lower", lambda t: _gen(_reps(t)), chart=False
+        )
+
+    def cost(t: dict[str, Any]) -> float | None:
+        pairs = zip(_reps(t, "Echo"), _reps(t, "EchoGuarded"), strict=True)
+        return _median((1 - guarded["rate"] / open_["rate"]) * 100 for open_, guarded in pairs)
+
+    def cpu_cost(t: dict[str, Any]) -> float | None:
+        pairs = zip(_reps(t, "Echo"), _reps(t, "EchoGuarded"), strict=True)
+        return _median(
+            ((g["server_cpu_s"] / g["count"]) / (o["server_cpu_s"] / o["count"]) - 1) * 100
+            for o, g in pairs
+        )
+
+    b.add(
+        "authz",
+        "invocations/s, no policy",
+        "1/s",
+        "higher",
+        lambda t: _median(r["rate"] for r in _reps(t, "Echo")),
+    )
+    b.add(
+        "authz",
+        "invocations/s, policy",
+        "1/s",
+        "higher",
+        lambda t: _median(r["rate"] for r in _reps(t, "EchoGuarded")),
+    )
+    b.add("authz", "throughput cost", "%", "lower", cost)
+    b.add("authz", "server CPU cost / invocation", "%", "lower", cpu_cost)
+    b.add(
+        "authz",
+        "load generator CPU",
+        "% core",
+        "lower",
+        lambda t: _gen(_reps(t, "Echo")),
+        chart=False,
+    )
+    for scenario in ("connect-hs256", "connect-rs256", "connect-anon"):
+        b.add(
+            scenario,
+            "connections/s",
+            "1/s",
+            "higher",
+            lambda t: _median(r["rate"] for r in _reps(t)),
+        )
+        b.add(scenario, "server CPU / connection", "ms", "lower", lambda t: _per(_reps(t), 1e3))
+        b.add(
+            scenario, "load generator CPU", "% core", "lower", lambda t: _gen(_reps(t)), chart=False
+        )
+    b.add("expiry", "p50", "ms", "lower", lambda t: t["p50_ms"])
+    b.add("expiry", "p99", "ms", "lower", lambda t: t["p99_ms"])
+    b.add("expiry", "max", "ms", "lower", lambda t: t["max_ms"])
+    b.add(
+        "memory",
+        "RSS / idle connection",
+        "KiB",
+        "lower",
+        lambda t: t["bytes_per_connection"] / 1024,
+    )
+    return b.metrics
+
+
+def _find(metrics: list[Metric], scenario: str, label: str) -> Metric | None:
+    for metric in metrics:
+        if metric.scenario == scenario and metric.label == label:
+            return metric
+    return None
+
+
+def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
+    """The issue's goals, each with the figure it is judged on."""
+    goals: list[dict[str, Any]] = []
+
+    def ratio_goal(scenario: str, label: str, peer: str, at_least: float, text: str) -> None:
+        metric = _find(metrics, scenario, label)
+        if metric is None:
+            return
+        for server in TRIOHUB:
+            if server in metric.unsupported or peer in metric.unsupported:
+                continue
+            ratio = metric.ratio(server, peer)
+            goals.append(
+                {
+                    "goal": f"{text} ({server})",
+                    "figure": None if ratio is None else round(ratio, 3),
+                    "met": ratio is not None and ratio >= at_least,
+                }
+            )
+
+    ratio_goal("echo-1", "invocations/s", "aiosignalr", 1.0, "echo 1 conn >= aiosignalr")
+    ratio_goal("echo-50", "invocations/s", "aiosignalr", 1.0, "echo 50 conns >= aiosignalr")
+    ratio_goal("fanout-all", "deliveries/s", "aiosignalr", 1.5, "broadcast >= 1.5x aiosignalr")
+    ratio_goal("fanout-user", "deliveries/s", "aiosignalr", 1.5, "clients.user >= 1.5x aiosignalr")
+    cost = _find(metrics, "authz", "throughput cost")
+    worst = _find(metrics, "expiry", "max")
+    for server in TRIOHUB:
+        if cost is not None and server not in cost.unsupported:
+            value = cost.values.get(server)
+            goals.append(
+                {
+                    "goal": f"authorization cost <= 15% ({server})",
+                    "figure": value,
+                    "met": value is not None and value <= 15,
+                }
+            )
+        if worst is not None and server not in worst.unsupported:
+            value = worst.values.get(server)
+            goals.append(
+                {
+                    "goal": f"expiry closes within 100 ms of exp, max ({server})",
+                    "figure": value,
+                    "met": value is not None and 0 <= value <= 100,
+                }
+            )
+    memory = _find(metrics, "memory", "RSS / idle connection")
+    if memory is not None:
+        for server in TRIOHUB:
+            ratio = memory.ratio(server, "aiosignalr")
+            goals.append(
+                {
+                    "goal": f"memory per idle connection <= aiosignalr ({server})",
+                    "figure": None if ratio is None else round(ratio, 3),
+                    "met": ratio is not None and ratio <= 1.0,
+                }
+            )
+    return goals
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cell(metric: Metric, server: str) -> str:
+    if server in metric.unsupported:
+        return "n/s"
+    if server in metric.failed:
+        return "FAIL"
+    return _fmt(metric.values.get(server))
+
+
+def print_table(
+    metrics: list[Metric], goals: list[dict[str, Any]], meta: dict[str, Any], servers: list[str]
+) -> None:
+    ratio_columns = [
+        (server, peer)
+        for server in TRIOHUB
+        if server in servers
+        for peer in PEERS
+        if peer in servers
+    ]
+    header = (
+        f"{'metric':<30} {'unit':>6} "
+        + " ".join(f"{LABELS[s].replace('triohub ', ''):>11}" for s in servers)
+        + "  "
+        + " ".join(f"{_short(s) + '/' + _short(p):>8}" for s, p in ratio_columns)
+    )
+    print()
+    if meta.get("gc_threshold"):
+        print(f"EXPERIMENT: every Python server's gen-0 GC threshold is {meta['gc_threshold']}")
+    print(
+        f"triohub benchmarks: {'QUICK smoke run, ' if meta['quick'] else ''}median of "
+        f"{meta['reps']} repetitions after warm-up; python {meta['python']}, node {meta['node']}, "
+        f"{meta['cpus']} CPUs; {meta['pinning']}; {meta['elapsed_s']:.0f} s"
+    )
+    print("columns: hypercorn and trio-ws are triohub; ratios are triohub / peer (same run);")
+    print(
+        "n/s = the server cannot run this scenario (reasons below); FAIL = it should have but did not"
+    )
+    print("=" * len(header))
+    print(header)
+    scenario = None
+    for metric in metrics:
+        if metric.scenario != scenario:
+            scenario = metric.scenario
+            print("-" * len(header))
+            print(metric.title)
+        arrow = "^" if metric.better == "higher" else "v"
+        ratios = []
+        for server, peer in ratio_columns:
+            ratio = metric.ratio(server, peer)
+            ratios.append(f"{'-' if ratio is None else f'{ratio:.2f}':>8}")
+        print(
+            f"  {metric.label + ' ' + arrow:<28} {metric.unit:>6} "
+            + " ".join(f"{_cell(metric, s):>11}" for s in servers)
+            + "  "
+            + " ".join(ratios)
+        )
+    print("=" * len(header))
+    print("^ higher is better, v lower is better. Load generator CPU is the share of its one core")
+    print("it used during the timed windows: well under 100% means it was not the bottleneck.")
+    reasons: dict[str, set[str]] = {}
+    for metric in metrics:
+        for server, reason in metric.unsupported.items():
+            reasons.setdefault(f"{server}: {reason}", set()).add(metric.scenario)
+        for server, reason in metric.failed.items():
+            reasons.setdefault(f"{server} FAILED: {reason}", set()).add(metric.scenario)
+    if reasons:
+        print("\nNot supported / failed:")
+        for reason, where in sorted(reasons.items()):
+            print(f"  {reason} [{', '.join(sorted(where))}]")
+    if goals:
+        print("\nGoals:")
+        for goal in goals:
+            figure = goal["figure"]
+            shown = "-" if figure is None else f"{figure:.2f}"
+            print(f"  [{'met' if goal['met'] else 'MISSED':>6}] {goal['goal']}: {shown}")
+
+
+def _short(server: str) -> str:
+    return {"hypercorn": "hc", "trio-ws": "tws", "aiosignalr": "aio", "floor": "floor"}[server]
+
+
+COLOURS = {
+    "hypercorn": "#1f77b4",
+    "trio-ws": "#17becf",
+    "aiosignalr": "#ff7f0e",
+    "floor": "#7f7f7f",
+}
+
+
+def write_chart(
+    metrics: list[Metric], servers: list[str], path: Path, meta: dict[str, Any]
+) -> Path | None:
+    """One small bar chart per figure; ``None`` when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    shown = [m for m in metrics if m.chart]
+    if not shown:
+        return None
+    columns = 4
+    rows = (len(shown) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.9 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, shown, strict=False):
+        names = [LABELS[s].replace("triohub ", "") for s in servers]
+        heights = [metric.values.get(s) or 0 for s in servers]
+        bars = ax.bar(names, heights, color=[COLOURS[s] for s in servers])
+        for bar, server in zip(bars, servers, strict=True):
+            text = _cell(metric, server)
+            ax.annotate(
+                text,
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+        arrow = "higher is better" if metric.better == "higher" else "lower is better"
+        ax.set_title(f"{metric.scenario}: {metric.label}\n[{metric.unit}, {arrow}]", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7, rotation=20)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.margins(y=0.2)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    figure.suptitle(
+        f"triohub benchmarks ({'quick' if meta['quick'] else 'full'} run, {meta['date']}"
+        + (f", GC threshold {meta['gc_threshold']}" if meta.get("gc_threshold") else "")
+        + "); n/s = not supported",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,1 @@
+"""Benchmark servers: each prints ``READY <port>`` and serves until killed."""

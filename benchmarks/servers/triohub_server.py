@@ -1,0 +1,104 @@
+"""triohub under benchmark: ``BenchHub`` on hypercorn (trio worker) or trio-websocket.
+
+Hypercorn serves the full ASGI app (negotiate, WebSockets); the trio-websocket
+server has no HTTP, so clients skip negotiation. Both authenticate with JWT
+bearer tokens (``access_token``) when given ``--key``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout without pip install
+
+from benchmarks.servers.common import jwt_key, parse_args, ready
+from engine import (
+    AuthenticatedUserRequirement,
+    AuthorizationContext,
+    AuthorizationPolicy,
+    Hub,
+    HubOptions,
+    HubServer,
+    JwtBearerAuthenticator,
+    JwtBearerOptions,
+    PolicyRegistry,
+    Requirement,
+    authorize,
+)
+from engine.transports.asgi import SignalRApp
+from engine.transports.hypercorn import serve_hypercorn
+from engine.transports.trio_websocket import serve_trio_websocket
+
+
+class BenchScope(Requirement):
+    """Decided by an ``async`` handler registered for it (no self-handling)."""
+
+
+async def bench_scope_handler(context: AuthorizationContext) -> None:
+    # An async handler, as one that consulted a cache would be: it awaits
+    # nothing that suspends, so what is measured is the authorization machinery.
+    for requirement in context.pending(BenchScope):
+        if "bench" in (context.principal.claims.get("scope") or ()):
+            context.succeed(requirement)
+
+
+def policies() -> PolicyRegistry:
+    registry = PolicyRegistry()
+    registry.add_policy(
+        "bench", AuthorizationPolicy([AuthenticatedUserRequirement(), BenchScope()])
+    )
+    registry.add_handler(BenchScope, bench_scope_handler)
+    return registry
+
+
+class BenchHub(Hub):
+    async def echo(self, value: Any) -> Any:
+        return value
+
+    @authorize("bench")
+    async def echo_guarded(self, value: Any) -> Any:
+        return value
+
+    async def broadcast(self, value: Any) -> None:
+        await self.clients.all.send("Receive", value)
+
+    async def send_to_user(self, user: str, value: Any) -> None:
+        await self.clients.user(user).send("Receive", value)
+
+
+def build_server(args: Any) -> HubServer:
+    authenticator = None
+    key = jwt_key(args)
+    if key is not None:
+        authenticator = JwtBearerAuthenticator(
+            JwtBearerOptions(
+                algorithms=(args.alg,),
+                key=key,
+                issuer=args.issuer,
+                audience=args.audience,
+                leeway=0,
+            )
+        )
+    server = HubServer(authenticator=authenticator, policies=policies())
+    server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
+    return server
+
+
+async def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    server = build_server(args)
+    async with trio.open_nursery() as nursery:
+        if args.transport == "hypercorn":
+            _, port = await nursery.start(serve_hypercorn, SignalRApp(server), args.host, args.port)
+        else:
+            await nursery.start(server.run)
+            _, port = await nursery.start(serve_trio_websocket, server, args.host, args.port)
+        ready(port)
+
+
+if __name__ == "__main__":
+    trio.run(main)
