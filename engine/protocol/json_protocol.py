@@ -30,6 +30,7 @@ from .messages import (
     StreamInvocation,
     StreamItem,
 )
+from .records import RecordDecoder
 
 __all__ = ["JsonHubProtocol", "JsonMessageDecoder"]
 
@@ -278,58 +279,21 @@ def _read_record(record: object) -> HubMessage | None:
     return None if reader is None else reader(record)
 
 
-class JsonMessageDecoder:
+class JsonMessageDecoder(RecordDecoder):
     """Splits a JSON byte stream on 0x1E and turns each record into a message.
 
     Bytes that end mid-record wait for the next ``receive_data``. The common
     case, a chunk of whole records, is parsed in place without copying it.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_message_size", "_scanned", "_start")
+    __slots__ = ("_scanned",)
 
     def __init__(self, max_message_size: int | None = None) -> None:
-        if max_message_size is not None and max_message_size < 1:
-            raise ValueError(f"max_message_size must be positive or None, not {max_message_size}")
-        self._max_message_size = max_message_size
-        self._buffer: bytes | bytearray = b""
-        self._start = 0  # first byte of the next record
+        super().__init__(max_message_size)
         self._scanned = 0  # bytes before this hold no separator past _start
-        self._error: RemoteProtocolError | None = None
 
-    def receive_data(self, data: bytes) -> None:
-        """Append bytes from the transport; any split of the stream is fine."""
-        if not data or self._error is not None:
-            return
-        buffer = self._buffer
-        start = self._start
-        if start == len(buffer):
-            self._buffer = bytes(data)
-            self._start = self._scanned = 0
-            return
-        if isinstance(buffer, bytearray):
-            del buffer[:start]  # O(1) in CPython: bytearray drops a prefix in place
-        else:
-            buffer = bytearray(memoryview(buffer)[start:])
-        buffer += data
-        self._buffer = buffer
-        self._scanned -= start
-        self._start = 0
-
-    def next_message(self) -> HubMessage | None:
-        """The next complete message, or ``None`` until more bytes arrive.
-
-        Raises:
-            RemoteProtocolError: invalid JSON, a malformed message, or a record
-                larger than ``max_message_size`` (separator included, like the
-                reference's sliding window). Raised again on every later call.
-        """
-        if self._error is not None:
-            raise self._error
-        try:
-            return self._next_message()
-        except RemoteProtocolError as exc:
-            self._error = exc
-            raise
+    def _shifted(self, by: int) -> None:
+        self._scanned -= by
 
     def _next_message(self) -> HubMessage | None:
         buffer = self._buffer

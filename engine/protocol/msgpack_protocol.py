@@ -30,6 +30,7 @@ from .messages import (
     StreamInvocation,
     StreamItem,
 )
+from .records import RecordDecoder
 
 __all__ = ["MessagePackHubProtocol", "MessagePackMessageDecoder"]
 
@@ -262,56 +263,14 @@ def _read_record(body: memoryview) -> HubMessage | None:
     return reader(items)
 
 
-class MessagePackMessageDecoder:
+class MessagePackMessageDecoder(RecordDecoder):
     """Cuts a MessagePack byte stream into varint-prefixed records and decodes them.
 
     An oversize record is refused as soon as its prefix is read, before its
     body is buffered.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_message_size", "_start")
-
-    def __init__(self, max_message_size: int | None = None) -> None:
-        if max_message_size is not None and max_message_size < 1:
-            raise ValueError(f"max_message_size must be positive or None, not {max_message_size}")
-        self._max_message_size = max_message_size
-        self._buffer: bytes | bytearray = b""
-        self._start = 0  # first byte of the next record
-        self._error: RemoteProtocolError | None = None
-
-    def receive_data(self, data: bytes) -> None:
-        """Append bytes from the transport; any split of the stream is fine."""
-        if not data or self._error is not None:
-            return
-        buffer = self._buffer
-        start = self._start
-        if start == len(buffer):
-            self._buffer = bytes(data)
-            self._start = 0
-            return
-        if isinstance(buffer, bytearray):
-            del buffer[:start]  # O(1) in CPython: bytearray drops a prefix in place
-        else:
-            buffer = bytearray(memoryview(buffer)[start:])
-        buffer += data
-        self._buffer = buffer
-        self._start = 0
-
-    def next_message(self) -> HubMessage | None:
-        """The next complete message, or ``None`` until more bytes arrive.
-
-        Raises:
-            RemoteProtocolError: a bad length prefix, a malformed body, or a
-                record (prefix included) larger than ``max_message_size``.
-                Raised again on every later call.
-        """
-        if self._error is not None:
-            raise self._error
-        try:
-            return self._next_message()
-        except RemoteProtocolError as exc:
-            self._error = exc
-            raise
+    __slots__ = ()
 
     def _next_message(self) -> HubMessage | None:
         buffer = self._buffer
