@@ -16,6 +16,7 @@ from engine.authorization import (
     authorize,
 )
 
+from .echo import describe_caller
 from .users import USERS
 
 HISTORY_PER_USER = 100
@@ -85,13 +86,7 @@ class ChatHub(Hub):
         await self.clients.user(user_id).send("ReceiveDirectMessage", self.context.user_id, message)
 
     async def who_am_i(self) -> dict[str, Any]:
-        principal = self.context.principal
-        return {
-            "userId": self.context.user_id,
-            "name": principal.name,
-            "roles": sorted(principal.roles),
-            "connectionId": self.context.connection_id,
-        }
+        return describe_caller(self.context)
 
     @authorize("Administrators")
     @authorize("DomainRestricted")

@@ -7,7 +7,18 @@ from typing import Any
 
 import trio
 
-from engine import ClientStream, Hub, HubError
+from engine import ClientStream, Hub, HubCallerContext, HubError
+
+
+def describe_caller(context: HubCallerContext) -> dict[str, Any]:
+    """``WhoAmI``'s answer (both demo hubs): the contract's four fields."""
+    principal = context.principal
+    return {
+        "userId": context.user_id,
+        "name": principal.name,
+        "roles": sorted(principal.roles),
+        "connectionId": context.connection_id,
+    }
 
 
 class EchoHub(Hub):
@@ -57,10 +68,4 @@ class EchoHub(Hub):
         await self.clients.user(user_id).send("Receive", message)
 
     async def who_am_i(self) -> dict[str, Any]:
-        principal = self.context.principal
-        return {
-            "userId": self.context.user_id,
-            "name": principal.name,
-            "roles": sorted(principal.roles),
-            "connectionId": self.context.connection_id,
-        }
+        return describe_caller(self.context)

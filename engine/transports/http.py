@@ -64,24 +64,35 @@ async def read_body(receive: Receive, limit: int | None) -> bytes:
             return b"".join(chunks)
 
 
-def query_of(scope: Scope) -> dict[str, tuple[str, ...]]:
+def parse_query(raw: str) -> dict[str, tuple[str, ...]]:
+    """A query string as a multi-map (keys as sent, blank values kept)."""
     found: dict[str, list[str]] = {}
-    raw = scope.get("query_string", b"").decode("latin-1")
     for key, value in parse_qsl(raw, keep_blank_values=True):
         found.setdefault(key, []).append(value)
     return {key: tuple(values) for key, values in found.items()}
 
 
+def parse_headers(raw: Iterable[tuple[bytes | str, bytes | str]]) -> dict[str, tuple[str, ...]]:
+    """Raw header pairs as a multi-map with lower-case names."""
+    found: dict[str, list[str]] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        found.setdefault(name.lower(), []).append(value)
+    return {name: tuple(values) for name, values in found.items()}
+
+
+def query_of(scope: Scope) -> dict[str, tuple[str, ...]]:
+    return parse_query(scope.get("query_string", b"").decode("latin-1"))
+
+
 def request_info(scope: Scope, hub_path: str | None) -> RequestInfo:
-    headers: dict[str, list[str]] = {}
-    for name, value in scope.get("headers", ()):
-        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
     client = scope.get("client")
     return RequestInfo(
         method=scope.get("method", "GET"),
         path=scope.get("path", "/"),
         query=query_of(scope),
-        headers={name: tuple(values) for name, values in headers.items()},
+        headers=parse_headers(scope.get("headers", ())),
         client=(str(client[0]), int(client[1])) if client else None,
         scheme=scope.get("scheme", "http"),
         hub_path=hub_path,

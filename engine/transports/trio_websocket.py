@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
@@ -18,6 +17,7 @@ from ..auth.request import RequestInfo
 from ..hub.access import check_request
 from ..protocol import HubProtocol, TransferFormat
 from ..protocol.negotiate import new_connection_id
+from .http import parse_headers, parse_query
 
 if TYPE_CHECKING:
     from ..hub.server import HubServer
@@ -56,21 +56,13 @@ class TrioWebSocketTransport:
 
 
 def _request_info(request: WebSocketRequest, path: str, query: str, hub_path: str) -> RequestInfo:
-    found: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        found.setdefault(key, []).append(value)
-    headers: dict[str, list[str]] = {}
-    for raw_name, raw_value in request.headers:
-        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
-        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else str(raw_value)
-        headers.setdefault(name.lower(), []).append(value)
     remote = request.remote
     client = None if isinstance(remote, str) else (str(remote.address), int(remote.port))
     return RequestInfo(
         method="GET",
         path=path,
-        query={key: tuple(values) for key, values in found.items()},
-        headers={name: tuple(values) for name, values in headers.items()},
+        query=parse_query(query),
+        headers=parse_headers(request.headers),
         client=client,
         scheme="ws",
         hub_path=hub_path,
