@@ -20,11 +20,13 @@ __all__ = ["LongPollingTransport", "PollOutcome"]
 
 
 class PollOutcome(enum.Enum):
-    DATA = 200
-    TIMEOUT = 0
+    DATA = "data"
+    """200 with what was buffered."""
+    TIMEOUT = "timeout"
     """200 with an empty body: poll again."""
-    SUPERSEDED = 204
-    ENDED = 2040
+    SUPERSEDED = "superseded"
+    """204: a newer poll took over."""
+    ENDED = "ended"
     """204: the connection is over."""
 
 
@@ -56,7 +58,7 @@ class LongPollingTransport:
 
     async def send(self, chunks: Sequence[bytes]) -> None:
         while self._size >= self._max_buffer and not self._closed:
-            await self._wait_change()
+            await self.wait_change()
         if self._closed:
             raise trio.ClosedResourceError("the long-polling connection is closed")
         for chunk in chunks:
@@ -75,10 +77,6 @@ class LongPollingTransport:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    @property
-    def has_data(self) -> bool:
-        return self._size > 0
 
     def end(self) -> None:
         """DELETE, or the client stopped polling: the reader sees the end."""
@@ -103,7 +101,7 @@ class LongPollingTransport:
                     if self._closed:
                         self._told.set()
                         return PollOutcome.ENDED, b""
-                    await self._wait_change()
+                    await self.wait_change()
             return PollOutcome.TIMEOUT, b""
         finally:
             if generation == self._generation:
@@ -128,7 +126,4 @@ class LongPollingTransport:
 
     async def wait_change(self) -> None:
         """Returns at the next change: data, a poll starting or ending, the end."""
-        await self._changed.wait()
-
-    async def _wait_change(self) -> None:
         await self._changed.wait()
