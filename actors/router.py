@@ -30,12 +30,23 @@ __all__ = [
     "Audience",
     "Backplane",
     "ConnectionEntry",
+    "Outbox",
     "Payload",
     "Router",
     "RouterStats",
 ]
 
 log = logging.getLogger("triohub.router")
+
+
+class Outbox(Protocol):
+    """Where the router puts a connection's encoded records: a bounded
+    ``trio.MemorySendChannel[bytes]`` or anything that behaves like one."""
+
+    def send_nowait(self, value: bytes) -> None:
+        """Raises ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` /
+        ``trio.BrokenResourceError`` when the connection is closing."""
+        ...
 
 
 class Payload(Protocol):
@@ -66,7 +77,7 @@ class ConnectionEntry:
     connection_id: str
     protocol: str
     """Key passed to ``Payload.encode``."""
-    outbox: trio.MemorySendChannel[bytes]
+    outbox: Outbox
     close: Callable[[CloseReason], None]
     """Asks the connection to close (slow consumer, shutdown); must not block."""
     user_id: str | None = None

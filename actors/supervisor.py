@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -32,6 +32,7 @@ __all__ = [
     "CloseConnection",
     "CloseReason",
     "Control",
+    "DirectTransport",
     "HandshakeStep",
     "Session",
     "SupervisorOptions",
@@ -104,6 +105,20 @@ class Transport(Protocol):
         ...
 
 
+class DirectTransport(Transport, Protocol):
+    """A transport that can also write without waiting (``native_ws``).
+
+    ``send_nowait(record)`` writes one record at once when nothing is queued
+    ahead of it and returns ``True``; what the kernel does not take stays in
+    the transport, which then calls the waker given to ``attach`` so the
+    writer flushes it with ``send``. ``False``: not taken, queue it.
+    """
+
+    def send_nowait(self, data: bytes) -> bool: ...
+
+    def attach(self, waker: Callable[[], None]) -> None: ...
+
+
 @attrs.frozen
 class HandshakeStep:
     """The session's answer to a complete handshake record."""
@@ -162,6 +177,7 @@ class Control:
         nursery: trio.Nursery,
         outbox: trio.MemorySendChannel[bytes],
         options: SupervisorOptions,
+        direct: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.connection_id = connection_id
         self.nursery = nursery
@@ -177,6 +193,7 @@ class Control:
         """The reader is handling a record (the client timeout does not run)."""
         self.writer_waiting = False
         """The writer is parked on an empty outbox (see ``send``)."""
+        self._direct = direct
         self._activity = trio.Event()
 
     async def send(self, data: bytes) -> None:
@@ -192,12 +209,36 @@ class Control:
         try:
             if self.writer_waiting:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                self.writer_waiting = False
-                self.outbox.send_nowait(data)
+                self.send_nowait(data)
             else:
                 await self.outbox.send(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the connection is closing; the record has nowhere to go
+
+    def send_nowait(self, data: bytes) -> None:
+        """Queue one encoded record without waiting (the router's fan-out).
+
+        With the writer idle and a ``DirectTransport``, the record is written
+        to the transport right here: no writer wake-up, no scheduler trip.
+
+        Raises:
+            trio.WouldBlock: the outbox is full (a slow consumer).
+            trio.ClosedResourceError: the connection is closing.
+        """
+        if self.writer_waiting:
+            if self._direct is not None and self._direct(data):
+                self.last_send = trio.current_time()
+                return
+            self.writer_waiting = False
+        self.outbox.send_nowait(data)
+
+    def wake_writer(self) -> None:
+        """Make the writer flush the transport (it kept bytes the kernel refused)."""
+        try:
+            self.outbox.send_nowait(b"")
+            self.writer_waiting = False
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the writer is busy (it flushes anyway) or gone
 
     def close(self, reason: CloseReason, detail: str = "") -> None:
         """End the connection (idempotent; the first reason wins). Never blocks."""
@@ -251,7 +292,10 @@ async def supervise(
                 reason = CloseReason.HANDSHAKE_FAILED
             else:
                 async with trio.open_nursery() as nursery:
-                    control = Control(connection_id, nursery, send_outbox, options)
+                    direct = getattr(transport, "send_nowait", None)
+                    control = Control(connection_id, nursery, send_outbox, options, direct)
+                    if direct is not None:
+                        transport.attach(control.wake_writer)  # type: ignore[attr-defined]
                     opened = True
                     try:
                         await session.opened(control)

@@ -4,6 +4,8 @@ Servers (each its own process, started fresh for every scenario, pinned to CPU 0
 
 * ``hypercorn``: triohub's ASGI app under hypercorn's trio worker (negotiate,
   WebSockets, JWT bearer authentication);
+* ``native``: triohub on its own HTTP/1.1 + WebSocket server (``serve_native``:
+  negotiate, WebSockets, JWT bearer authentication);
 * ``trio-ws``: triohub on the trio-websocket server (no HTTP, so no negotiate;
   JWT bearer authentication of the upgrade request);
 * ``aiosignalr``: the asyncio peer, on its own aiohttp server;
@@ -85,6 +87,14 @@ SERVERS: dict[str, ServerSpec] = {
             "hypercorn",
             "triohub_server.py",
             ("--transport", "hypercorn"),
+            negotiate=True,
+            jwt=True,
+            users_from="token",
+        ),
+        ServerSpec(
+            "native",
+            "triohub_server.py",
+            ("--transport", "native"),
             negotiate=True,
             jwt=True,
             users_from="token",
@@ -554,7 +564,7 @@ def jwt_args(
     return args
 
 
-ALL = ("hypercorn", "trio-ws", "aiosignalr", "floor")
+ALL = ("hypercorn", "native", "trio-ws", "aiosignalr", "floor")
 
 
 def scenarios() -> list[Scenario]:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TRIOHUB = ("hypercorn", "trio-ws")
+TRIOHUB = ("hypercorn", "native", "trio-ws")
 PEERS = ("aiosignalr", "floor")
 LABELS = {
     "hypercorn": "triohub hypercorn",
+    "native": "triohub native",
     "trio-ws": "triohub trio-ws",
     "aiosignalr": "aiosignalr",
     "floor": "floor",
@@ -287,6 +288,8 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
         for server in TRIOHUB:
             if server in metric.unsupported or peer in metric.unsupported:
                 continue
+            if server not in metric.values and server not in metric.failed:
+                continue  # not in this run (--servers)
             ratio = metric.ratio(server, peer)
             goals.append(
                 {
@@ -303,7 +306,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
     cost = _find(metrics, "authz", "throughput cost")
     worst = _find(metrics, "expiry", "max")
     for server in TRIOHUB:
-        if cost is not None and server not in cost.unsupported:
+        if cost is not None and server in cost.values:
             value = cost.values.get(server)
             goals.append(
                 {
@@ -312,7 +315,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
                     "met": value is not None and value <= 15,
                 }
             )
-        if worst is not None and server not in worst.unsupported:
+        if worst is not None and server in worst.values:
             value = worst.values.get(server)
             goals.append(
                 {
@@ -323,7 +326,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
             )
     memory = _find(metrics, "memory", "RSS / idle connection")
     if memory is not None:
-        for server in TRIOHUB:
+        for server in (s for s in TRIOHUB if s in memory.values):
             ratio = memory.ratio(server, "aiosignalr")
             goals.append(
                 {
@@ -383,7 +386,7 @@ def print_table(
         f"{meta['reps']} repetitions after warm-up; python {meta['python']}, node {meta['node']}, "
         f"{meta['cpus']} CPUs; {meta['pinning']}; {meta['elapsed_s']:.0f} s"
     )
-    print("columns: hypercorn and trio-ws are triohub; ratios are triohub / peer (same run);")
+    print("columns: hypercorn, native and trio-ws are triohub; ratios are triohub / peer (same run);")
     print(
         "n/s = the server cannot run this scenario (reasons below); FAIL = it should have but did not"
     )
@@ -428,11 +431,12 @@ def print_table(
 
 
 def _short(server: str) -> str:
-    return {"hypercorn": "hc", "trio-ws": "tws", "aiosignalr": "aio", "floor": "floor"}[server]
+    return {"hypercorn": "hc", "native": "nat", "trio-ws": "tws", "aiosignalr": "aio", "floor": "floor"}[server]
 
 
 COLOURS = {
     "hypercorn": "#1f77b4",
+    "native": "#2ca02c",
     "trio-ws": "#17becf",
     "aiosignalr": "#ff7f0e",
     "floor": "#7f7f7f",

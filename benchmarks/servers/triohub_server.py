@@ -1,8 +1,9 @@
-"""triohub under benchmark: ``BenchHub`` on hypercorn (trio worker) or trio-websocket.
+"""triohub under benchmark: ``BenchHub`` on hypercorn (trio worker), on triohub's
+own server (``serve_native``) or on trio-websocket.
 
-Hypercorn serves the full ASGI app (negotiate, WebSockets); the trio-websocket
-server has no HTTP, so clients skip negotiation. Both authenticate with JWT
-bearer tokens (``access_token``) when given ``--key``.
+Hypercorn and the native server answer negotiate; the trio-websocket server has
+no HTTP, so clients skip negotiation. All authenticate with JWT bearer tokens
+(``access_token``) when given ``--key``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from engine import (
 )
 from engine.transports.asgi import SignalRApp
 from engine.transports.hypercorn import serve_hypercorn
+from engine.transports.native import serve_native
 from engine.transports.trio_websocket import serve_trio_websocket
 
 
@@ -94,6 +96,9 @@ async def main() -> None:
     async with trio.open_nursery() as nursery:
         if args.transport == "hypercorn":
             _, port = await nursery.start(serve_hypercorn, SignalRApp(server), args.host, args.port)
+        elif args.transport == "native":
+            await nursery.start(server.run)
+            _, port = await nursery.start(serve_native, server, args.host, args.port)
         else:
             await nursery.start(server.run)
             _, port = await nursery.start(serve_trio_websocket, server, args.host, args.port)

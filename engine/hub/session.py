@@ -162,7 +162,7 @@ class HubSession:
             ConnectionEntry(
                 connection_id=self.connection_id,
                 protocol=self._protocol.protocol.name,
-                outbox=control.outbox,
+                outbox=control,
                 close=control.close,
                 user_id=user_id,
                 handle=self,

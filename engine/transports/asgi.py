@@ -17,8 +17,8 @@ from ..auth.principal import Principal
 from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
-from ..protocol.negotiate import NegotiateError, TransportType, negotiate, new_connection_id
-from .connections import ConnectionTable, HttpConnection
+from ..protocol.negotiate import NegotiateError, TransportType, negotiate
+from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import (
     NO_CACHE,
     BodyTooLarge,
@@ -173,7 +173,7 @@ class SignalRApp:
             await self._refuse(send, verdict)
             return
         if negotiate_route:
-            await self._negotiate(scope, send, registration)
+            await self._negotiate(scope, send, registration, verdict.principal)
             return
         query = query_of(scope)
         token = (query.get("id") or ("",))[0]
@@ -342,14 +342,16 @@ class SignalRApp:
         finally:
             self.connections.remove(connection.token)
 
-    async def _negotiate(self, scope: Scope, send: Send, registration: HubRegistration) -> None:
+    async def _negotiate(
+        self, scope: Scope, send: Send, registration: HubRegistration, principal: Principal
+    ) -> None:
         result = negotiate(
             scope.get("query_string", b""), transports=registration.options.transports
         )
         if isinstance(result, NegotiateError):
             await respond(send, 200, result.body, content_type="application/json")
             return
-        self.connections.add(result.connection_token, result.connection_id, registration)
+        self.connections.add(result.connection_token, result.connection_id, registration, principal)
         await respond(send, 200, result.body, content_type="application/json")
 
     # -- WebSockets -------------------------------------------------------------
@@ -361,34 +363,13 @@ class SignalRApp:
         if not verdict.allowed:
             await self._reject_websocket(scope, send, verdict.status, b"", verdict.headers)
             return
-        principal = verdict.principal
         token = (query_of(scope).get("id") or ("",))[0]
-        connection: HttpConnection | None = None
-        if token:
-            connection = self.connections.get(token)
-            if connection is None or connection.registration is not registration:
-                await self._reject_websocket(scope, send, 404, Texts.NO_CONNECTION.encode())
-                return
-        if TransportType.WEBSOCKETS not in registration.options.transports:
-            text = Texts.transport_not_supported(TransportType.WEBSOCKETS.value)
-            await self._reject_websocket(scope, send, 404, text.encode())
+        request = request_info(scope, registration.path)
+        claimed = self.connections.claim_websocket(token, registration, verdict, request)
+        if isinstance(claimed, Refusal):
+            await self._reject_websocket(scope, send, claimed.status, claimed.body, claimed.headers)
             return
-        if connection is not None and connection.transport is not None:
-            if connection.transport is TransportType.WEBSOCKETS and connection.active:
-                await self._reject_websocket(scope, send, 409, b"")
-            else:
-                await self._reject_websocket(
-                    scope, send, 400, Texts.CANNOT_CHANGE_TRANSPORT.encode()
-                )
-            return
-        if connection is None:
-            # skipNegotiation: the connection is created by the upgrade itself.
-            connection_id = new_connection_id()
-        else:
-            connection.transport = TransportType.WEBSOCKETS
-            connection.active = True
-            connection.principal = principal
-            connection_id = connection.connection_id
+        connection_id, connection = claimed
         try:
             event = await receive()
             if event["type"] != "websocket.connect":
@@ -399,7 +380,7 @@ class SignalRApp:
                 registration,
                 transport,
                 connection_id=connection_id,
-                principal=principal,
+                principal=verdict.principal,
                 on_protocol=transport.use_protocol,
             )
         finally:

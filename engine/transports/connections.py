@@ -16,12 +16,15 @@ import attrs
 import trio
 
 from ..auth.principal import Principal
-from ..protocol.negotiate import TransportType
+from ..auth.request import RequestInfo
+from ..hub.access import Verdict, check_bound
+from ..protocol import Texts
+from ..protocol.negotiate import TransportType, new_connection_id
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration
 
-__all__ = ["ConnectionTable", "HttpConnection"]
+__all__ = ["ConnectionTable", "HttpConnection", "Refusal"]
 
 log = logging.getLogger("triohub.transports")
 
@@ -39,9 +42,19 @@ class HttpConnection:
     active: bool = False
     """A WebSocket or SSE request is serving it right now."""
     principal: Principal | None = None
-    """Fixed by the first transport request."""
+    """Who negotiated it; every transport request must come from the same
+    user (403 otherwise, ``check_bound``)."""
     channel: Any = None
     """The SSE / long-polling transport object, once bound."""
+
+
+@attrs.frozen
+class Refusal:
+    """An HTTP answer refusing a request (status and plain-text body)."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class ConnectionTable:
@@ -50,13 +63,56 @@ class ConnectionTable:
     def __init__(self) -> None:
         self._by_token: dict[str, HttpConnection] = {}
 
-    def add(self, token: str, connection_id: str, registration: HubRegistration) -> HttpConnection:
-        connection = HttpConnection(token, connection_id, registration, trio.current_time())
+    def add(
+        self,
+        token: str,
+        connection_id: str,
+        registration: HubRegistration,
+        principal: Principal | None = None,
+    ) -> HttpConnection:
+        connection = HttpConnection(
+            token, connection_id, registration, trio.current_time(), principal=principal
+        )
         self._by_token[token] = connection
         return connection
 
     def get(self, token: str) -> HttpConnection | None:
         return self._by_token.get(token)
+
+    def claim_websocket(
+        self, token: str, registration: HubRegistration, verdict: Verdict, request: RequestInfo
+    ) -> tuple[str, HttpConnection | None] | Refusal:
+        """Bind a WebSocket upgrade to its negotiated connection (``id=token``),
+        or create the connection when the client skipped negotiation (no token).
+
+        Returns the connection id and the bound table entry (``None`` without
+        negotiation; remove it when the socket ends), or the refusal to answer
+        with: 404 unknown id or WebSockets disabled, 401 / 403 not the user who
+        negotiated it, 409 already connected, 400 the id already uses another
+        transport.
+        """
+        connection: HttpConnection | None = None
+        if token:
+            connection = self.get(token)
+            if connection is None or connection.registration is not registration:
+                return Refusal(404, Texts.NO_CONNECTION.encode())
+            if connection.principal is not None:
+                checked = check_bound(verdict, connection.principal, request)
+                if not checked.allowed:
+                    return Refusal(checked.status, b"", checked.headers)
+        if TransportType.WEBSOCKETS not in registration.options.transports:
+            text = Texts.transport_not_supported(TransportType.WEBSOCKETS.value)
+            return Refusal(404, text.encode())
+        if connection is None:
+            return new_connection_id(), None
+        if connection.transport is not None:
+            if connection.transport is TransportType.WEBSOCKETS and connection.active:
+                return Refusal(409)
+            return Refusal(400, Texts.CANNOT_CHANGE_TRANSPORT.encode())
+        connection.transport = TransportType.WEBSOCKETS
+        connection.active = True
+        connection.principal = verdict.principal
+        return connection.connection_id, connection
 
     def remove(self, token: str) -> None:
         self._by_token.pop(token, None)

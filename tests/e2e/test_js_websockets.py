@@ -1,11 +1,14 @@
 """The official JavaScript client (``@microsoft/signalr``) over WebSockets.
 
-Against the demo (hypercorn + ASGI, negotiate first) every scenario runs with the JSON and
+Against the demo (hypercorn + ASGI, negotiate first) and against triohub's own server
+(``serve_native``, with and without negotiation) every scenario runs with the JSON and
 the MessagePack hub protocol; against the standalone trio-websocket server (no HTTP, so the
 client skips negotiation) the scenarios that need no second connection run likewise.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import outcome
 import pytest
@@ -13,6 +16,7 @@ import trio
 
 from demo.echo import EchoHub
 from engine import HubServer
+from engine.transports.native import serve_native
 from engine.transports.trio_websocket import serve_trio_websocket
 
 from .checks import CHECKS
@@ -36,27 +40,50 @@ def test_demo(
 TRIO_WEBSOCKET_SCENARIOS = ["invoke", "stream", "upload", "errors"]
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_trio_websocket_server(node_client: NodeClient, protocol: str) -> None:
+async def check_standalone(
+    node_client: NodeClient,
+    serve: Callable[..., Awaitable[None]],
+    scenarios: list[str],
+    protocol: str,
+    skip_negotiation: bool,
+) -> None:
+    """Run ``scenarios`` against the echo hub on a standalone server (``serve``)."""
     server = HubServer()
     server.map_hub("/hubs/echo", EchoHub)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
-        host, port = await nursery.start(serve_trio_websocket, server)
+        host, port = await nursery.start(serve, server)
         # The Node client accepts only http(s) URLs ("Cannot resolve 'ws://...'"); its
         # WebSocket transport turns http:// into ws:// itself.
         ran = await outcome.acapture(
             node_client.arun,
-            TRIO_WEBSOCKET_SCENARIOS,
+            scenarios,
             f"http://{host}:{port}/hubs/echo",
             TRANSPORT,
             protocol,
-            skip_negotiation=True,
+            skip_negotiation=skip_negotiation,
         )
         server.stop()
         with trio.fail_after(10):
             await server.wait_stopped()
         nursery.cancel_scope.cancel()  # the listener
     results = ran.unwrap()
-    for scenario in TRIO_WEBSOCKET_SCENARIOS:
+    for scenario in scenarios:
         CHECKS[scenario](results[scenario], protocol)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_trio_websocket_server(node_client: NodeClient, protocol: str) -> None:
+    await check_standalone(
+        node_client, serve_trio_websocket, TRIO_WEBSOCKET_SCENARIOS, protocol, True
+    )
+
+
+@pytest.mark.parametrize("skip_negotiation", [False, True], ids=["negotiate", "skip"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_native_server(
+    node_client: NodeClient, protocol: str, skip_negotiation: bool
+) -> None:
+    # Without negotiation the client never learns its connection id (WhoAmI checks it).
+    scenarios = [s for s in CHECKS if not (skip_negotiation and s == "whoami")]
+    await check_standalone(node_client, serve_native, scenarios, protocol, skip_negotiation)
