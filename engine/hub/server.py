@@ -259,6 +259,11 @@ class HubServer:
     def running(self) -> bool:
         return self._connections is not None
 
+    @property
+    def accepting(self) -> bool:
+        """Running and not stopping: a new connection would be served."""
+        return self._connections is not None and not self._stop.is_set()
+
     async def authorize_hub(
         self, registration: HubRegistration, principal: Principal, request: RequestInfo
     ) -> bool:

@@ -116,7 +116,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     if len(payload) == 1:
         raise WebSocketError(1002, "close frame with a one-byte payload")
     (code,) = struct.unpack("!H", payload[:2])
-    if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code < 5000):
+    if not ((1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code < 5000):
         raise WebSocketError(1002, f"invalid close code {code}")
     try:
         reason = payload[2:].decode()

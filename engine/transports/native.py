@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..auth.request import RequestInfo
-from ..hub.access import Verdict, check_request
+from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from ..protocol.websocket import accept_key, valid_key
@@ -58,6 +58,7 @@ _REASONS = {
     411: "Length Required",
     413: "Content Too Large",
     426: "Upgrade Required",
+    503: "Service Unavailable",
     431: "Request Header Fields Too Large",
 }
 
@@ -157,6 +158,9 @@ class _Connection:
                     return
         except (OSError, trio.BrokenResourceError):
             pass
+        except Exception:
+            # One connection's failure is logged and ends that connection only.
+            log.exception("serving an HTTP connection from %s failed", self.client[0])
         finally:
             if not self.handed_over:
                 trio.lowlevel.notify_closing(self.sock)
@@ -166,12 +170,12 @@ class _Connection:
 
     async def _read_head(self) -> bytes | None:
         while True:
-            end = self.buffer.find(b"\r\n\r\n")
+            end = self.buffer.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
             if end >= 0:
                 head = bytes(self.buffer[:end])
                 del self.buffer[: end + 4]
                 return head
-            if len(self.buffer) > _HEAD_LIMIT:
+            if len(self.buffer) >= _HEAD_LIMIT + 4:
                 await self._respond(431, b"", close=True)
                 return None
             data = await self._recv()
@@ -259,27 +263,43 @@ class _Connection:
         if request.method not in ("GET", "POST", "DELETE"):
             await self._respond(405, b"")
             return True
+        await self._http_request(request, registration)
+        return True
+
+    async def _http_request(self, request: _Request, registration: HubRegistration) -> None:
+        """A GET / POST / DELETE on a hub path that is not an upgrade: checked in
+        the ASGI app's order (identity, id, owner), then answered as a server
+        that serves WebSockets only."""
         verdict = await self._verdict(request, registration)
         if not verdict.allowed:
-            return True
-        if request.method == "GET":
+            return
+        token = (parse_query(request.query).get("id") or ("",))[0]
+        if not token:
+            await self._respond(400, Texts.CONNECTION_ID_REQUIRED.encode())
+            return
+        connection = self.table.get(token)
+        if connection is None or connection.registration is not registration:
+            await self._respond(404, Texts.NO_CONNECTION.encode())
+            return
+        if connection.principal is not None:
+            checked = check_bound(verdict, connection.principal, request.info(None, self.client))
+            if not checked.allowed:
+                await self._respond(checked.status, b"", headers=checked.headers)
+                return
+        if request.method == "POST":
+            if connection.transport is TransportType.WEBSOCKETS:
+                await self._respond(405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
+            else:  # nothing receives for it (no transport request yet)
+                await self._respond(404, Texts.NO_CONNECTION.encode())
+        elif request.method == "DELETE":
+            await self._respond(400, Texts.DELETE_NOT_ALLOWED.encode())
+        else:
             wanted = (
                 TransportType.SERVER_SENT_EVENTS
                 if "text/event-stream" in request.header("accept")
                 else TransportType.LONG_POLLING
             )
             await self._respond(404, Texts.transport_not_supported(wanted.value).encode())
-            return True
-        token = (parse_query(request.query).get("id") or ("",))[0]
-        if not token:
-            await self._respond(400, Texts.CONNECTION_ID_REQUIRED.encode())
-        elif self.table.get(token) is None:
-            await self._respond(404, Texts.NO_CONNECTION.encode())
-        elif request.method == "POST":
-            await self._respond(405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
-        else:
-            await self._respond(400, Texts.DELETE_NOT_ALLOWED.encode())
-        return True
 
     async def _verdict(self, request: _Request, registration: HubRegistration) -> Verdict:
         """Authenticate and apply the hub policy; answers the refusal itself."""
@@ -333,6 +353,11 @@ class _Connection:
             await self._respond(claimed.status, claimed.body, headers=claimed.headers)
             return True
         connection_id, connection = claimed
+        if not self.server.accepting:
+            if connection is not None:
+                self.table.remove(connection.token)
+            await self._respond(503, b"The server is shutting down", close=True)
+            return False
         try:
             await self._send_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
