@@ -497,6 +497,7 @@ def authz(bench: Bench, running: list[Running]) -> dict[str, Any]:
         "reps": p.reps,
         "warmup_ms": p.echo_warmup_ms,
         "rep_ms": p.echo_rep_ms,
+        "slices": 10,
     }
 
 

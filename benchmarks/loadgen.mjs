@@ -348,17 +348,52 @@ function echoRunner(target) {
     state.idle = null;
   }
 
-  async function timed(method) {
+  // One slice of `ms` on `method`: its count, latencies and window.
+  async function slice(method, ms) {
     start(method);
     await sleep(20); // the previous phase's last calls are not counted
     state.count = 0;
     state.latencies = [];
     const window = new Window(target.pid);
-    await sleep(cfg.rep_ms);
-    const latencies = state.latencies.sort((a, b) => a - b);
-    const result = window.close(state.count, { p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99) });
+    await sleep(ms);
+    const result = window.close(state.count);
+    const latencies = state.latencies;
     await stop();
-    return result;
+    return { result, latencies };
+  }
+
+  function summary(parts) {
+    const latencies = parts.flatMap((p) => p.latencies).sort((a, b) => a - b);
+    const sum = (key) => parts.reduce((total, p) => total + p.result[key], 0);
+    const count = sum('count');
+    const seconds = sum('seconds');
+    return {
+      count,
+      seconds,
+      rate: count / seconds,
+      server_cpu_s: sum('server_cpu_s'),
+      gen_cpu_s: sum('gen_cpu_s'),
+      p50_ms: percentile(latencies, 0.5),
+      p99_ms: percentile(latencies, 0.99),
+    };
+  }
+
+  async function timed(method) {
+    return summary([await slice(method, cfg.rep_ms)]);
+  }
+
+  // Several methods compared (the authorization cost): each repetition
+  // alternates them in `slices` short slices, so that the machine's slow
+  // spells (it is shared) fall on all of them alike instead of on whichever
+  // ran during one; each method's figure sums its slices.
+  async function interleaved(order) {
+    const slices = Math.max(1, cfg.slices || 1);
+    const parts = Object.fromEntries(order.map((m) => [m, []]));
+    for (let i = 0; i < slices; i++) {
+      const round = i % 2 ? [...order].reverse() : order;
+      for (const method of round) parts[method].push(await slice(method, cfg.rep_ms / slices));
+    }
+    return Object.fromEntries(order.map((m) => [m, summary(parts[m])]));
   }
 
   return {
@@ -377,9 +412,8 @@ function echoRunner(target) {
     async rep() {
       // Alternate which method goes first, so that neither always follows the other.
       const order = state.turn++ % 2 ? [...methods].reverse() : methods;
-      const result = {};
-      for (const method of order) result[method] = await timed(method);
-      return result;
+      if (order.length > 1) return interleaved(order);
+      return { [order[0]]: await timed(order[0]) };
     },
     errors: () => state.errors + closedUnexpectedly,
   };

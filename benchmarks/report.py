@@ -386,7 +386,9 @@ def print_table(
         f"{meta['reps']} repetitions after warm-up; python {meta['python']}, node {meta['node']}, "
         f"{meta['cpus']} CPUs; {meta['pinning']}; {meta['elapsed_s']:.0f} s"
     )
-    print("columns: hypercorn, native and trio-ws are triohub; ratios are triohub / peer (same run);")
+    print(
+        "columns: hypercorn, native and trio-ws are triohub; ratios are triohub / peer (same run);"
+    )
     print(
         "n/s = the server cannot run this scenario (reasons below); FAIL = it should have but did not"
     )
@@ -431,7 +433,13 @@ def print_table(
 
 
 def _short(server: str) -> str:
-    return {"hypercorn": "hc", "native": "nat", "trio-ws": "tws", "aiosignalr": "aio", "floor": "floor"}[server]
+    return {
+        "hypercorn": "hc",
+        "native": "nat",
+        "trio-ws": "tws",
+        "aiosignalr": "aio",
+        "floor": "floor",
+    }[server]
 
 
 COLOURS = {

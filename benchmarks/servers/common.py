@@ -15,7 +15,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--path", default="/hubs/bench")
-    parser.add_argument("--transport", choices=["hypercorn", "native", "trio-websocket"], default="hypercorn")
+    parser.add_argument(
+        "--transport", choices=["hypercorn", "native", "trio-websocket"], default="hypercorn"
+    )
     parser.add_argument("--alg", choices=["HS256", "RS256"], default="HS256")
     parser.add_argument("--key", help="HS256 secret, or a file holding the RS256 public key")
     parser.add_argument("--issuer", default="triohub-bench")

@@ -67,11 +67,11 @@ class AuthorizationContext:
     def succeed(self, requirement: Requirement) -> None:
         """Mark ``requirement`` as met (a requirement not in the policy is ignored)."""
         self._succeed_called = True
-        self._pending = [
-            pending
-            for pending in self._pending
-            if not (pending is requirement or pending == requirement)
-        ]
+        pending = self._pending
+        if pending and pending[0] is requirement and requirement not in pending[1:]:
+            del pending[0]  # the usual case: requirements met in policy order
+            return
+        self._pending = [p for p in pending if not (p is requirement or p == requirement)]
 
     def fail(self, reason: str | None = None) -> None:
         """Veto: the evaluation fails even if every requirement succeeds.

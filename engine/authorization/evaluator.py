@@ -7,14 +7,17 @@ isolation and concurrency belong to the authorization actor.
 
 from __future__ import annotations
 
+import dis
+import functools
 import inspect
+import types
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 
 from ..auth.principal import Principal
 from .context import AuthorizationContext
-from .handlers import HandlerFunction
 from .policy import AuthorizationPolicy, PolicyRegistry
 from .requirements import Requirement
 
@@ -37,8 +40,10 @@ class AuthorizationResult:
     @classmethod
     def of(cls, context: AuthorizationContext) -> AuthorizationResult:
         """Read the verdict of a context whose handlers have all run."""
+        if context.has_succeeded:
+            return _SUCCEEDED  # every guarded call that is allowed: one shared value
         return cls(
-            succeeded=context.has_succeeded,
+            succeeded=False,
             failed_requirements=context.pending_requirements,
             fail_called=context.has_failed,
             failure_reasons=context.failure_reasons,
@@ -63,19 +68,41 @@ class AuthorizationResult:
         return "denied (" + "; ".join(parts or ["no requirement succeeded"]) + ")"
 
 
-async def _call(handler: HandlerFunction, context: AuthorizationContext) -> None:
-    outcome: Any = handler(context)
-    if outcome is None:
-        return  # a plain handler, the common case
-    if inspect.isawaitable(outcome):
-        outcome = await outcome
-    if outcome is not None:
-        # A handler that returns True thinks it granted access; it did not.
-        raise TypeError(
-            f"authorization handler {getattr(handler, '__qualname__', handler)!r} returned "
-            f"{outcome!r}; handlers decide by calling context.succeed(requirement) or "
-            "context.fail(reason) and return None"
-        )
+_SUSPENDING_OPS = frozenset(
+    {"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH"}
+)
+_KNOWN_OPS = "YIELD_VALUE" in dis.opmap and "GET_AWAITABLE" in dis.opmap
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_may_suspend(code: types.CodeType) -> bool:
+    if not _KNOWN_OPS:  # an interpreter whose bytecode we do not know: assume it may
+        return True
+    return any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code))
+
+
+def _may_suspend(awaitable: Any) -> bool:
+    """``False`` only for a coroutine whose code has no suspension point at all
+    (no ``await``, ``async for``, ``async with``): it runs to its end at once."""
+    if type(awaitable) is not types.CoroutineType:
+        return True
+    return _code_may_suspend(awaitable.cr_code)
+
+
+async def _settle(outcome: Any, timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None) -> Any:
+    """What a handler's non-``None`` return value comes to: awaited (through
+    ``timed`` when it may suspend) if awaitable, else itself."""
+    if not inspect.isawaitable(outcome):
+        return outcome
+    if timed is not None and _may_suspend(outcome):
+        return await timed(outcome)
+    return await outcome
+
+
+_SUCCEEDED = AuthorizationResult(succeeded=True)
+
+_NO_HANDLERS = PolicyRegistry()
+"""Plans for evaluations without a registry: the requirements' own handles."""
 
 
 async def evaluate(
@@ -83,6 +110,7 @@ async def evaluate(
     principal: Principal,
     resource: Any = None,
     registry: PolicyRegistry | None = None,
+    timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
 ) -> AuthorizationResult:
     """Evaluate ``policy`` for ``principal`` accessing ``resource``.
 
@@ -99,6 +127,10 @@ async def evaluate(
             ``HubRequestContext``, or anything the caller chooses.
         registry: where registered handlers come from; ``None`` = built-in and
             self-handling requirements only.
+        timed: if given, every handler's awaitable that may suspend is awaited
+            as ``await timed(awaitable)`` (the authorization actor's timeout);
+            one that provably cannot suspend (an ``async def`` without
+            ``await``, ``async for`` or ``async with``) is awaited directly.
 
     Returns:
         The verdict: succeeded iff every requirement succeeded and no handler
@@ -110,13 +142,21 @@ async def evaluate(
         TypeError: a handler returned something other than ``None``.
     """
     context = AuthorizationContext(principal, resource, policy.requirements)
-    seen: list[Requirement] = []
-    for requirement in policy.requirements:
-        if any(requirement is done for done in seen):
-            continue
-        seen.append(requirement)
-        await _call(requirement.handle, context)
-    if registry is not None:
-        for handler in registry.handlers_for(policy.requirements):
-            await _call(handler, context)
+    for handler in (registry if registry is not None else _NO_HANDLERS).plan(policy):
+        outcome = handler(context)
+        if outcome is None:
+            continue  # a plain handler: the common case
+        if type(outcome) is types.CoroutineType and (
+            timed is None or not _code_may_suspend(outcome.cr_code)
+        ):
+            outcome = await outcome  # an async def that cannot suspend: runs to its end
+        else:
+            outcome = await _settle(outcome, timed)
+        if outcome is not None:
+            # A handler that returns True thinks it granted access; it did not.
+            raise TypeError(
+                f"authorization handler {getattr(handler, '__qualname__', handler)!r} "
+                f"returned {outcome!r}; handlers decide by calling "
+                "context.succeed(requirement) or context.fail(reason) and return None"
+            )
     return AuthorizationResult.of(context)

@@ -137,6 +137,7 @@ class PolicyRegistry:
         self._handlers_by_types: dict[tuple[type, ...], tuple[HandlerFunction, ...]] = {}
         """``handlers_for`` answers by the requirements' types, which every
         guarded call asks again: cached, and cleared by ``add_handler``."""
+        self._plans: dict[int, tuple[AuthorizationPolicy, tuple[HandlerFunction, ...]]] = {}
         self._default_policy = AuthorizationPolicy.build(authenticated=True)
         if default_policy is not None:
             self.default_policy = default_policy
@@ -215,6 +216,7 @@ class PolicyRegistry:
             )
         self._handlers.append((requirement_type, as_handler_function(handler)))
         self._handlers_by_types.clear()
+        self._plans.clear()
 
     def handlers_for(self, requirements: Iterable[Requirement]) -> tuple[HandlerFunction, ...]:
         """The registered handlers that serve at least one of ``requirements``."""
@@ -228,5 +230,27 @@ class PolicyRegistry:
             )
         return found
 
+    def plan(self, policy: AuthorizationPolicy) -> tuple[HandlerFunction, ...]:
+        """Every function an evaluation of ``policy`` calls, in order: each
+        distinct requirement's own ``handle``, then the registered handlers
+        serving its requirements (cached per policy; ``add_handler`` clears)."""
+        cached = self._plans.get(id(policy))
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        steps = (*_own_handles(policy.requirements), *self.handlers_for(policy.requirements))
+        if len(self._plans) > 4096:
+            self._plans.clear()  # policies built on the fly: keep the cache bounded
+        self._plans[id(policy)] = (policy, steps)
+        return steps
+
     def __repr__(self) -> str:
         return f"<PolicyRegistry policies={list(self.names)} handlers={len(self._handlers)}>"
+
+
+def _own_handles(requirements: tuple[Requirement, ...]) -> list[HandlerFunction]:
+    """Each distinct requirement object's ``handle``, in policy order."""
+    distinct: list[Requirement] = []
+    for requirement in requirements:
+        if not any(requirement is seen for seen in distinct):
+            distinct.append(requirement)
+    return [requirement.handle for requirement in distinct]

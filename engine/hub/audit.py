@@ -45,6 +45,12 @@ class Auditor:
         self.counters: Counter[tuple[str, str | None, str]] = Counter()
         """``(hub, method, outcome) -> count``; method ``None`` for hub-level checks."""
 
+    @property
+    def wants_records(self) -> bool:
+        """Whether an allowed decision needs its record built (a hook, or the
+        audit log at DEBUG); otherwise counting it in ``counters`` is enough."""
+        return self._hook is not None or log.isEnabledFor(logging.DEBUG)
+
     def record(self, record: AuditRecord) -> None:
         self.counters[(record.hub, record.method, record.outcome)] += 1
         # Allowed decisions happen on every poll and call: DEBUG; denials: WARNING.

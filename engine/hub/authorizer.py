@@ -4,6 +4,7 @@ hub and every invocation of a protected method, each decision audited."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,8 @@ class Guard:
 
     policy: AuthorizationPolicy | None
     label: str
+    subject: str = ""
+    """What is guarded, for logs: ``"ChatHub.ban_user policy=Administrators"``."""
 
     @property
     def open(self) -> bool:
@@ -82,14 +85,20 @@ class HubAuthorizer:
             return OPEN
         data = authorize_data(hub_class)
         policy = resolve_policy(self.registry, data, where=hub_class.__name__)
-        return OPEN if policy is None else Guard(policy, _label(data))
+        if policy is None:
+            return OPEN
+        label = _label(data)
+        return Guard(policy, label, f"{hub_class.__name__}.<connect> policy={label}")
 
-    def method_guard(self, hub_class: type, name: str) -> Guard:
+    def method_guard(self, hub_class: type, name: str, wire_name: str | None = None) -> Guard:
         # Method metadata only restricts further: @allow_anonymous on a method
         # never cancels its @authorize (dotnet/aspnetcore#21800).
         data = method_authorize_data(hub_class, name)
         policy = resolve_policy(self.registry, data, where=f"{hub_class.__name__}.{name}")
-        return OPEN if policy is None else Guard(policy, _label(data))
+        if policy is None:
+            return OPEN
+        label = _label(data)
+        return Guard(policy, label, f"{hub_class.__name__}.{wire_name or name} policy={label}")
 
     # -- checks -----------------------------------------------------------------
 
@@ -100,16 +109,7 @@ class HubAuthorizer:
             return True
         resource = HubRequestContext(request=request, hub=hub_class, path=path)
         return await self._decide(
-            guard.policy,
-            principal,
-            resource,
-            AuditRecord(
-                hub=hub_class.__name__,
-                method=None,
-                policy=guard.label,
-                outcome="allowed",
-                user_id=principal.name_identifier,
-            ),
+            guard, principal, resource, hub_class.__name__, None, principal.name_identifier, None
         )
 
     async def authorize_invocation(
@@ -124,52 +124,52 @@ class HubAuthorizer:
         if guard.policy is None:
             return True
         resource = HubInvocationContext(
-            caller=caller,
-            hub=hub_class,
-            target=target,
-            method_name=method.name,
-            wire_name=method.wire_name,
-            arguments=arguments,
+            caller, hub_class, target, method.name, method.wire_name, arguments
         )
         return await self._decide(
-            guard.policy,
+            guard,
             caller.principal,
             resource,
-            AuditRecord(
-                hub=hub_class.__name__,
-                method=method.wire_name,
-                policy=guard.label,
-                outcome="allowed",
-                user_id=caller.user_id,
-                connection_id=caller.connection_id,
-            ),
+            hub_class.__name__,
+            method.wire_name,
+            caller.user_id,
+            caller.connection_id,
         )
 
     async def _decide(
         self,
-        policy: AuthorizationPolicy,
+        guard: Guard,
         principal: Principal,
         resource: Any,
-        record: AuditRecord,
+        hub: str,
+        method: str | None,
+        user_id: str | None,
+        connection_id: str | None,
     ) -> bool:
-        label = f"{record.hub}.{record.method or '<connect>'} policy={record.policy}"
+        policy = guard.policy
+        assert policy is not None
+        label = guard.subject
+        where = (guard, hub, method, user_id, connection_id)
         try:
             # In this task, not the actor's: every caller here is already a task
             # of its own (a connection's reader, an HTTP request), and the trip
             # through the actor cost more than a typical policy (benchmarks/).
             decision = await self.actor.evaluate_here(
-                lambda: evaluate(policy, principal, resource, self.registry), label=label
+                functools.partial(evaluate, policy, principal, resource, self.registry),
+                label=label,
+                cooperative=True,
             )
         except ActorStopped:
             log.warning("authorization actor stopped: denying %s", label)
-            self.auditor.record(
-                attrs.evolve(record, outcome="denied", failed_requirement="actor stopped")
-            )
+            self._record(where, "denied", "actor stopped")
             return False
         if decision.allowed:
-            # The record was built with outcome "allowed" (attrs.evolve is slow
-            # for what runs on every guarded call).
-            self.auditor.record(record)
+            # On every guarded call: a record is built only for a listener.
+            auditor = self.auditor
+            if auditor.wants_records:
+                self._record(where, "allowed")
+            else:
+                auditor.counters[(hub, method, "allowed")] += 1
             return True
         result = decision.result
         if result is not None:
@@ -180,7 +180,26 @@ class HubAuthorizer:
         else:
             failed = decision.error or "error"
             detail = f"evaluation failed closed ({decision.error})"
-        self.auditor.record(
-            attrs.evolve(record, outcome="denied", failed_requirement=failed, detail=detail)
-        )
+        self._record(where, "denied", failed, detail)
         return False
+
+    def _record(
+        self,
+        where: tuple[Guard, str, str | None, str | None, str | None],
+        outcome: str,
+        failed: str | None = None,
+        detail: str = "",
+    ) -> None:
+        guard, hub, method, user_id, connection_id = where
+        self.auditor.record(
+            AuditRecord(
+                hub=hub,
+                method=method,
+                policy=guard.label,
+                outcome=outcome,
+                user_id=user_id,
+                connection_id=connection_id,
+                failed_requirement=failed,
+                detail=detail,
+            )
+        )

@@ -104,7 +104,8 @@ def wire_names(python_name: str, explicit: str | None) -> tuple[str, ...]:
 
 
 def bind_hub(
-    hub_class: type, guard_of: Callable[[type, str], Guard] = lambda _cls, _name: OPEN
+    hub_class: type,
+    guard_of: Callable[[type, str, str], Guard] = lambda _cls, _name, _wire: OPEN,
 ) -> Mapping[str, BoundMethod]:
     """Bind every hub method of ``hub_class``.
 
@@ -118,7 +119,9 @@ def bind_hub(
     table: dict[str, BoundMethod] = {}
     owners: dict[str, str] = {}
     for python_name, function in _public_functions(hub_class):
-        method = _bind_one(hub_class, python_name, function, guard_of(hub_class, python_name))
+        wire_name = _wire_name(python_name, function)
+        guard = guard_of(hub_class, python_name, wire_name)
+        method = _bind_one(hub_class, python_name, function, guard)
         for name in wire_names(python_name, getattr(function, _NAME_ATTR, None)):
             key = name.lower()
             if key in owners and owners[key] != python_name:
@@ -188,13 +191,18 @@ def _bind_one(
             coercers.append(coercer_for(annotation))
     return BoundMethod(
         name=name,
-        wire_name=getattr(function, _NAME_ATTR, None) or _pascal(name),
+        wire_name=_wire_name(name, function),
         function=function,
         kind=kind,
         coercers=tuple(coercers),
         stream_positions=tuple(streams),
         guard=guard,
     )
+
+
+def _wire_name(name: str, function: Callable[..., Any]) -> str:
+    """The name a method is reported by (``@hub_method(name=...)`` or PascalCase)."""
+    return getattr(function, _NAME_ATTR, None) or _pascal(name)
 
 
 def _is_stream(annotation: Any) -> bool:

@@ -4,6 +4,7 @@ timers, tasks) and the hub (protocol, invocations, router)."""
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
@@ -151,8 +152,8 @@ class HubSession:
             control,
             self._make_hub,
             self._send,
-            lambda method, target, arguments: registration.authorizer.authorize_invocation(
-                registration.hub_class, context, method, target, arguments
+            functools.partial(
+                registration.authorizer.authorize_invocation, registration.hub_class, context
             ),
             context,
             self.settle,

@@ -318,3 +318,127 @@ def test_the_actor_imports_nothing_from_engine() -> None:
             assert not any(a.name.split(".")[0] == "engine" for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.level > 0 or not (node.module or "").startswith("engine")
+
+
+# -- evaluate_here: the same rules in the calling task --------------------------------
+
+
+async def test_here_a_job_that_never_suspends_is_decided_without_a_checkpoint(
+    nursery: trio.Nursery,
+) -> None:
+    actor = await start(nursery)
+    steps: list[str] = []
+
+    async def job() -> Verdict:
+        steps.append("ran")
+        return ALLOW
+
+    decision = await actor.evaluate_here(job, label="sync")
+    assert decision.allowed
+    assert steps == ["ran"]
+
+
+@pytest.mark.parametrize(("seconds", "allowed"), [(4.9, True), (5.1, False)])
+async def test_here_the_timeout_counts_from_the_start_once_the_job_suspends(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, seconds: float, allowed: bool
+) -> None:
+    actor = await start(nursery, job_timeout=5.0)
+    began = trio.current_time()
+    decision = await actor.evaluate_here(after(seconds), label="slow")
+    assert decision.allowed is allowed
+    assert decision.error == (None if allowed else "timeout")
+    assert trio.current_time() - began == pytest.approx(min(seconds, 5.0))
+
+
+async def test_here_a_job_whose_first_step_enters_its_own_scopes_nests_properly(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The job's first step runs inside the timeout scope: scopes it opens before
+    suspending (trio.sleep opens one; so does this move_on_after) close in order."""
+    actor = await start(nursery, job_timeout=5.0)
+
+    async def job() -> Verdict:
+        with trio.move_on_after(1):
+            await trio.sleep(2)  # cut at 1 s by the job's own scope
+        with trio.CancelScope():
+            await trio.sleep(1)
+        return ALLOW
+
+    began = trio.current_time()
+    decision = await actor.evaluate_here(job, label="scopes")
+    assert decision.allowed
+    assert trio.current_time() - began == pytest.approx(2.0)
+    decision = await actor.evaluate_here(after(10), label="after scopes")
+    assert decision.error == "timeout"
+
+
+async def test_here_an_exception_after_suspending_denies(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery)
+
+    async def job() -> Verdict:
+        await trio.sleep(1)
+        raise LookupError("the user store is down")
+
+    decision = await actor.evaluate_here(job, label="raises late")
+    assert not decision.allowed
+    assert decision.error == "LookupError"
+
+
+async def test_here_a_caller_cancelled_while_its_job_waits_stops_the_job(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    actor = await start(nursery)
+    finished: list[str] = []
+
+    async def job() -> Verdict:
+        try:
+            await trio.sleep(3)
+        finally:
+            finished.append("cleaned up")
+        return ALLOW
+
+    with trio.move_on_after(1) as outer:
+        await actor.evaluate_here(job, label="abandoned")
+    assert outer.cancelled_caught
+    assert finished == ["cleaned up"]
+
+
+# -- cooperative jobs: the timeout applies where the job awaits through ``timed`` ----
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["here", "in-actor"])
+@pytest.mark.parametrize(("seconds", "allowed"), [(4.9, True), (5.1, False)])
+async def test_a_cooperative_job_is_timed_where_it_awaits_through_timed(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    here: bool,
+    seconds: float,
+    allowed: bool,
+) -> None:
+    actor = await start(nursery, job_timeout=5.0)
+
+    async def job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
+        await timed(trio.sleep(seconds / 2))  # noqa: ASYNC105 (timed awaits it)
+        await timed(trio.sleep(seconds / 2))  # noqa: ASYNC105 (the deadline counts from the start)
+        return ALLOW
+
+    evaluate = actor.evaluate_here if here else actor.evaluate
+    began = trio.current_time()
+    decision = await evaluate(job, label="cooperative", cooperative=True)
+    assert decision.allowed is allowed
+    assert decision.error == (None if allowed else "timeout")
+    assert trio.current_time() - began == pytest.approx(min(seconds, 5.0))
+
+
+async def test_a_cooperative_job_that_raises_denies(nursery: trio.Nursery) -> None:
+    actor = await start(nursery)
+
+    async def job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
+        await timed(trio.lowlevel.checkpoint())  # noqa: ASYNC105 (timed awaits it)
+        raise KeyError("no such user")
+
+    decision = await actor.evaluate_here(job, label="raises", cooperative=True)
+    assert not decision.allowed
+    assert decision.error == "KeyError"

@@ -401,3 +401,69 @@ def test_the_model_imports_neither_trio_nor_the_hub(path: pathlib.Path) -> None:
     for name in imported_modules(path):
         assert not name.startswith(("trio", "actors")), f"{path.name} imports {name}"
         assert "hub" not in name.split("."), f"{path.name} imports {name}"
+
+
+# -- timed: only what may suspend goes through the actor's timeout ---------------------
+
+
+class Timed(Requirement):
+    """Decided by the handlers of the ``timed`` tests."""
+
+
+async def test_timed_sees_only_the_awaitables_that_may_suspend() -> None:
+    """``async def`` handlers without a suspension point are awaited directly (a
+    timeout could not fire inside them); the others, and awaitables returned by
+    plain functions, go through ``timed``."""
+    through: list[str] = []
+
+    async def timed(awaitable: Any) -> Any:
+        through.append(type(awaitable).__name__)
+        return await awaitable
+
+    async def never_suspends(context: AuthorizationContext) -> None:
+        for requirement in context.pending(Timed):
+            context.succeed(requirement)
+
+    async def awaits(context: AuthorizationContext) -> None:
+        await trio.lowlevel.checkpoint()
+
+    class Items:
+        def __aiter__(self) -> Any:
+            return self
+
+        async def __anext__(self) -> None:
+            raise StopAsyncIteration
+
+    async def loops(context: AuthorizationContext) -> None:
+        async for _ in Items():
+            pass
+
+    async def enters(context: AuthorizationContext) -> None:
+        async with trio.Lock():
+            pass
+
+    def returns_a_coroutine(context: AuthorizationContext) -> Any:
+        return awaits(context)
+
+    registry = PolicyRegistry()
+    for handler in (never_suspends, awaits, loops, enters, returns_a_coroutine):
+        registry.add_handler(Timed, handler)
+    result = await evaluate(AuthorizationPolicy([Timed()]), user("u"), None, registry, timed=timed)
+    assert result.succeeded
+    assert through == ["coroutine"] * 4  # awaits, loops, enters, returns_a_coroutine
+
+
+async def test_without_timed_every_awaitable_is_awaited_directly() -> None:
+    calls: list[str] = []
+
+    async def awaits(context: AuthorizationContext) -> None:
+        await trio.lowlevel.checkpoint()
+        calls.append("ran")
+        for requirement in context.pending(Timed):
+            context.succeed(requirement)
+
+    registry = PolicyRegistry()
+    registry.add_handler(Timed, awaits)
+    result = await evaluate(AuthorizationPolicy([Timed()]), user("u"), None, registry)
+    assert result.succeeded
+    assert calls == ["ran"]
