@@ -248,9 +248,10 @@ class PolicyRegistry:
 
 
 def _own_handles(requirements: tuple[Requirement, ...]) -> list[HandlerFunction]:
-    """Each distinct requirement object's ``handle``, in policy order."""
+    """Each distinct requirement object's ``handle``, in policy order (but not
+    the base class's, which decides nothing: those are left to handlers)."""
     distinct: list[Requirement] = []
     for requirement in requirements:
         if not any(requirement is seen for seen in distinct):
             distinct.append(requirement)
-    return [requirement.handle for requirement in distinct]
+    return [r.handle for r in distinct if type(r).handle is not Requirement.handle]
