@@ -4,6 +4,10 @@
   ready when it prints its listening line, stopped with SIGINT (Ctrl+C) at the end, which
   it must obey within SHUTDOWN_TIMEOUT (test_shutdown checks that it exits cleanly).
   Its stdout and stderr go to a log file that is attached to every failing test's report.
+* ``native_demo`` (per test, trio): the demo's hubs (``build_app``: same hubs, JWT
+  bearer authentication and policies) served in-process by triohub's own server
+  (``serve_native``), with hypercorn serving the rest of the demo (``/api/token``) on a
+  second port, since ``serve_native`` serves hubs only.
 * ``node_client`` (session): runs ``tests/e2e/js/client.mjs`` with the official
   ``@microsoft/signalr`` client from the repository's ``node_modules`` and returns the
   scenarios' observations (the JSON line the script prints last).
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import selectors
 import shutil
 import signal
@@ -21,13 +26,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 import trio
+
+from demo.app import build_app
+from engine.transports.hypercorn import serve_hypercorn
+from engine.transports.native import serve_native
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -163,6 +172,33 @@ def pytest_runtest_makereport(
     if report.failed and isinstance(server, DemoServer):
         report.sections.append((f"demo server log ({report.when})", server.log()))
     return report
+
+
+# -- the demo's hubs on triohub's own server -------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeDemo:
+    base_url: str  # hypercorn: the demo's web endpoints (/api/token)
+    hubs_url: str  # serve_native: the hubs
+
+    def url(self, path: str = "/hubs/echo") -> str:
+        return self.hubs_url + path
+
+
+@pytest.fixture
+async def native_demo(nursery: trio.Nursery) -> AsyncIterator[NativeDemo]:
+    app = build_app(secrets.token_urlsafe(48))
+    await nursery.start(app.server.run)
+    web_host, web_port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
+    host, port = await nursery.start(serve_native, app.server, "127.0.0.1", 0)
+    try:
+        yield NativeDemo(f"http://{web_host}:{web_port}", f"http://{host}:{port}")
+    finally:
+        # Gracefully, before the nursery fixture cancels both listeners.
+        app.server.stop()
+        with trio.move_on_after(10):
+            await app.server.wait_stopped()
 
 
 # -- the Node.js client -----------------------------------------------------------------

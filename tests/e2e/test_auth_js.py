@@ -24,8 +24,10 @@ TRANSPORTS = ["WebSockets", "ServerSentEvents", "LongPolling"]
 EXPIRED_CLOSE = {"type": 7, "error": "Authentication expired.", "allowReconnect": True}
 
 
-def run_auth(node_client: NodeClient, scenario: str, demo: DemoServer, **env: str) -> Any:
-    command = [node_client.node, str(AUTH_SCRIPT), scenario, demo.base_url]
+def run_auth(node_client: NodeClient, scenario: str, base_url: str, **env: str) -> Any:
+    """Run one ``auth.mjs`` scenario against the demo at ``base_url`` (``env``: the
+    script's settings, e.g. ``AUTH_HUB_URL``); returns what it observed."""
+    command = [node_client.node, str(AUTH_SCRIPT), scenario, base_url]
     try:
         done = subprocess.run(
             command,
@@ -43,11 +45,12 @@ def run_auth(node_client: NodeClient, scenario: str, demo: DemoServer, **env: st
     return _results(command, done.returncode, done.stdout, done.stderr)[scenario]
 
 
-def test_access_token_factory_on_every_transport(
-    demo_server: DemoServer, node_client: NodeClient
-) -> None:
-    observed = run_auth(node_client, "transports", demo_server)
-    for transport in TRANSPORTS:
+# -- checks of what a scenario observed (shared with test_auth_native.py) ----------------
+
+
+def check_transports(observed: Any, transports: list[str]) -> None:
+    assert set(observed) == set(transports)
+    for transport in transports:
         seen = observed[transport]
         assert seen["whoami"]["userId"] == "alice@contoso.example", (transport, seen)
         assert seen["whoami"]["name"] == "alice"
@@ -56,30 +59,61 @@ def test_access_token_factory_on_every_transport(
         assert seen["closeError"] is None, (transport, seen["closeError"])
 
 
-def test_start_without_a_valid_token_rejects_with_401(
-    demo_server: DemoServer, node_client: NodeClient
-) -> None:
-    observed = run_auth(node_client, "refused", demo_server)
-    assert set(observed) == {f"{t}/{c}" for t in TRANSPORTS for c in ("none", "garbage")}
+def check_refused(observed: Any, transports: list[str]) -> None:
+    assert set(observed) == {f"{t}/{c}" for t in transports for c in ("none", "garbage")}
     for label, seen in observed.items():
         assert seen["started"] is False, label
         assert "Status code '401'" in seen["error"], (label, seen["error"])
         assert "Failed to complete negotiation with the server" in seen["error"], label
 
 
-def test_one_user_on_three_transports(demo_server: DemoServer, node_client: NodeClient) -> None:
-    observed = run_auth(node_client, "oneUserThreeTransports", demo_server)
+def check_one_user(observed: Any, transports: list[str]) -> None:
     connection_ids = set()
-    for transport in TRANSPORTS:
+    for transport in transports:
         whoami = observed["whoami"][transport]
         assert whoami["userId"] == "bob@contoso.example", (transport, whoami)
         connection_ids.add(whoami["connectionId"])
         assert observed["received"][transport] == [
             {"from": "alice@contoso.example", "message": observed["message"]}
         ], f"SendToUser(bob) must reach bob's {transport} connection exactly once"
-    assert len(connection_ids) == 3
+    assert len(connection_ids) == len(transports)
     assert observed["aliceReceived"] == [], "a message to bob must not reach alice"
     assert observed["aliceWhoami"]["userId"] == "alice@contoso.example"
+
+
+def check_expiry(observed: Any, connections: int) -> None:
+    assert len(observed) == connections
+    for i, seen in enumerate(observed):
+        where = f"connection {i}: {seen}"
+        assert seen["close"] == EXPIRED_CLOSE, where
+        assert seen["closesSeen"] == 1, where
+        assert "Authentication expired." in seen["reconnecting"], where
+        assert seen["reconnectedId"] is not None, where
+        assert seen["reconnectedId"] != seen["firstConnectionId"], where
+        assert seen["closeAt"] >= seen["exp"] * 1000, f"closed before exp: {where}"
+        assert seen["longTokens"] >= 1, f"the reconnect fetched a fresh token: {where}"
+        assert seen["whoamiAfter"]["userId"] == "alice@contoso.example", where
+
+
+# -- against the demo (hypercorn) ---------------------------------------------------------
+
+
+def test_access_token_factory_on_every_transport(
+    demo_server: DemoServer, node_client: NodeClient
+) -> None:
+    check_transports(run_auth(node_client, "transports", demo_server.base_url), TRANSPORTS)
+
+
+def test_start_without_a_valid_token_rejects_with_401(
+    demo_server: DemoServer, node_client: NodeClient
+) -> None:
+    check_refused(run_auth(node_client, "refused", demo_server.base_url), TRANSPORTS)
+
+
+def test_one_user_on_three_transports(demo_server: DemoServer, node_client: NodeClient) -> None:
+    check_one_user(
+        run_auth(node_client, "oneUserThreeTransports", demo_server.base_url), TRANSPORTS
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,21 +134,11 @@ def test_expiry_closes_at_exp_and_the_client_reconnects_with_a_fresh_token(
     observed = run_auth(
         node_client,
         "expiry",
-        demo_server,
+        demo_server.base_url,
         AUTH_EXPIRY_TRANSPORT=transport,
         AUTH_EXPIRY_CONNECTIONS=str(connections),
     )
-    assert len(observed) == connections
-    for i, seen in enumerate(observed):
-        where = f"connection {i}: {seen}"
-        assert seen["close"] == EXPIRED_CLOSE, where
-        assert seen["closesSeen"] == 1, where
-        assert "Authentication expired." in seen["reconnecting"], where
-        assert seen["reconnectedId"] is not None, where
-        assert seen["reconnectedId"] != seen["firstConnectionId"], where
-        assert seen["closeAt"] >= seen["exp"] * 1000, f"closed before exp: {where}"
-        assert seen["longTokens"] >= 1, f"the reconnect fetched a fresh token: {where}"
-        assert seen["whoamiAfter"]["userId"] == "alice@contoso.example", where
+    check_expiry(observed, connections)
 
     # Reported, not asserted: this machine's timing is noisy.
     delays = [seen["delayMs"] for seen in observed]

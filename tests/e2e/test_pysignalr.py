@@ -3,7 +3,8 @@
 pysignalr negotiates without ``negotiateVersion`` (version 0: it connects with
 ``id=<connectionId>``), passes every JSON key of a message to a dataclass and raises on
 unknown message types, so any extra field or record from the server breaks it. It runs
-in ``asyncio.run`` inside plain sync tests (never inside a trio test).
+in ``asyncio.run`` inside plain sync tests, or in a worker thread of a trio test
+(test_pysignalr_native.py), never on trio's own thread.
 """
 
 from __future__ import annotations
@@ -118,74 +119,93 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, timeout=30))
 
 
+# -- scenarios: one connection to the echo hub at ``url`` each (shared with the native
+# server's module, test_pysignalr_native.py) -------------------------------------------
+
+NESTED = {"text": "héllo ☃", "n": [1, 2.5, None, True], "deep": {"a": {"b": []}}}
+
+
+async def invoke(url: str, protocol: str) -> None:
+    async with connected(url, protocol) as session:
+        add = await session.invoke("Add", 2, 3)
+        assert (add.result, add.error) == (5, None), add
+        add_floats = await session.invoke("Add", 1.5, 2.25)
+        assert add_floats.result == 3.75, add_floats
+        echo = await session.invoke("Echo", NESTED)
+        assert echo.result == NESTED, echo
+        void = await session.invoke("Void")
+        assert (void.result, void.error) == (None, None), void
+        thrown = await session.invoke("Throw", "boom")
+        assert thrown.error == THROW_BOOM, thrown
+        assert session.errors == [thrown], "pysignalr's on_error saw the error Completion"
+
+
+async def send_is_received_by_own_handler(url: str, protocol: str) -> None:
+    async with connected(url, protocol) as session:
+        arguments: list[Any] = [f"hello from pysignalr ({protocol})"]
+        await session.client.send("Broadcast", arguments)
+        assert await session.next_received() == arguments
+        # The send got no Completion: pysignalr would have called on_error or failed
+        # on a Completion for an invocation it never registered.
+        after = await session.invoke("Add", 1, 1)
+        assert after.result == 2, after
+        assert session.received.empty(), "exactly one 'Receive' for one Broadcast"
+
+
+async def server_stream(url: str, protocol: str) -> None:
+    async with connected(url, protocol) as session:
+        items, end = await session.stream("Counter", 5, 0)
+        assert items == [0, 1, 2, 3, 4]
+        assert (end.result, end.error) == (None, None), end
+        empty, end = await session.stream("Counter", 0, 0)
+        assert (empty, end.error) == ([], None), end
+
+
+async def negotiate_v0_and_client_results(url: str, protocol: str) -> None:
+    async with connected(url, protocol) as session:
+        # Version 0: the connection id (no separate token) is the `id` of the socket URL.
+        socket_url = session.client._transport._url
+        (connection_id,) = parse_qs(urlsplit(socket_url).query)["id"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", connection_id), socket_url
+        who = await session.invoke("WhoAmI")
+        assert who.result == {
+            "userId": None,
+            "name": None,
+            "roles": [],
+            "connectionId": connection_id,
+        }, who
+        answer = await session.invoke("AskCaller", "getAnswer", 21)
+        assert (answer.result, answer.error) == (42, None), answer
+        missing = await session.invoke("AskCaller", "noSuchHandler", 1)
+        assert missing.error == ASK_CALLER_NO_RESULT, missing
+
+
+SCENARIOS = [
+    invoke,
+    send_is_received_by_own_handler,
+    server_stream,
+    negotiate_v0_and_client_results,
+]
+
+
+# -- against the demo (hypercorn) ---------------------------------------------------------
+
+
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_invoke(demo_server: DemoServer, protocol: str) -> None:
-    nested = {"text": "héllo ☃", "n": [1, 2.5, None, True], "deep": {"a": {"b": []}}}
-
-    async def scenario() -> None:
-        async with connected(demo_server.url("/hubs/echo"), protocol) as session:
-            add = await session.invoke("Add", 2, 3)
-            assert (add.result, add.error) == (5, None), add
-            add_floats = await session.invoke("Add", 1.5, 2.25)
-            assert add_floats.result == 3.75, add_floats
-            echo = await session.invoke("Echo", nested)
-            assert echo.result == nested, echo
-            void = await session.invoke("Void")
-            assert (void.result, void.error) == (None, None), void
-            thrown = await session.invoke("Throw", "boom")
-            assert thrown.error == THROW_BOOM, thrown
-            assert session.errors == [thrown], "pysignalr's on_error saw the error Completion"
-
-    run(scenario())
+    run(invoke(demo_server.url("/hubs/echo"), protocol))
 
 
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_send_is_received_by_own_handler(demo_server: DemoServer, protocol: str) -> None:
-    async def scenario() -> None:
-        async with connected(demo_server.url("/hubs/echo"), protocol) as session:
-            arguments: list[Any] = [f"hello from pysignalr ({protocol})"]
-            await session.client.send("Broadcast", arguments)
-            assert await session.next_received() == arguments
-            # The send got no Completion: pysignalr would have called on_error or failed
-            # on a Completion for an invocation it never registered.
-            after = await session.invoke("Add", 1, 1)
-            assert after.result == 2, after
-            assert session.received.empty(), "exactly one 'Receive' for one Broadcast"
-
-    run(scenario())
+    run(send_is_received_by_own_handler(demo_server.url("/hubs/echo"), protocol))
 
 
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_server_stream(demo_server: DemoServer, protocol: str) -> None:
-    async def scenario() -> None:
-        async with connected(demo_server.url("/hubs/echo"), protocol) as session:
-            items, end = await session.stream("Counter", 5, 0)
-            assert items == [0, 1, 2, 3, 4]
-            assert (end.result, end.error) == (None, None), end
-            empty, end = await session.stream("Counter", 0, 0)
-            assert (empty, end.error) == ([], None), end
-
-    run(scenario())
+    run(server_stream(demo_server.url("/hubs/echo"), protocol))
 
 
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
 def test_negotiate_v0_and_client_results(demo_server: DemoServer, protocol: str) -> None:
-    async def scenario() -> None:
-        async with connected(demo_server.url("/hubs/echo"), protocol) as session:
-            # Version 0: the connection id (no separate token) is the `id` of the socket URL.
-            socket_url = session.client._transport._url
-            (connection_id,) = parse_qs(urlsplit(socket_url).query)["id"]
-            assert re.fullmatch(r"[A-Za-z0-9_-]{22}", connection_id), socket_url
-            who = await session.invoke("WhoAmI")
-            assert who.result == {
-                "userId": None,
-                "name": None,
-                "roles": [],
-                "connectionId": connection_id,
-            }, who
-            answer = await session.invoke("AskCaller", "getAnswer", 21)
-            assert (answer.result, answer.error) == (42, None), answer
-            missing = await session.invoke("AskCaller", "noSuchHandler", 1)
-            assert missing.error == ASK_CALLER_NO_RESULT, missing
-
-    run(scenario())
+    run(negotiate_v0_and_client_results(demo_server.url("/hubs/echo"), protocol))

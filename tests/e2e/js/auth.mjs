@@ -6,6 +6,10 @@
 //   BASE_URL   the demo, http://127.0.0.1:PORT (tokens come from BASE_URL/api/token,
 //              the hub is BASE_URL/hubs/chat)
 //
+// AUTH_HUB_URL (default BASE_URL/hubs/chat) serves the hub from another server, and
+// AUTH_TRANSPORTS (comma-separated, default all three) limits the transports that the
+// per-transport scenarios (transports, refused, oneUserThreeTransports) use.
+//
 // Same contract as client.mjs: the script only observes and prints ONE JSON line,
 //   {"ok": true, "results": {"<scenario>": {...}}}
 // or {"ok": false, "error": ...} with exit code 1. Waits are bounded by E2E_WAIT_MS
@@ -25,8 +29,8 @@ const LOG_LEVEL = {
 }[process.env.SIGNALR_LOG ?? "warning"];
 
 const [scenarioList, baseUrl] = process.argv.slice(2);
-const HUB = `${baseUrl}/hubs/chat`;
-const TRANSPORTS = ["WebSockets", "ServerSentEvents", "LongPolling"];
+const HUB = process.env.AUTH_HUB_URL ?? `${baseUrl}/hubs/chat`;
+const TRANSPORTS = (process.env.AUTH_TRANSPORTS ?? "WebSockets,ServerSentEvents,LongPolling").split(",");
 
 // -- plumbing ---------------------------------------------------------------------------
 
