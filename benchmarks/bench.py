@@ -219,8 +219,8 @@ class Params:
     def quick(cls) -> Params:
         return cls(
             reps=2,
-            echo_warmup_ms=300,
-            echo_rep_ms=600,
+            echo_warmup_ms=200,
+            echo_rep_ms=500,
             fanout_receivers=100,
             fanout_warmup=5,
             fanout_sends=30,
@@ -231,9 +231,9 @@ class Params:
             connect_warmup=10,
             expiry_connections=20,
             expiry_first_s=3.0,
-            expiry_spread_s=2.0,
+            expiry_spread_s=1.0,
             memory_connections=300,
-            memory_settle_ms=500,
+            memory_settle_ms=300,
             timeout_s=90.0,
         )
 
