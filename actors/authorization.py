@@ -196,8 +196,8 @@ class AuthorizationActor:
             except Exception as exc:
                 error = type(exc).__name__
                 log.error("authorization of %s raised %s; denied", label, error, exc_info=exc)
-        if scope.cancelled_caught:
-            error = "timeout"
+        if scope.cancel_called:  # even if the job swallowed Cancelled
+            result, error = None, "timeout"
             log.warning("authorization of %s took longer than %s s; denied", label, self.timeout)
         return result, error
 
@@ -214,9 +214,11 @@ class AuthorizationActor:
             nonlocal started
             if started is None:
                 started = trio.current_time()
-            with trio.move_on_at(started + timeout):
-                return await awaitable
-            raise _TimedOut
+            with trio.move_on_at(started + timeout) as scope:
+                value = await awaitable
+            if scope.cancel_called:  # even if the awaitable swallowed Cancelled
+                raise _TimedOut
+            return value
 
         result: Outcome | None = None
         error: str | None = None

@@ -364,8 +364,16 @@ async def _writer(
 ) -> None:
     batch: list[bytes] = []
     while True:
-        control.writer_waiting = True
-        batch.append(await outbox.receive())
+        try:
+            batch.append(outbox.receive_nowait())
+        except trio.WouldBlock:
+            # Idle for real: the outbox is empty, so a record may now go straight
+            # to a DirectTransport (``Control.send_nowait``) without overtaking
+            # any. Never set while records wait: ``receive()`` on a non-empty
+            # outbox takes one and then yields, and a direct write in that yield
+            # would go out ahead of it.
+            control.writer_waiting = True
+            batch.append(await outbox.receive())
         control.writer_waiting = False
         while True:
             try:

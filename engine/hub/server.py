@@ -305,7 +305,8 @@ class HubServer:
                 "the HubServer is not running; start it with nursery.start(server.run)"
             )
         if self._stop.is_set():
-            await transport.aclose()  # shutting down: no new connections
+            with trio.move_on_after(self.options.close_timeout):
+                await transport.aclose()  # shutting down: no new connections
             return CloseReason.SHUTDOWN
         session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
         scope = trio.CancelScope()

@@ -193,10 +193,12 @@ class FrameDecoder:
                     raise WebSocketError(1002, "control frame payload over 125 bytes")
             elif opcode not in (CONTINUATION, TEXT, BINARY):
                 raise WebSocketError(1002, f"unknown opcode {opcode:#x}")
+            # An empty fragment counts as one byte: endless empty fragments
+            # must reach the limit too.
             if (
                 self._limit is not None
                 and opcode < CLOSE
-                and self._fragment_size + size > self._limit
+                and self._fragment_size + (size or 1) > self._limit
             ):
                 raise WebSocketError(1009, "message too big")
             if end - start < header + size:
@@ -218,7 +220,7 @@ class FrameDecoder:
             if not self._fragment_opcode:
                 self._fragment_opcode = opcode
             self._fragments.append(payload)
-            self._fragment_size += size
+            self._fragment_size += size or 1
             if final:
                 whole = b"".join(self._fragments)
                 events.append(_message(self._fragment_opcode, whole))

@@ -17,6 +17,7 @@ reference's "transport not supported" 404.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,9 @@ _REASONS = {
 }
 
 
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)
@@ -79,8 +83,16 @@ class _Request:
             self.method, target, self.version = line.split(" ")
         except ValueError:
             raise _BadRequest(400, "malformed request line") from None
-        if self.version not in ("HTTP/1.1", "HTTP/1.0") or not target.startswith("/"):
-            raise _BadRequest(400, "unsupported request target or version")
+        if _FORBIDDEN.search(text.replace("\r\n", "")):
+            # A bare CR or LF inside a line (a proxy might split there and see
+            # other headers than we do: request smuggling), or a NUL.
+            raise _BadRequest(400, "control character in the request head")
+        if self.version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise _BadRequest(400, "unsupported HTTP version")
+        if target.startswith(("http://", "https://")):  # absolute form (RFC 9112 3.2.2)
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        if not target.startswith("/"):
+            raise _BadRequest(400, "unsupported request target")
         self.path, _, self.query = target.partition("?")
         pairs: list[tuple[str, str]] = []
         for raw in lines:
@@ -135,6 +147,9 @@ class _Connection:
         self.client = client
         self.buffer = bytearray()
         self.handed_over = False
+        self.keep_alive = True
+        """The current request lets the connection stay open after its answer."""
+        self.http10 = False
 
     async def serve(self) -> None:
         try:
@@ -146,6 +161,9 @@ class _Connection:
                 if head is None:
                     return
                 first = False
+                # One scheduler turn per request: a client pipelining requests
+                # (never blocking our reads or writes) cannot hold the loop.
+                await trio.lowlevel.checkpoint()
                 try:
                     request = _Request(head)
                     with trio.fail_after(_REQUEST_TIMEOUT):
@@ -154,10 +172,12 @@ class _Connection:
                     status = error.status if isinstance(error, _BadRequest) else 400
                     await self._respond(status, str(error).encode() or b"", close=True)
                     return
+                self.keep_alive = request.keep_alive
+                self.http10 = request.version == "HTTP/1.0"
                 if not await self._handle(request) or not request.keep_alive:
                     return
-        except (OSError, trio.BrokenResourceError):
-            pass
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+            pass  # gone, or it stopped reading our answers
         except Exception:
             # One connection's failure is logged and ends that connection only.
             log.exception("serving an HTTP connection from %s failed", self.client[0])
@@ -196,7 +216,7 @@ class _Connection:
         if "transfer-encoding" in request.headers:
             raise _BadRequest(411, "chunked request bodies are not accepted here")
         raw = request.header("content-length") or "0"
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):
             raise _BadRequest(400, "bad Content-Length")
         size = int(raw)
         if size > _BODY_LIMIT:
@@ -209,14 +229,20 @@ class _Connection:
     # -- writing -----------------------------------------------------------------
 
     async def _send_all(self, data: bytes) -> None:
+        """Write it all, within ``_REQUEST_TIMEOUT``.
+
+        Raises:
+            trio.TooSlowError: the client does not read (the connection ends).
+        """
         view = memoryview(data)
-        while view:
-            try:
-                sent = self.sock.send(view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.sock)
-                continue
-            view = view[sent:]
+        with trio.fail_after(_REQUEST_TIMEOUT):
+            while view:
+                try:
+                    sent = self.sock.send(view)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self.sock)
+                    continue
+                view = view[sent:]
 
     async def _respond(
         self,
@@ -231,10 +257,17 @@ class _Connection:
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
             f"Content-Length: {len(body)}",
             f"Content-Type: {content_type}",
-            *(f"{name.decode('latin-1')}: {value.decode('latin-1')}" for name, value in headers),
         ]
-        if close:
+        for raw_name, raw_value in headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if _FORBIDDEN.search(name + value):
+                log.error("dropped a response header with a control character: %s", name)
+                continue
+            lines.append(f"{name}: {value}")
+        if close or not self.keep_alive:
             lines.append("Connection: close")
+        elif self.http10:
+            lines.append("Connection: keep-alive")
         await self._send_all(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     # -- routing -----------------------------------------------------------------
@@ -254,6 +287,9 @@ class _Connection:
             if request.method != "POST":
                 await self._respond(405, b"")
                 return True
+            if not self.server.accepting:
+                await self._respond(503, b"The server is shutting down", close=True)
+                return False
             verdict = await self._verdict(request, registration)
             if verdict.allowed:
                 await self._negotiate(request, registration, verdict)

@@ -49,6 +49,8 @@ log = logging.getLogger("triohub.transports")
 _RECEIVE_SIZE = 65536
 _YIELD_EVERY = 32
 """Messages returned without a scheduler yield before ``receive`` yields."""
+_PONG_BACKLOG = 64 * 1024
+"""Unsent bytes beyond which pings go unanswered (the client is not reading)."""
 _CLOSE_DRAIN = 1.0
 """Seconds to wait for the client's close frame / EOF after ours."""
 
@@ -123,19 +125,15 @@ class NativeWebSocketTransport:
         while True:
             while self._events:
                 event = self._events.popleft()
+                await self._pace()
                 if isinstance(event, Message):
-                    self._streak += 1
-                    if self._streak >= _YIELD_EVERY:
-                        self._streak = 0
-                        await trio.lowlevel.checkpoint()
-                    else:
-                        await trio.lowlevel.checkpoint_if_cancelled()
                     return event.payload
                 if self._control(event):
                     return None
             if self._eof or self._closed:
                 await trio.lowlevel.checkpoint()
                 return None
+            await self._pace()
             try:
                 data = self._sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
@@ -150,6 +148,18 @@ class NativeWebSocketTransport:
                 continue
             self._feed(data)
 
+    async def _pace(self) -> None:
+        """A cancellation point for every frame and every read that did not
+        wait, and a real yield every ``_YIELD_EVERY`` of them: a client that
+        keeps the socket readable (data, pings, empty fragments) cannot keep
+        the event loop to itself."""
+        self._streak += 1
+        if self._streak >= _YIELD_EVERY:
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
     def _feed(self, data: bytes) -> None:
         try:
             self._events.extend(self._decoder.feed(data))
@@ -161,7 +171,11 @@ class NativeWebSocketTransport:
     def _control(self, frame: ControlFrame) -> bool:
         """Handle a ping, pong or close; ``True`` when the client closed."""
         if frame.opcode == PING:
-            self._queue(encode_frame(PONG, frame.payload))
+            # A client that pings without reading must not grow our buffer:
+            # while earlier bytes wait, pongs are dropped (RFC 6455 5.5.3 lets
+            # an endpoint answer only the latest ping).
+            if len(self._out) < _PONG_BACKLOG:
+                self._queue(encode_frame(PONG, frame.payload))
             return False
         if frame.opcode == CLOSE:
             try:
