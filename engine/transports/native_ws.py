@@ -147,6 +147,10 @@ class NativeWebSocketTransport:
                 self._eof = True
                 continue
             self._feed(data)
+            if not self._events:
+                # A read that completed nothing (part of a big message, or a
+                # run of empty fragments): the next pace is a real yield.
+                self._streak = _YIELD_EVERY
 
     async def _pace(self) -> None:
         """A cancellation point for every frame and every read that did not

@@ -442,3 +442,80 @@ async def test_a_cooperative_job_that_raises_denies(nursery: trio.Nursery) -> No
     decision = await actor.evaluate_here(job, label="raises", cooperative=True)
     assert not decision.allowed
     assert decision.error == "KeyError"
+
+
+# -- a job that swallows the timeout's Cancelled is still timed out -------------------
+
+
+async def _swallow_cancelled(seconds: float) -> None:
+    """A badly written handler: catches its Cancelled and returns normally."""
+    try:
+        await trio.sleep(seconds)
+    except trio.Cancelled:
+        pass  # swallowed: the scope's cancelled_caught stays False
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["here", "in-actor"])
+async def test_a_cooperative_job_that_swallows_cancelled_still_times_out(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    here: bool,
+) -> None:
+    actor = await start(nursery, job_timeout=2.0)
+
+    async def job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
+        await timed(_swallow_cancelled(10))
+        return ALLOW
+
+    evaluate = actor.evaluate_here if here else actor.evaluate
+    began = trio.current_time()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        decision = await evaluate(job, label="swallows", cooperative=True)
+    assert decision.allowed is False
+    assert decision.error == "timeout"
+    assert decision.result is None
+    assert trio.current_time() - began == pytest.approx(2.0)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.WARNING
+    assert "swallows" in record.getMessage()
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["here", "in-actor"])
+async def test_a_job_that_swallows_cancelled_still_times_out(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    here: bool,
+) -> None:
+    """The non-cooperative path (the first step, then the deadline armed)."""
+    actor = await start(nursery, job_timeout=2.0)
+
+    async def job() -> Verdict:
+        await _swallow_cancelled(10)
+        return ALLOW
+
+    evaluate = actor.evaluate_here if here else actor.evaluate
+    began = trio.current_time()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        decision = await evaluate(job, label="swallows")
+    assert decision.allowed is False
+    assert decision.error == "timeout"
+    assert decision.result is None
+    assert trio.current_time() - began == pytest.approx(2.0)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.WARNING
+
+
+async def test_a_cooperative_job_that_swallows_cancelled_in_time_is_decided(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Within the deadline nothing is cancelled, so nothing is swallowed."""
+    actor = await start(nursery, job_timeout=2.0)
+
+    async def job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
+        await timed(_swallow_cancelled(1))
+        return ALLOW
+
+    decision = await actor.evaluate_here(job, label="in time", cooperative=True)
+    assert decision.allowed

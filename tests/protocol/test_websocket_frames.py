@@ -309,6 +309,27 @@ def test_max_message_size() -> None:
     assert decode_error(b"\x82\xff" + struct.pack("!Q", 1 << 40) + MASK, limit=10).code == 1009
 
 
+def test_empty_fragments_count_toward_the_size_limit() -> None:
+    """An endless run of empty fragments would otherwise never reach the limit
+    (nor end the message): each counts as one byte."""
+    empty = raw_frame(TEXT, b"", fin=False) + raw_frame(CONTINUATION, b"", fin=False) * 200
+    assert decode_error(empty, limit=100).code == 1009
+    # Fed one frame at a time, too: refused by the 200th at the latest.
+    decoder = FrameDecoder(max_message_size=100)
+    assert decoder.feed(raw_frame(TEXT, b"", fin=False)) == []
+    fed = 0
+    with pytest.raises(WebSocketError) as info:  # noqa: PT012
+        while fed < 200:
+            decoder.feed(raw_frame(CONTINUATION, b"", fin=False))
+            fed += 1
+    assert info.value.code == 1009
+    # A few empty fragments within the limit still make a message.
+    few = raw_frame(TEXT, b"", fin=False) + raw_frame(CONTINUATION, b"", fin=False) * 10
+    assert FrameDecoder(max_message_size=100).feed(few + raw_frame(CONTINUATION, b"ok")) == [
+        Message(TEXT, b"ok")
+    ]
+
+
 # --- close frames ----------------------------------------------------------------------
 
 
