@@ -21,14 +21,16 @@ import re
 import socket
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
+from ..auth.principal import Principal
 from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from ..protocol.websocket import accept_key, valid_key
-from .connections import ConnectionTable, Refusal
+from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import parse_headers, parse_query
 from .native_ws import NativeWebSocketTransport
 
@@ -131,6 +133,18 @@ class _Request:
         )
 
 
+@attrs.frozen
+class _Upgraded:
+    """A request that became a WebSocket: what its hub connection needs."""
+
+    registration: HubRegistration
+    transport: NativeWebSocketTransport
+    connection_id: str
+    principal: Principal
+    connection: HttpConnection | None
+    """The negotiated table entry, removed when the socket ends."""
+
+
 class _Connection:
     """One accepted socket until it upgrades or closes."""
 
@@ -174,7 +188,14 @@ class _Connection:
                     return
                 self.keep_alive = request.keep_alive
                 self.http10 = request.version == "HTTP/1.0"
-                if not await self._handle(request) or not request.keep_alive:
+                answered = await self._handle(request)
+                # An upgraded connection lives on in this frame: it keeps
+                # nothing of the request (headers, the token) but the principal.
+                del request, head
+                if isinstance(answered, _Upgraded):
+                    await self._run(answered)
+                    return
+                if not answered or not self.keep_alive:
                     return
         except (OSError, trio.BrokenResourceError, trio.TooSlowError):
             pass  # gone, or it stopped reading our answers
@@ -272,8 +293,9 @@ class _Connection:
 
     # -- routing -----------------------------------------------------------------
 
-    async def _handle(self, request: _Request) -> bool:
-        """Answer one request; ``False`` when the connection must end."""
+    async def _handle(self, request: _Request) -> bool | _Upgraded:
+        """Answer one request; ``False`` when the connection must end, an
+        ``_Upgraded`` when it became a WebSocket (101 sent)."""
         hubs = self.server.hubs
         negotiate_route = False
         registration = hubs.get(request.path)
@@ -363,7 +385,7 @@ class _Connection:
             )
         await self._respond(200, result.body, content_type="application/json")
 
-    async def _upgrade(self, request: _Request, registration: HubRegistration) -> bool:
+    async def _upgrade(self, request: _Request, registration: HubRegistration) -> bool | _Upgraded:
         key = request.header("sec-websocket-key")
         if request.header("sec-websocket-version") != "13" or not valid_key(key):
             await self._respond(
@@ -401,26 +423,33 @@ class _Connection:
                 + accept_key(key).encode()
                 + b"\r\n\r\n"
             )
-            limit = registration.options.max_message_size
-            transport = NativeWebSocketTransport(
-                self.sock, bytes(self.buffer), None if limit is None else max(limit * 2, 65536)
-            )
-            self.handed_over = True  # the transport closes the socket now
-            self.buffer = bytearray()
-            del request  # the connection keeps nothing of the request but its principal
+        except BaseException:
+            if connection is not None:
+                self.table.remove(connection.token)
+            raise
+        limit = registration.options.max_message_size
+        transport = NativeWebSocketTransport(
+            self.sock, bytes(self.buffer), None if limit is None else max(limit * 2, 65536)
+        )
+        self.handed_over = True  # the transport closes the socket now
+        self.buffer = bytearray()
+        return _Upgraded(registration, transport, connection_id, verdict.principal, connection)
+
+    async def _run(self, upgraded: _Upgraded) -> None:
+        """The hub connection of an upgraded socket, to its end."""
+        transport = upgraded.transport
+        try:
             await self.server.connect(
-                registration,
+                upgraded.registration,
                 transport,
-                connection_id=connection_id,
-                principal=verdict.principal,
+                connection_id=upgraded.connection_id,
+                principal=upgraded.principal,
                 on_protocol=transport.use_protocol,
             )
         finally:
-            if self.handed_over:
-                await transport.aclose()  # idempotent: normally closed already
-            if connection is not None:
-                self.table.remove(connection.token)
-        return False
+            await transport.aclose()  # idempotent: normally closed already
+            if upgraded.connection is not None:
+                self.table.remove(upgraded.connection.token)
 
 
 async def serve_native(
