@@ -53,6 +53,7 @@ class Outcome(Protocol):
 
 R = TypeVar("R", bound=Outcome)
 T = TypeVar("T")
+L = TypeVar("L")
 
 Timed = Callable[[Awaitable[T]], Awaitable[T]]
 """What a cooperative job awaits through: ``await timed(awaitable)``."""
@@ -280,6 +281,40 @@ class AuthorizationActor:
             command.abandon.cancel()
             raise
         return decision  # type: ignore[return-value]
+
+    def decide_now(
+        self, step: Callable[[], object], *, label: str, later: type[L]
+    ) -> Decision[Outcome] | L:
+        """The synchronous first step of an evaluation, under the actor's rules.
+
+        ``step`` returns either the outcome (the evaluation needed no await) or
+        an instance of ``later``: the rest of the job, to finish with
+        ``evaluate_here``, which is returned as is. There is no timeout to keep
+        here: Trio cancels only at checkpoints, and a synchronous step has none.
+
+        Returns:
+            The decision (a step that raised, or returned something that is
+            neither an outcome nor ``later``, is a logged deny), or the ``later``.
+
+        Raises:
+            ActorStopped: the actor is not running (a stopped server denies).
+        """
+        if not self._running:
+            raise ActorStopped("authorization is not running")
+        try:
+            result = step()
+        except Exception as exc:
+            error = type(exc).__name__
+            log.error("authorization of %s raised %s; denied", label, error, exc_info=exc)
+            return Decision(allowed=False, result=None, error=error)
+        if isinstance(result, later):
+            return result
+        if getattr(result, "succeeded", None) is True:
+            cached = self._allowed_now
+            if cached is None or cached.result is not result:
+                cached = self._allowed_now = Decision(True, result, None, 0.0)  # type: ignore[arg-type]
+            return cached
+        return self._verdict(label, result, None, 0.0)  # type: ignore[arg-type]
 
     async def evaluate_here(
         self, job: Callable[..., Awaitable[R]], *, label: str, cooperative: bool = False

@@ -21,7 +21,7 @@ from .context import AuthorizationContext
 from .policy import AuthorizationPolicy, PolicyRegistry
 from .requirements import Requirement
 
-__all__ = ["AuthorizationResult", "evaluate"]
+__all__ = ["AuthorizationResult", "Continuation", "begin", "evaluate"]
 
 
 @attrs.frozen
@@ -81,22 +81,109 @@ def _code_may_suspend(code: types.CodeType) -> bool:
     return any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code))
 
 
-def _may_suspend(awaitable: Any) -> bool:
-    """``False`` only for a coroutine whose code has no suspension point at all
-    (no ``await``, ``async for``, ``async with``): it runs to its end at once."""
-    if type(awaitable) is not types.CoroutineType:
-        return True
-    return _code_may_suspend(awaitable.cr_code)
+def _run_to_end(coroutine: Any) -> Any:
+    """The value of a coroutine that has no suspension point, without an event
+    loop: it runs to its end on the first ``send``."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()  # pragma: no cover - _code_may_suspend said it could not
+    raise RuntimeError("a coroutine without suspension points suspended")
 
 
-async def _settle(outcome: Any, timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None) -> Any:
-    """What a handler's non-``None`` return value comes to: awaited (through
-    ``timed`` when it may suspend) if awaitable, else itself."""
-    if not inspect.isawaitable(outcome):
-        return outcome
-    if timed is not None and _may_suspend(outcome):
-        return await timed(outcome)
-    return await outcome
+def _check_returned_none(handler: Any, outcome: Any) -> None:
+    if outcome is not None:
+        # A handler that returns True thinks it granted access; it did not.
+        raise TypeError(
+            f"authorization handler {getattr(handler, '__qualname__', handler)!r} "
+            f"returned {outcome!r}; handlers decide by calling "
+            "context.succeed(requirement) or context.fail(reason) and return None"
+        )
+
+
+class Continuation:
+    """An evaluation that met a handler whose awaitable may suspend: ``begin``
+    stopped there; ``finish`` awaits it and runs the rest of the plan."""
+
+    __slots__ = ("_awaitable", "_context", "_index", "_plan")
+
+    def __init__(
+        self,
+        context: AuthorizationContext,
+        plan: tuple[Any, ...],
+        index: int,
+        awaitable: Awaitable[Any],
+    ) -> None:
+        self._context = context
+        self._plan = plan
+        self._index = index
+        """Where in ``plan`` the handler that returned ``awaitable`` is."""
+        self._awaitable = awaitable
+
+    async def finish(
+        self, timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None
+    ) -> AuthorizationResult:
+        """Await the pending handler (through ``timed`` when given), then the
+        remaining handlers, awaiting what they return likewise.
+
+        Raises:
+            Exception: whatever a handler raises (see ``evaluate``).
+        """
+        context = self._context
+        handler: Any = self._plan[self._index]
+        awaitable: Any = self._awaitable
+        plan = iter(self._plan[self._index + 1 :])
+        while True:
+            outcome = await (timed(awaitable) if timed is not None else awaitable)
+            _check_returned_none(handler, outcome)
+            for handler in plan:
+                awaitable = handler(context)
+                if awaitable is None:
+                    continue
+                if type(awaitable) is types.CoroutineType and not _code_may_suspend(
+                    awaitable.cr_code
+                ):
+                    _check_returned_none(handler, _run_to_end(awaitable))
+                    continue
+                if not inspect.isawaitable(awaitable):
+                    _check_returned_none(handler, awaitable)
+                break
+            else:
+                return AuthorizationResult.of(context)
+
+
+def begin(
+    policy: AuthorizationPolicy,
+    principal: Principal,
+    resource: Any = None,
+    registry: PolicyRegistry | None = None,
+) -> AuthorizationResult | Continuation:
+    """``evaluate`` without an event loop, as far as it goes without one.
+
+    Runs the policy's handlers in order; a plain handler, and an ``async def``
+    that has no suspension point (no ``await``, ``async for``, ``async with``),
+    run to their end here. At the first handler whose awaitable may suspend it
+    stops and returns a ``Continuation`` to ``finish``; otherwise it returns
+    the verdict. The usual policy (claims, roles, a cache lookup) is decided
+    here: no coroutine, no scheduler.
+
+    Raises:
+        Exception: whatever a handler raises (see ``evaluate``).
+    """
+    context = AuthorizationContext(principal, resource, policy.requirements)
+    plan = (registry if registry is not None else _NO_HANDLERS).plan(policy)
+    for index, handler in enumerate(plan):
+        outcome: Any = handler(context)  # None or an awaitable, unless it is a mistake
+        if outcome is None:
+            continue  # a plain handler: the common case
+        if type(outcome) is types.CoroutineType and not _code_may_suspend(outcome.cr_code):
+            _check_returned_none(handler, _run_to_end(outcome))
+        elif inspect.isawaitable(outcome):
+            return Continuation(context, plan, index, outcome)
+        else:
+            _check_returned_none(handler, outcome)
+    return AuthorizationResult.of(context)
 
 
 _SUCCEEDED = AuthorizationResult(succeeded=True)
@@ -130,7 +217,7 @@ async def evaluate(
         timed: if given, every handler's awaitable that may suspend is awaited
             as ``await timed(awaitable)`` (the authorization actor's timeout);
             one that provably cannot suspend (an ``async def`` without
-            ``await``, ``async for`` or ``async with``) is awaited directly.
+            ``await``, ``async for`` or ``async with``) runs to its end directly.
 
     Returns:
         The verdict: succeeded iff every requirement succeeded and no handler
@@ -141,22 +228,7 @@ async def evaluate(
             the authorization actor turns it into a deny).
         TypeError: a handler returned something other than ``None``.
     """
-    context = AuthorizationContext(principal, resource, policy.requirements)
-    for handler in (registry if registry is not None else _NO_HANDLERS).plan(policy):
-        outcome = handler(context)
-        if outcome is None:
-            continue  # a plain handler: the common case
-        if type(outcome) is types.CoroutineType and (
-            timed is None or not _code_may_suspend(outcome.cr_code)
-        ):
-            outcome = await outcome  # an async def that cannot suspend: runs to its end
-        else:
-            outcome = await _settle(outcome, timed)
-        if outcome is not None:
-            # A handler that returns True thinks it granted access; it did not.
-            raise TypeError(
-                f"authorization handler {getattr(handler, '__qualname__', handler)!r} "
-                f"returned {outcome!r}; handlers decide by calling "
-                "context.succeed(requirement) or context.fail(reason) and return None"
-            )
-    return AuthorizationResult.of(context)
+    step = begin(policy, principal, resource, registry)
+    if isinstance(step, Continuation):
+        return await step.finish(timed)
+    return step

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.authorization import AuthorizationActor
+from actors.authorization import AuthorizationActor, Decision
 from actors.kit import ActorStopped
 
 from ..auth.principal import Principal
@@ -24,10 +24,10 @@ from ..authorization import (
     PolicyRegistry,
     allows_anonymous,
     authorize_data,
-    evaluate,
     method_authorize_data,
     resolve_policy,
 )
+from ..authorization.evaluator import AuthorizationResult, Continuation, begin
 from .audit import Auditor, AuditRecord
 from .context import HubCallerContext
 
@@ -154,11 +154,19 @@ class HubAuthorizer:
             # In this task, not the actor's: every caller here is already a task
             # of its own (a connection's reader, an HTTP request), and the trip
             # through the actor cost more than a typical policy (benchmarks/).
-            decision = await self.actor.evaluate_here(
-                functools.partial(evaluate, policy, principal, resource, self.registry),
+            # Most policies decide without awaiting anything: no coroutine at all.
+            first = self.actor.decide_now(
+                functools.partial(begin, policy, principal, resource, self.registry),
                 label=label,
-                cooperative=True,
+                later=Continuation,
             )
+            decision: Decision[AuthorizationResult]
+            if isinstance(first, Continuation):
+                decision = await self.actor.evaluate_here(
+                    first.finish, label=label, cooperative=True
+                )
+            else:
+                decision = first  # type: ignore[assignment]  # begin() returns AuthorizationResult
         except ActorStopped:
             log.warning("authorization actor stopped: denying %s", label)
             self._record(where, "denied", "actor stopped")

@@ -519,3 +519,47 @@ async def test_a_cooperative_job_that_swallows_cancelled_in_time_is_decided(
 
     decision = await actor.evaluate_here(job, label="in time", cooperative=True)
     assert decision.allowed
+
+
+# -- decide_now: the synchronous first step under the actor's rules ---------------------
+
+
+class Later:
+    """Stands for the rest of a job (the engine's ``Continuation``)."""
+
+
+async def test_decide_now_turns_an_outcome_into_a_decision(nursery: trio.Nursery) -> None:
+    actor = await start(nursery)
+    assert actor.decide_now(lambda: ALLOW, label="now", later=Later).allowed  # type: ignore[union-attr]
+    denied = actor.decide_now(lambda: DENY, label="now", later=Later)
+    assert isinstance(denied, Decision)
+    assert not denied.allowed
+
+
+async def test_decide_now_hands_back_the_rest_of_the_job(nursery: trio.Nursery) -> None:
+    actor = await start(nursery)
+    rest = Later()
+    assert actor.decide_now(lambda: rest, label="later", later=Later) is rest
+
+
+async def test_decide_now_denies_a_raising_step_and_a_wrong_result(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    actor = await start(nursery)
+
+    def raises() -> Verdict:
+        raise LookupError("the role store is down")
+
+    raised = actor.decide_now(raises, label="raises", later=Later)
+    assert isinstance(raised, Decision)
+    assert (raised.allowed, raised.error) == (False, "LookupError")
+    wrong = actor.decide_now(lambda: "yes", label="wrong", later=Later)
+    assert isinstance(wrong, Decision)
+    assert (wrong.allowed, wrong.error) == (False, "invalid result")
+    assert any("raises raised LookupError" in r.getMessage() for r in caplog.records)
+
+
+async def test_decide_now_refuses_when_the_actor_is_not_running() -> None:
+    actor = AuthorizationActor(5.0)
+    with pytest.raises(ActorStopped):
+        actor.decide_now(lambda: ALLOW, label="stopped", later=Later)

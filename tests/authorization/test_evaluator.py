@@ -24,6 +24,7 @@ from engine.authorization import (
     RolesRequirement,
     evaluate,
 )
+from engine.authorization.evaluator import Continuation, begin
 
 from .support import ANONYMOUS, Marker, context_for, run_pure, user
 
@@ -467,3 +468,74 @@ async def test_without_timed_every_awaitable_is_awaited_directly() -> None:
     result = await evaluate(AuthorizationPolicy([Timed()]), user("u"), None, registry)
     assert result.succeeded
     assert calls == ["ran"]
+
+
+# -- begin / Continuation: the synchronous first step ----------------------------------
+
+
+async def test_begin_decides_without_an_event_loop_when_nothing_can_suspend() -> None:
+    async def never_suspends(context: AuthorizationContext) -> None:
+        for requirement in context.pending(Timed):
+            context.succeed(requirement)
+
+    registry = PolicyRegistry()
+    registry.add_handler(Timed, never_suspends)
+    step = begin(AuthorizationPolicy([Timed()]), user("u"), None, registry)
+    assert isinstance(step, AuthorizationResult)
+    assert step.succeeded
+
+
+async def test_begin_stops_at_the_first_handler_that_may_suspend_and_finish_goes_on() -> None:
+    ran: list[str] = []
+
+    def first(context: AuthorizationContext) -> None:
+        ran.append("first")
+
+    async def suspends(context: AuthorizationContext) -> None:
+        await trio.lowlevel.checkpoint()
+        ran.append("suspends")
+
+    def last(context: AuthorizationContext) -> None:
+        ran.append("last")
+        for requirement in context.pending(Timed):
+            context.succeed(requirement)
+
+    registry = PolicyRegistry()
+    for handler in (first, suspends, last, suspends):  # one handler registered twice
+        registry.add_handler(Timed, handler)
+    step = begin(AuthorizationPolicy([Timed()]), user("u"), None, registry)
+    assert isinstance(step, Continuation)
+    assert ran == ["first"]  # stopped before awaiting anything
+    timed_calls: list[str] = []
+
+    async def timed(awaitable: Any) -> Any:
+        timed_calls.append("timed")
+        return await awaitable
+
+    result = await step.finish(timed)
+    assert result.succeeded
+    assert ran == ["first", "suspends", "last", "suspends"]
+    assert timed_calls == ["timed", "timed"]
+
+
+@pytest.mark.parametrize("where", ["begin", "finish"])
+async def test_a_handler_returning_true_is_an_error_wherever_it_runs(where: str) -> None:
+    async def suspends(context: AuthorizationContext) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def returns_true(context: AuthorizationContext) -> bool:
+        return True
+
+    registry = PolicyRegistry()
+    if where == "finish":
+        registry.add_handler(Timed, suspends)
+    registry.add_handler(Timed, returns_true)  # type: ignore[arg-type]
+    policy = AuthorizationPolicy([Timed()])
+    if where == "begin":
+        with pytest.raises(TypeError, match="returned True"):
+            begin(policy, user("u"), None, registry)
+        return
+    step = begin(policy, user("u"), None, registry)
+    assert isinstance(step, Continuation)
+    with pytest.raises(TypeError, match="returned True"):
+        await step.finish()
