@@ -24,7 +24,10 @@ than most policies do.
 A *cooperative* job (``cooperative=True``; the engine's are) is called with
 ``timed`` and awaits through it whatever may suspend; the timeout is enforced
 there. Work that never suspends cannot be interrupted by a Trio timeout anyway,
-and a cancel scope around it would cost more than a typical policy.
+and a cancel scope around it would cost more than a typical policy. For the
+same reason ``decide_now`` runs the synchronous first step of an evaluation
+under the same rules with no timeout at all; the engine finishes only what
+really awaits with ``evaluate_here``.
 """
 
 from __future__ import annotations
