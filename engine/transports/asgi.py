@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..auth.principal import Principal
-from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
@@ -25,6 +24,7 @@ from .http import (
     Receive,
     Scope,
     Send,
+    log_refusal,
     query_of,
     read_body,
     request_info,
@@ -122,7 +122,7 @@ class SignalRApp:
     async def _verdict(self, scope: Scope, registration: HubRegistration) -> Verdict:
         request = request_info(scope, registration.path)
         verdict = await check_request(self.server, registration, request)
-        self._log_refusal(request, verdict)
+        log_refusal(request, verdict)
         return verdict
 
     def _bound(self, scope: Scope, verdict: Verdict, connection: HttpConnection) -> Verdict:
@@ -132,19 +132,8 @@ class SignalRApp:
         request = request_info(scope, connection.registration.path)
         checked = check_bound(verdict, connection.principal, request)
         if checked is not verdict:
-            self._log_refusal(request, checked)
+            log_refusal(request, checked)
         return checked
-
-    @staticmethod
-    def _log_refusal(request: RequestInfo, verdict: Verdict) -> None:
-        if not verdict.allowed:
-            log.info(
-                "%s %s refused with %d: %s",
-                request.method,
-                request.path,
-                verdict.status,
-                verdict.reason,
-            )
 
     @staticmethod
     async def _refuse(send: Send, verdict: Verdict) -> None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..auth.request import RequestInfo
+from ..hub.access import Verdict
 
-__all__ = ["Receive", "Scope", "Send", "read_body", "request_info", "respond"]
+__all__ = [
+    "Receive",
+    "Scope",
+    "Send",
+    "log_refusal",
+    "read_body",
+    "request_info",
+    "respond",
+]
+
+log = logging.getLogger("triohub.transports")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -97,3 +109,15 @@ def request_info(scope: Scope, hub_path: str | None) -> RequestInfo:
         scheme=scope.get("scheme", "http"),
         hub_path=hub_path,
     )
+
+
+def log_refusal(request: RequestInfo, verdict: Verdict) -> None:
+    """One line per refused request (never its credentials)."""
+    if not verdict.allowed:
+        log.info(
+            "%s %s refused with %d: %s",
+            request.method,
+            request.path,
+            verdict.status,
+            verdict.reason,
+        )

@@ -31,7 +31,7 @@ from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from ..protocol.websocket import accept_key, valid_key
 from .connections import ConnectionTable, HttpConnection, Refusal
-from .http import parse_headers, parse_query
+from .http import log_refusal, parse_headers, parse_query
 from .native_ws import NativeWebSocketTransport
 
 if TYPE_CHECKING:
@@ -364,13 +364,7 @@ class _Connection:
         info = request.info(registration.path, self.client)
         verdict = await check_request(self.server, registration, info)
         if not verdict.allowed:
-            log.info(
-                "%s %s refused with %d: %s",
-                request.method,
-                request.path,
-                verdict.status,
-                verdict.reason,
-            )
+            log_refusal(info, verdict)
             await self._respond(verdict.status, b"", headers=verdict.headers)
         return verdict
 
