@@ -286,11 +286,11 @@ class AuthorizationActor:
         return decision  # type: ignore[return-value]
 
     def decide_now(
-        self, step: Callable[[], object], *, label: str, later: type[L]
+        self, step: Callable[..., object], *arguments: Any, label: str, later: type[L]
     ) -> Decision[Outcome] | L:
         """The synchronous first step of an evaluation, under the actor's rules.
 
-        ``step`` returns either the outcome (the evaluation needed no await) or
+        ``step(*arguments)`` returns either the outcome (the evaluation needed no await) or
         an instance of ``later``: the rest of the job, to finish with
         ``evaluate_here``, which is returned as is. There is no timeout to keep
         here: Trio cancels only at checkpoints, and a synchronous step has none.
@@ -305,7 +305,7 @@ class AuthorizationActor:
         if not self._running:
             raise ActorStopped("authorization is not running")
         try:
-            result = step()
+            result = step(*arguments)
         except Exception as exc:
             error = type(exc).__name__
             log.error("authorization of %s raised %s; denied", label, error, exc_info=exc)

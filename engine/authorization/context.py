@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -19,6 +19,23 @@ __all__ = [
 ]
 
 R = TypeVar("R", bound=Requirement)
+
+
+class Deferred:
+    """A resource built only if a handler looks at it: ``Deferred(cls, *args)``.
+
+    Most policies decide from the principal alone; the engine passes the
+    invocation's resource this way so that they do not pay for building it.
+    """
+
+    __slots__ = ("_arguments", "_factory")
+
+    def __init__(self, factory: Callable[..., Any], *arguments: Any) -> None:
+        self._factory = factory
+        self._arguments = arguments
+
+    def build(self) -> Any:
+        return self._factory(*self._arguments)
 
 
 class AuthorizationContext:
@@ -42,22 +59,30 @@ class AuthorizationContext:
         "_fail_called",
         "_failure_reasons",
         "_pending",
+        "_resource",
         "_succeed_called",
         "principal",
         "requirements",
-        "resource",
     )
 
     def __init__(
         self, principal: Principal, resource: Any, requirements: Iterable[Requirement]
     ) -> None:
         self.principal = principal
-        self.resource = resource
+        self._resource = resource
         self.requirements: tuple[Requirement, ...] = tuple(requirements)
         self._pending: list[Requirement] = list(self.requirements)
         self._succeed_called = False
         self._fail_called = False
         self._failure_reasons: list[str] = []
+
+    @property
+    def resource(self) -> Any:
+        """What is being accessed (built on first use when given as ``Deferred``)."""
+        resource = self._resource
+        if type(resource) is Deferred:
+            resource = self._resource = resource.build()
+        return resource
 
     @property
     def user(self) -> Principal:

@@ -8,7 +8,6 @@ isolation and concurrency belong to the authorization actor.
 from __future__ import annotations
 
 import dis
-import functools
 import inspect
 import types
 from collections.abc import Awaitable, Callable
@@ -74,11 +73,23 @@ _SUSPENDING_OPS = frozenset(
 _KNOWN_OPS = "YIELD_VALUE" in dis.opmap and "GET_AWAITABLE" in dis.opmap
 
 
-@functools.lru_cache(maxsize=1024)
+_SUSPENDS: dict[int, tuple[types.CodeType, bool]] = {}
+"""``_code_may_suspend`` answers by code object identity (hashing a code object
+recomputes the hash of its tuples on every call)."""
+
+
 def _code_may_suspend(code: types.CodeType) -> bool:
+    known = _SUSPENDS.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1]
     if not _KNOWN_OPS:  # an interpreter whose bytecode we do not know: assume it may
-        return True
-    return any(instruction.opname in _SUSPENDING_OPS for instruction in dis.get_instructions(code))
+        suspends = True
+    else:
+        suspends = any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))
+    if len(_SUSPENDS) > 4096:
+        _SUSPENDS.clear()  # handlers made on the fly: keep the cache bounded
+    _SUSPENDS[id(code)] = (code, suspends)
+    return suspends
 
 
 def _run_to_end(coroutine: Any) -> Any:
@@ -178,7 +189,9 @@ def begin(
         if outcome is None:
             continue  # a plain handler: the common case
         if type(outcome) is types.CoroutineType and not _code_may_suspend(outcome.cr_code):
-            _check_returned_none(handler, _run_to_end(outcome))
+            outcome = _run_to_end(outcome)
+            if outcome is not None:
+                _check_returned_none(handler, outcome)
         elif inspect.isawaitable(outcome):
             return Continuation(context, plan, index, outcome)
         else:

@@ -4,7 +4,6 @@ hub and every invocation of a protected method, each decision audited."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from ..authorization import (
     method_authorize_data,
     resolve_policy,
 )
+from ..authorization.context import Deferred
 from ..authorization.evaluator import AuthorizationResult, Continuation, begin
 from .audit import Auditor, AuditRecord
 from .context import HubCallerContext
@@ -123,8 +123,16 @@ class HubAuthorizer:
         guard: Guard = method.guard
         if guard.policy is None:
             return True
-        resource = HubInvocationContext(
-            caller, hub_class, target, method.name, method.wire_name, arguments
+        # Built only if a handler reads context.resource (most decide from the
+        # principal): one object less on every guarded call.
+        resource = Deferred(
+            HubInvocationContext,
+            caller,
+            hub_class,
+            target,
+            method.name,
+            method.wire_name,
+            arguments,
         )
         return await self._decide(
             guard,
@@ -156,9 +164,7 @@ class HubAuthorizer:
             # through the actor cost more than a typical policy (benchmarks/).
             # Most policies decide without awaiting anything: no coroutine at all.
             first = self.actor.decide_now(
-                functools.partial(begin, policy, principal, resource, self.registry),
-                label=label,
-                later=Continuation,
+                begin, policy, principal, resource, self.registry, label=label, later=Continuation
             )
             decision: Decision[AuthorizationResult]
             if isinstance(first, Continuation):
