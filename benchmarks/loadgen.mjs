@@ -282,9 +282,15 @@ async function interleaved(makeRunner) {
     pause(target);
     runners.push(runner);
   }
+  const n = runners.length;
   for (let round = 0; round <= cfg.reps; round++) {
-    for (let k = 0; k < runners.length; k++) {
-      const runner = runners[(round + k) % runners.length];
+    for (let k = 0; k < n; k++) {
+      // Each target moves one place later every round (the last one wraps to
+      // first): it waits at most one round between its turns. (Moving one
+      // place earlier made the first of a round the last of the next: two
+      // rounds of waiting, past the 30 s after which servers drop silent
+      // connections once five servers took part.)
+      const runner = runners[(((k - round) % n) + n) % n];
       const phase = round === 0 ? { phase: 'warm-up' } : { phase: 'rep', rep: round, reps: cfg.reps };
       progress({ target: runner.target.name, ...phase });
       runner.longestPause = Math.max(runner.longestPause, performance.now() - runner.pausedAt);
