@@ -33,8 +33,7 @@ really awaits with ``evaluate_here``.
 from __future__ import annotations
 
 import logging
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -173,30 +172,16 @@ class AuthorizationActor:
           may suspend (the evaluator passes each handler's awaitable unless it
           provably cannot suspend); each such await runs under a scope ending
           at ``started + timeout``;
-        * any other job runs its first step inside a plain cancel scope (so the
-          scopes it enters nest properly), and the deadline is armed only if
-          that step suspends.
+        * any other job runs whole under a deadline scope.
         """
         if cooperative:
             outcome, why, _ = await self._cooperative(job, label)
             return outcome, why
         result: Outcome | None = None
         error: str | None = None
-        deadline_at = started + self.timeout
-        with trio.CancelScope() as scope:
+        with trio.move_on_at(started + self.timeout) as scope:
             try:
-                awaitable = job()
-                if type(awaitable) is types.CoroutineType:
-                    try:
-                        trap = awaitable.send(None)
-                    except StopIteration as done:
-                        result = done.value
-                    else:
-                        scope.deadline = deadline_at
-                        result = await _resume(awaitable, trap)
-                else:
-                    scope.deadline = deadline_at
-                    result = await awaitable
+                result = await job()
             except Exception as exc:
                 error = type(exc).__name__
                 log.error("authorization of %s raised %s; denied", label, error, exc_info=exc)
@@ -349,22 +334,3 @@ class AuthorizationActor:
         result, error = await self._judge(job, label, started, cooperative)
         decision = self._verdict(label, result, error, trio.current_time() - started)
         return decision  # type: ignore[return-value]
-
-
-@types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, Any], trap: Any) -> Generator[Any, Any, Any]:
-    """Go on awaiting ``coroutine``, whose first step already yielded ``trap``
-    to the event loop: what ``await`` would have done from there."""
-    while True:
-        try:
-            sent = yield trap
-        except BaseException as exc:
-            try:
-                trap = coroutine.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                trap = coroutine.send(sent)
-            except StopIteration as done:
-                return done.value
