@@ -150,7 +150,9 @@ class Keys:
 
     def server_args(self, alg: str) -> tuple[str, ...]:
         key = self.secret if alg == "HS256" else str(self.public_pem)
-        return ("--alg", alg, "--key", key)
+        # One argument: a secret may begin with "-", which argparse would
+        # take for an option (token_urlsafe does, about one run in 32).
+        return (f"--alg={alg}", f"--key={key}")
 
     def token(self, sub: str, alg: str = "HS256", exp: float | None = None) -> str:
         now = int(time.time())
