@@ -381,6 +381,8 @@ function echoRunner(target) {
       gen_cpu_s: sum('gen_cpu_s'),
       p50_ms: percentile(latencies, 0.5),
       p99_ms: percentile(latencies, 0.99),
+      // Each slice's own figures, when there are several (the JSON's raw data).
+      slices: parts.length > 1 ? parts.map((p) => [p.result.count, p.result.seconds, p.result.server_cpu_s]) : undefined,
     };
   }
 

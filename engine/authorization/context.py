@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, MutableMapping
+import functools
+from collections.abc import Iterable, MutableMapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -21,21 +22,18 @@ __all__ = [
 R = TypeVar("R", bound=Requirement)
 
 
-class Deferred:
+class Deferred(functools.partial):  # type: ignore[type-arg]
     """A resource built only if a handler looks at it: ``Deferred(cls, *args)``.
 
     Most policies decide from the principal alone; the engine passes the
     invocation's resource this way so that they do not pay for building it.
+    (A ``functools.partial``: made in C, on every guarded call.)
     """
 
-    __slots__ = ("_arguments", "_factory")
-
-    def __init__(self, factory: Callable[..., Any], *arguments: Any) -> None:
-        self._factory = factory
-        self._arguments = arguments
+    __slots__ = ()
 
     def build(self) -> Any:
-        return self._factory(*self._arguments)
+        return self()
 
 
 class AuthorizationContext:
@@ -56,11 +54,11 @@ class AuthorizationContext:
     """
 
     __slots__ = (
+        "_distinct",
         "_fail_called",
         "_failure_reasons",
         "_pending",
         "_resource",
-        "_succeed_called",
         "principal",
         "requirements",
     )
@@ -72,9 +70,30 @@ class AuthorizationContext:
         self._resource = resource
         self.requirements: tuple[Requirement, ...] = tuple(requirements)
         self._pending: list[Requirement] = list(self.requirements)
-        self._succeed_called = False
         self._fail_called = False
-        self._failure_reasons: list[str] = []
+        self._failure_reasons: tuple[str, ...] = ()
+        self._distinct = False
+        """Known that no requirement equals another (a policy's ``Plan``)."""
+
+    @classmethod
+    def _start(
+        cls,
+        principal: Principal,
+        resource: Any,
+        requirements: tuple[Requirement, ...],
+        distinct: bool,
+    ) -> AuthorizationContext:
+        """The evaluator's constructor: ``requirements`` already a tuple, and
+        whether they are distinct known from the policy's plan."""
+        context = cls.__new__(cls)
+        context.principal = principal
+        context._resource = resource
+        context.requirements = requirements
+        context._pending = list(requirements)
+        context._fail_called = False
+        context._failure_reasons = ()
+        context._distinct = distinct
+        return context
 
     @property
     def resource(self) -> Any:
@@ -91,9 +110,12 @@ class AuthorizationContext:
 
     def succeed(self, requirement: Requirement) -> None:
         """Mark ``requirement`` as met (a requirement not in the policy is ignored)."""
-        self._succeed_called = True
         pending = self._pending
-        if pending and pending[0] is requirement and requirement not in pending[1:]:
+        if (
+            pending
+            and pending[0] is requirement
+            and (self._distinct or requirement not in pending[1:])
+        ):
             del pending[0]  # the usual case: requirements met in policy order
             return
         self._pending = [p for p in pending if not (p is requirement or p == requirement)]
@@ -106,7 +128,7 @@ class AuthorizationContext:
         """
         self._fail_called = True
         if reason is not None:
-            self._failure_reasons.append(reason)
+            self._failure_reasons += (reason,)
 
     def requirements_of(self, requirement_type: type[R]) -> tuple[R, ...]:
         """Every requirement of the policy that is a ``requirement_type``.
@@ -119,7 +141,11 @@ class AuthorizationContext:
 
     def pending(self, requirement_type: type[R]) -> tuple[R, ...]:
         """The requirements of ``requirement_type`` that nobody has succeeded yet."""
-        return tuple(r for r in self._pending if isinstance(r, requirement_type))
+        found: tuple[R, ...] = ()
+        for requirement in self._pending:  # a loop, not a generator: every handler asks
+            if isinstance(requirement, requirement_type):
+                found += (requirement,)
+        return found
 
     @property
     def pending_requirements(self) -> tuple[Requirement, ...]:
@@ -135,14 +161,15 @@ class AuthorizationContext:
     def has_succeeded(self) -> bool:
         """No ``fail()``, and every requirement succeeded.
 
-        As in ASP.NET, a context with no requirements never succeeds.
+        As in ASP.NET, a context with no requirements never succeeds (with
+        some, none pending means that ``succeed`` was called).
         """
-        return not self._fail_called and self._succeed_called and not self._pending
+        return not self._fail_called and not self._pending and bool(self.requirements)
 
     @property
     def failure_reasons(self) -> tuple[str, ...]:
         """The reasons given to ``fail()``, in call order."""
-        return tuple(self._failure_reasons)
+        return self._failure_reasons
 
     def __repr__(self) -> str:
         return (

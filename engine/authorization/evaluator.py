@@ -7,7 +7,6 @@ isolation and concurrency belong to the authorization actor.
 
 from __future__ import annotations
 
-import dis
 import inspect
 import types
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,8 @@ import attrs
 
 from ..auth.principal import Principal
 from .context import AuthorizationContext
-from .policy import AuthorizationPolicy, PolicyRegistry
+from .handlers import code_may_suspend
+from .policy import AuthorizationPolicy, Plan, PolicyRegistry
 from .requirements import Requirement
 
 __all__ = ["AuthorizationResult", "Continuation", "begin", "evaluate"]
@@ -67,31 +67,6 @@ class AuthorizationResult:
         return "denied (" + "; ".join(parts or ["no requirement succeeded"]) + ")"
 
 
-_SUSPENDING_OPS = frozenset(
-    {"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH"}
-)
-_KNOWN_OPS = "YIELD_VALUE" in dis.opmap and "GET_AWAITABLE" in dis.opmap
-
-
-_SUSPENDS: dict[int, tuple[types.CodeType, bool]] = {}
-"""``_code_may_suspend`` answers by code object identity (hashing a code object
-recomputes the hash of its tuples on every call)."""
-
-
-def _code_may_suspend(code: types.CodeType) -> bool:
-    known = _SUSPENDS.get(id(code))
-    if known is not None and known[0] is code:
-        return known[1]
-    if not _KNOWN_OPS:  # an interpreter whose bytecode we do not know: assume it may
-        suspends = True
-    else:
-        suspends = any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))
-    if len(_SUSPENDS) > 4096:
-        _SUSPENDS.clear()  # handlers made on the fly: keep the cache bounded
-    _SUSPENDS[id(code)] = (code, suspends)
-    return suspends
-
-
 def _run_to_end(coroutine: Any) -> Any:
     """The value of a coroutine that has no suspension point, without an event
     loop: it runs to its end on the first ``send``."""
@@ -99,7 +74,7 @@ def _run_to_end(coroutine: Any) -> Any:
         coroutine.send(None)
     except StopIteration as done:
         return done.value
-    coroutine.close()  # pragma: no cover - _code_may_suspend said it could not
+    coroutine.close()  # pragma: no cover - code_may_suspend said it could not
     raise RuntimeError("a coroutine without suspension points suspended")
 
 
@@ -122,14 +97,14 @@ class Continuation:
     def __init__(
         self,
         context: AuthorizationContext,
-        plan: tuple[Any, ...],
+        plan: Plan,
         index: int,
         awaitable: Awaitable[Any],
     ) -> None:
         self._context = context
         self._plan = plan
         self._index = index
-        """Where in ``plan`` the handler that returned ``awaitable`` is."""
+        """Where in ``plan.steps`` the handler that returned ``awaitable`` is."""
         self._awaitable = awaitable
 
     async def finish(
@@ -141,27 +116,17 @@ class Continuation:
         Raises:
             Exception: whatever a handler raises (see ``evaluate``).
         """
-        context = self._context
-        handler: Any = self._plan[self._index]
+        context, plan = self._context, self._plan
+        index = self._index
         awaitable: Any = self._awaitable
-        plan = iter(self._plan[self._index + 1 :])
         while True:
-            outcome = await (timed(awaitable) if timed is not None else awaitable)
-            _check_returned_none(handler, outcome)
-            for handler in plan:
-                awaitable = handler(context)
-                if awaitable is None:
-                    continue
-                if type(awaitable) is types.CoroutineType and not _code_may_suspend(
-                    awaitable.cr_code
-                ):
-                    _check_returned_none(handler, _run_to_end(awaitable))
-                    continue
-                if not inspect.isawaitable(awaitable):
-                    _check_returned_none(handler, awaitable)
-                break
-            else:
-                return AuthorizationResult.of(context)
+            _check_returned_none(
+                plan.steps[index][0], await (timed(awaitable) if timed is not None else awaitable)
+            )
+            step = _advance(context, plan, index + 1)
+            if not isinstance(step, Continuation):
+                return step
+            index, awaitable = step._index, step._awaitable
 
 
 def begin(
@@ -182,20 +147,38 @@ def begin(
     Raises:
         Exception: whatever a handler raises (see ``evaluate``).
     """
-    context = AuthorizationContext(principal, resource, policy.requirements)
     plan = (registry if registry is not None else _NO_HANDLERS).plan(policy)
-    for index, handler in enumerate(plan):
+    context = AuthorizationContext._start(principal, resource, plan.requirements, plan.distinct)
+    return _advance(context, plan, 0)
+
+
+def _advance(
+    context: AuthorizationContext, plan: Plan, start: int
+) -> AuthorizationResult | Continuation:
+    """Run the plan's steps from ``start`` until one returns an awaitable that
+    may suspend (the ``Continuation`` there), or to the end (the verdict)."""
+    steps = plan.steps
+    for index in range(start, len(steps)):
+        handler, finishes = steps[index]
         outcome: Any = handler(context)  # None or an awaitable, unless it is a mistake
+        if finishes:
+            # An async def that neither suspends nor returns anything but None
+            # (known from its code, at plan time): iterating it runs it to its
+            # end, and its end raises no StopIteration.
+            for _ in outcome.__await__():  # pragma: no cover - the plan said it could not
+                outcome.close()
+                raise RuntimeError(f"authorization handler {handler!r} suspended")
+            continue
         if outcome is None:
-            continue  # a plain handler: the common case
-        if type(outcome) is types.CoroutineType and not _code_may_suspend(outcome.cr_code):
+            continue  # a plain handler
+        elif type(outcome) is types.CoroutineType and not code_may_suspend(outcome.cr_code):
             outcome = _run_to_end(outcome)
-            if outcome is not None:
-                _check_returned_none(handler, outcome)
         elif inspect.isawaitable(outcome):
             return Continuation(context, plan, index, outcome)
-        else:
+        if outcome is not None:
             _check_returned_none(handler, outcome)
+    if not context._pending and not context._fail_called and plan.requirements:
+        return _SUCCEEDED  # every guarded call that is allowed: one shared value
     return AuthorizationResult.of(context)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dis
+import inspect
+import types
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from .context import AuthorizationContext
 
@@ -51,3 +54,69 @@ def as_handler_function(handler: AuthorizationHandler | HandlerFunction) -> Hand
         f"an authorization handler must have a handle(context) method or be a "
         f"function of the context, got {handler!r}"
     )
+
+
+# -- which handlers finish without an event loop -----------------------------------
+
+_SUSPENDING_OPS = frozenset(
+    {"GET_AWAITABLE", "SEND", "YIELD_VALUE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH"}
+)
+_KNOWN_OPS = "YIELD_VALUE" in dis.opmap and "GET_AWAITABLE" in dis.opmap
+
+_SUSPENDS: dict[int, tuple[types.CodeType, bool]] = {}
+"""``code_may_suspend`` answers by code object identity (hashing a code object
+recomputes the hash of its tuples on every call)."""
+
+
+def code_may_suspend(code: types.CodeType) -> bool:
+    """Whether a coroutine of ``code`` may suspend: it has an ``await``,
+    ``async for`` or ``async with`` (on an interpreter whose bytecode this does
+    not know: always)."""
+    known = _SUSPENDS.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1]
+    if not _KNOWN_OPS:
+        suspends = True
+    else:
+        suspends = any(i.opname in _SUSPENDING_OPS for i in dis.get_instructions(code))
+    if len(_SUSPENDS) > 4096:
+        _SUSPENDS.clear()  # handlers made on the fly: keep the cache bounded
+    _SUSPENDS[id(code)] = (code, suspends)
+    return suspends
+
+
+def runs_to_end(handler: Any) -> bool:
+    """Whether every call of ``handler`` returns a coroutine that ends on its
+    first step with ``None``: an ``async def`` function (or a method of one)
+    whose code has no ``await``, ``async for`` or ``async with`` and returns
+    nothing but ``None``. Such a coroutine runs to its end when iterated, no
+    event loop needed, and its end raises no ``StopIteration``."""
+    function = getattr(handler, "__func__", handler)  # a bound method's function
+    if type(function) is not types.FunctionType:
+        return False  # anything else is checked on what each call returns
+    code = function.__code__
+    # The flag, not iscoroutinefunction(): that also says yes for a plain
+    # function marked with inspect.markcoroutinefunction.
+    if not code.co_flags & inspect.CO_COROUTINE or code_may_suspend(code):
+        return False
+    return _returns_only_none(code)
+
+
+def _returns_only_none(code: types.CodeType) -> bool:
+    """Every return of ``code`` returns the constant ``None`` (so a handler that
+    returns ``True`` by mistake keeps being reported: it is not run this way)."""
+    if not _KNOWN_OPS:
+        return False
+    previous: dis.Instruction | None = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "RETURN_CONST" and instruction.argval is not None:
+            return False
+        if instruction.opname == "RETURN_VALUE" and (
+            instruction.is_jump_target  # reached from elsewhere, with anything on the stack
+            or previous is None
+            or previous.opname != "LOAD_CONST"
+            or previous.argval is not None
+        ):
+            return False
+        previous = instruction
+    return True

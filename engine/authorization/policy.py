@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from .handlers import AuthorizationHandler, HandlerFunction, as_handler_function
+from .handlers import AuthorizationHandler, HandlerFunction, as_handler_function, runs_to_end
 from .requirements import (
     AssertionRequirement,
     AuthenticatedUserRequirement,
@@ -17,7 +17,7 @@ from .requirements import (
     RolesRequirement,
 )
 
-__all__ = ["AuthorizationPolicy", "PolicyRegistry", "UnknownPolicyError"]
+__all__ = ["AuthorizationPolicy", "Plan", "PolicyRegistry", "UnknownPolicyError"]
 
 
 def _requirements(value: Iterable[Requirement]) -> tuple[Requirement, ...]:
@@ -137,7 +137,7 @@ class PolicyRegistry:
         self._handlers_by_types: dict[tuple[type, ...], tuple[HandlerFunction, ...]] = {}
         """``handlers_for`` answers by the requirements' types, which every
         guarded call asks again: cached, and cleared by ``add_handler``."""
-        self._plans: dict[int, tuple[AuthorizationPolicy, tuple[HandlerFunction, ...]]] = {}
+        self._plans: dict[int, tuple[AuthorizationPolicy, Plan]] = {}
         self._default_policy = AuthorizationPolicy.build(authenticated=True)
         if default_policy is not None:
             self.default_policy = default_policy
@@ -230,21 +230,47 @@ class PolicyRegistry:
             )
         return found
 
-    def plan(self, policy: AuthorizationPolicy) -> tuple[HandlerFunction, ...]:
-        """Every function an evaluation of ``policy`` calls, in order: each
-        distinct requirement's own ``handle``, then the registered handlers
-        serving its requirements (cached per policy; ``add_handler`` clears)."""
+    def plan(self, policy: AuthorizationPolicy) -> Plan:
+        """What an evaluation of ``policy`` calls, prepared once per policy
+        (cached; ``add_handler`` clears)."""
         cached = self._plans.get(id(policy))
         if cached is not None and cached[0] is policy:
             return cached[1]
-        steps = (*_own_handles(policy.requirements), *self.handlers_for(policy.requirements))
+        plan = Plan.of(policy, self.handlers_for(policy.requirements))
         if len(self._plans) > 4096:
             self._plans.clear()  # policies built on the fly: keep the cache bounded
-        self._plans[id(policy)] = (policy, steps)
-        return steps
+        self._plans[id(policy)] = (policy, plan)
+        return plan
 
     def __repr__(self) -> str:
         return f"<PolicyRegistry policies={list(self.names)} handlers={len(self._handlers)}>"
+
+
+@attrs.frozen
+class Plan:
+    """An evaluation of one policy, prepared: every function it calls, in
+    order, and what is known of each before the first call."""
+
+    requirements: tuple[Requirement, ...]
+    steps: tuple[tuple[HandlerFunction, bool], ...]
+    """Each requirement's own ``handle`` (each distinct requirement once, not
+    the base class's, which decides nothing), then the registered handlers
+    serving the policy; each with whether it is an ``async def`` that never
+    suspends and returns only ``None`` (``handlers.runs_to_end``), whose
+    coroutine is run to its end on the spot."""
+    distinct: bool
+    """No requirement equals another, so ``succeed`` removes just the one."""
+
+    @classmethod
+    def of(cls, policy: AuthorizationPolicy, handlers: Iterable[HandlerFunction]) -> Plan:
+        requirements = policy.requirements
+        functions = (*_own_handles(requirements), *handlers)
+        distinct = all(
+            not (a is b or a == b)
+            for i, a in enumerate(requirements)
+            for b in requirements[i + 1 :]
+        )
+        return cls(requirements, tuple((f, runs_to_end(f)) for f in functions), distinct)
 
 
 def _own_handles(requirements: tuple[Requirement, ...]) -> list[HandlerFunction]:

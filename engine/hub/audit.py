@@ -41,18 +41,33 @@ class Auditor:
     def __init__(self, hook: Callable[[AuditRecord], None] | None = None) -> None:
         """``hook`` is called synchronously with each record: keep it quick
         (hand the record to a channel for anything slow)."""
-        self._hook = hook
-        self.counters: Counter[tuple[str, str | None, str]] = Counter()
-        """``(hub, method, outcome) -> count``; method ``None`` for hub-level checks."""
+        self.hook = hook
+        self._counts: Counter[tuple[str, str | None, str]] = Counter()
+        self._cells: dict[tuple[str, str | None, str], list[int]] = {}
 
     @property
-    def wants_records(self) -> bool:
-        """Whether an allowed decision needs its record built (a hook, or the
-        audit log at DEBUG); otherwise counting it in ``counters`` is enough."""
-        return self._hook is not None or log.isEnabledFor(logging.DEBUG)
+    def counters(self) -> Counter[tuple[str, str | None, str]]:
+        """``(hub, method, outcome) -> count``; method ``None`` for hub-level checks
+        (a snapshot)."""
+        merged = Counter(self._counts)
+        for key, cell in self._cells.items():
+            if cell[0]:
+                merged[key] += cell[0]
+        return merged
+
+    def cell(self, hub: str, method: str | None, outcome: str = "allowed") -> list[int]:
+        """The count of one ``(hub, method, outcome)`` as a one-item list, for a
+        guard to bump (``cell[0] += 1``) on every call without building a
+        record or hashing a key: what ``count`` does, cheapest."""
+        return self._cells.setdefault((hub, method, outcome), [0])
 
     def record(self, record: AuditRecord) -> None:
-        self.counters[(record.hub, record.method, record.outcome)] += 1
+        key = (record.hub, record.method, record.outcome)
+        cell = self._cells.get(key)
+        if cell is not None:
+            cell[0] += 1
+        else:
+            self._counts[key] += 1
         # Allowed decisions happen on every poll and call: DEBUG; denials: WARNING.
         level = logging.DEBUG if record.outcome == "allowed" else logging.WARNING
         # Checked first: asdict() below is costly and would be built for nothing.
@@ -69,8 +84,8 @@ class Auditor:
                 record.failed_requirement,
                 extra={"audit": attrs.asdict(record)},
             )
-        if self._hook is not None:
+        if self.hook is not None:
             try:
-                self._hook(record)
+                self.hook(record)
             except Exception:
                 log.exception("the audit hook raised")

@@ -5,7 +5,7 @@ hub and every invocation of a protected method, each decision audited."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -29,6 +29,7 @@ from ..authorization import (
 from ..authorization.context import Deferred
 from ..authorization.evaluator import AuthorizationResult, Continuation, begin
 from .audit import Auditor, AuditRecord
+from .audit import log as _audit_log
 from .context import HubCallerContext
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ class Guard:
     label: str
     subject: str = ""
     """What is guarded, for logs: ``"ChatHub.ban_user policy=Administrators"``."""
+    hub: str = ""
+    """The hub class's name, for audit records and counters."""
+    method: str | None = None
+    """The method's wire name; ``None`` for the hub itself (its HTTP requests)."""
+    allowed: list[int] = attrs.field(factory=lambda: [0], eq=False, repr=False)
+    """The auditor's count of this guard's "allowed" decisions (``Auditor.cell``),
+    bumped on every allowed call that needs no record."""
 
     @property
     def open(self) -> bool:
@@ -54,6 +62,10 @@ class Guard:
 
 
 OPEN = Guard(None, "none")
+
+_Where = tuple[Guard, Principal, HubCallerContext | None]
+"""Whose check it was, for its audit record: the guard, the principal, and the
+connection's caller context (``None`` for an HTTP request of the hub)."""
 
 
 def _label(data: Sequence[AuthorizeData]) -> str:
@@ -88,7 +100,9 @@ class HubAuthorizer:
         if policy is None:
             return OPEN
         label = _label(data)
-        return Guard(policy, label, f"{hub_class.__name__}.<connect> policy={label}")
+        hub = hub_class.__name__
+        subject = f"{hub}.<connect> policy={label}"
+        return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None))
 
     def method_guard(self, hub_class: type, name: str, wire_name: str | None = None) -> Guard:
         # Method metadata only restricts further: @allow_anonymous on a method
@@ -98,92 +112,122 @@ class HubAuthorizer:
         if policy is None:
             return OPEN
         label = _label(data)
-        return Guard(policy, label, f"{hub_class.__name__}.{wire_name or name} policy={label}")
+        hub, method = hub_class.__name__, wire_name or name
+        subject = f"{hub}.{method} policy={label}"
+        return Guard(policy, label, subject, hub, method, self.auditor.cell(hub, method))
 
     # -- checks -----------------------------------------------------------------
 
     async def authorize_request(
         self, hub_class: type, path: str, guard: Guard, principal: Principal, request: RequestInfo
     ) -> bool:
-        if guard.policy is None:
+        policy = guard.policy
+        if policy is None:
             return True
         resource = HubRequestContext(request=request, hub=hub_class, path=path)
-        return await self._decide(
-            guard, principal, resource, hub_class.__name__, None, principal.name_identifier, None
-        )
+        where = (guard, principal, None)
+        try:
+            first = self.actor.decide_now(
+                begin,
+                policy,
+                principal,
+                resource,
+                self.registry,
+                label=guard.subject,
+                later=Continuation,
+            )
+        except ActorStopped:
+            return self._stopped(where)
+        verdict = self._settle(first, where)
+        return verdict if verdict is True or verdict is False else await verdict
 
-    async def authorize_invocation(
+    def check_invocation(
         self,
         hub_class: type,
         caller: HubCallerContext,
         method: BoundMethod,
         target: str,
         arguments: tuple[Any, ...],
-    ) -> bool:
-        guard: Guard = method.guard
-        if guard.policy is None:
-            return True
-        # Built only if a handler reads context.resource (most decide from the
-        # principal): one object less on every guarded call.
-        resource = Deferred(
-            HubInvocationContext,
-            caller,
-            hub_class,
-            target,
-            method.name,
-            method.wire_name,
-            arguments,
-        )
-        return await self._decide(
-            guard,
-            caller.principal,
-            resource,
-            hub_class.__name__,
-            method.wire_name,
-            caller.user_id,
-            caller.connection_id,
-        )
+    ) -> bool | Awaitable[bool]:
+        """Whether ``caller`` may invoke ``method``: the verdict when the policy
+        decided without awaiting anything (the usual case), otherwise an
+        awaitable of it.
 
-    async def _decide(
-        self,
-        guard: Guard,
-        principal: Principal,
-        resource: Any,
-        hub: str,
-        method: str | None,
-        user_id: str | None,
-        connection_id: str | None,
-    ) -> bool:
+        In the calling task, not the actor's: every caller here is already a
+        task of its own, and the trip through the actor cost more than a
+        typical policy. This runs on every guarded call, so it is written flat
+        (each Python call a guarded call makes shows in ``make bench``).
+        """
+        guard: Guard = method.guard
         policy = guard.policy
-        assert policy is not None
-        label = guard.subject
-        where = (guard, hub, method, user_id, connection_id)
+        if policy is None:
+            return True
+        principal = caller.principal
         try:
-            # In this task, not the actor's: every caller here is already a task
-            # of its own (a connection's reader, an HTTP request), and the trip
-            # through the actor cost more than a typical policy (benchmarks/).
-            # Most policies decide without awaiting anything: no coroutine at all.
             first = self.actor.decide_now(
-                begin, policy, principal, resource, self.registry, label=label, later=Continuation
+                begin,
+                policy,
+                principal,
+                # Built only if a handler reads context.resource (most decide
+                # from the principal): one object less on every guarded call.
+                Deferred(
+                    HubInvocationContext,
+                    caller,
+                    hub_class,
+                    target,
+                    method.name,
+                    method.wire_name,
+                    arguments,
+                ),
+                self.registry,
+                label=guard.subject,
+                later=Continuation,
             )
-            decision: Decision[AuthorizationResult]
-            if isinstance(first, Continuation):
-                decision = await self.actor.evaluate_here(
-                    first.finish, label=label, cooperative=True
-                )
-            else:
-                decision = first  # type: ignore[assignment]  # begin() returns AuthorizationResult
         except ActorStopped:
-            log.warning("authorization actor stopped: denying %s", label)
-            self._record(where, "denied", "actor stopped")
-            return False
+            return self._stopped((guard, principal, caller))
+        if (
+            type(first) is Decision
+            and first.allowed
+            and self.auditor.hook is None
+            and not _audit_log.isEnabledFor(logging.DEBUG)
+        ):
+            guard.allowed[0] += 1  # allowed, and nobody listens for the record: counted
+            return True
+        return self._settle(first, (guard, principal, caller))
+
+    def _settle(self, first: Decision[Any] | Continuation, where: _Where) -> bool | Awaitable[bool]:
+        """What follows ``decide_now``: the verdict (recorded), or the rest of
+        an evaluation that awaits."""
+        if isinstance(first, Continuation):
+            return self._finish(first, where)
+        return self._conclude(first, where)
+
+    async def _finish(
+        self,
+        rest: Continuation,
+        where: _Where,
+    ) -> bool:
+        """The evaluation of a handler that awaits, under the actor's timeout."""
+        try:
+            decision = await self.actor.evaluate_here(
+                rest.finish, label=where[0].subject, cooperative=True
+            )
+        except ActorStopped:
+            return self._stopped(where)
+        return self._conclude(decision, where)
+
+    def _stopped(self, where: _Where) -> bool:
+        log.warning("authorization actor stopped: denying %s", where[0].subject)
+        self._record(where, "denied", "actor stopped")
+        return False
+
+    def _conclude(
+        self,
+        decision: Decision[AuthorizationResult],
+        where: _Where,
+    ) -> bool:
         if decision.allowed:
-            # On every guarded call: a record is built only for a listener.
-            auditor = self.auditor
-            if auditor.wants_records:
-                self._record(where, "allowed")
-            else:
-                auditor.counters[(hub, method, "allowed")] += 1
+            self._record(where, "allowed")
             return True
         result = decision.result
         if result is not None:
@@ -199,16 +243,20 @@ class HubAuthorizer:
 
     def _record(
         self,
-        where: tuple[Guard, str, str | None, str | None, str | None],
+        where: _Where,
         outcome: str,
         failed: str | None = None,
         detail: str = "",
     ) -> None:
-        guard, hub, method, user_id, connection_id = where
+        guard, principal, caller = where
+        if caller is not None:
+            user_id, connection_id = caller.user_id, caller.connection_id
+        else:
+            user_id, connection_id = principal.name_identifier, None
         self.auditor.record(
             AuditRecord(
-                hub=hub,
-                method=method,
+                hub=guard.hub,
+                method=guard.method,
                 policy=guard.label,
                 outcome=outcome,
                 user_id=user_id,

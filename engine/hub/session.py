@@ -153,7 +153,7 @@ class HubSession:
             self._make_hub,
             self._send,
             functools.partial(
-                registration.authorizer.authorize_invocation, registration.hub_class, context
+                registration.authorizer.check_invocation, registration.hub_class, context
             ),
             context,
             self.settle,

@@ -539,3 +539,83 @@ async def test_a_handler_returning_true_is_an_error_wherever_it_runs(where: str)
     assert isinstance(step, Continuation)
     with pytest.raises(TypeError, match="returned True"):
         await step.finish()
+
+
+# -- plan time: which async handlers are run to their end without a StopIteration -----
+
+
+async def _ends_with_none(context: AuthorizationContext) -> None:
+    for requirement in context.pending(Timed):
+        context.succeed(requirement)
+
+
+async def _returns_true(context: AuthorizationContext) -> bool:
+    for requirement in context.pending(Timed):
+        context.succeed(requirement)
+    return True
+
+
+async def _returns_true_sometimes(context: AuthorizationContext) -> bool | None:
+    context.succeed(context.requirements[0])
+    return True if context.principal.is_authenticated else None
+
+
+async def _returns_early(context: AuthorizationContext) -> None:
+    if not context.principal.is_authenticated:
+        return
+    context.succeed(context.requirements[0])
+
+
+async def _awaits(context: AuthorizationContext) -> None:
+    await trio.lowlevel.checkpoint()
+    context.succeed(context.requirements[0])
+
+
+class _Handler:
+    async def handle(self, context: AuthorizationContext) -> None:
+        context.succeed(context.requirements[0])
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        (_ends_with_none, True),
+        (_returns_early, True),
+        (_Handler().handle, True),
+        (_returns_true, False),
+        (_returns_true_sometimes, False),
+        (_awaits, False),
+        (lambda context: None, False),
+    ],
+)
+def test_the_plan_knows_which_async_handlers_end_at_once_with_none(
+    handler: Any, expected: bool
+) -> None:
+    registry = PolicyRegistry()
+    registry.add_handler(Timed, handler)
+    plan = registry.plan(AuthorizationPolicy([Timed()]))
+    assert plan.steps == ((handler, expected),)
+
+
+@pytest.mark.parametrize("handler", [_returns_true, _returns_true_sometimes])
+def test_an_async_handler_returning_true_without_awaiting_is_still_an_error(
+    handler: Any,
+) -> None:
+    registry = PolicyRegistry()
+    registry.add_handler(Timed, handler)
+    with pytest.raises(TypeError, match="returned True"):
+        begin(AuthorizationPolicy([Timed()]), user("u"), None, registry)
+
+
+@pytest.mark.parametrize("handler", [_ends_with_none, _returns_early, _Handler().handle])
+def test_an_async_handler_that_ends_at_once_decides_in_begin(handler: Any) -> None:
+    registry = PolicyRegistry()
+    registry.add_handler(Timed, handler)
+    policy = AuthorizationPolicy([Timed()])
+    verdict = begin(policy, user("u"), None, registry)
+    assert isinstance(verdict, AuthorizationResult)
+    assert verdict.succeeded
+    if handler is _returns_early:
+        verdict = begin(policy, ANONYMOUS, None, registry)
+        assert isinstance(verdict, AuthorizationResult)
+        assert not verdict.succeeded
