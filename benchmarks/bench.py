@@ -180,6 +180,8 @@ class Params:
     reps: int
     echo_warmup_ms: int
     echo_rep_ms: int
+    authz_slices: int
+    """Slices per method and repetition in the authorization scenario."""
     fanout_receivers: int
     fanout_warmup: int
     fanout_sends: int
@@ -201,6 +203,7 @@ class Params:
             reps=5,
             echo_warmup_ms=2000,
             echo_rep_ms=3000,
+            authz_slices=20,
             fanout_receivers=1000,
             fanout_warmup=10,
             fanout_sends=30,
@@ -223,6 +226,7 @@ class Params:
             reps=2,
             echo_warmup_ms=200,
             echo_rep_ms=500,
+            authz_slices=4,
             fanout_receivers=100,
             fanout_warmup=5,
             fanout_sends=30,
@@ -499,7 +503,7 @@ def authz(bench: Bench, running: list[Running]) -> dict[str, Any]:
         "reps": p.reps,
         "warmup_ms": p.echo_warmup_ms,
         "rep_ms": p.echo_rep_ms,
-        "slices": 10,
+        "slices": p.authz_slices,
     }
 
 
