@@ -56,12 +56,16 @@ class Principal:
     roles: frozenset[str] = attrs.field(init=False)
     """From the ``role`` and ``roles`` claims (a string or a list of strings)."""
 
+    is_authenticated: bool = attrs.field(init=False, eq=False, repr=False)
+    """Whether a scheme authenticated this caller (``scheme`` is not ``None``).
+    An attribute, not a property: every guarded call reads it."""
+
     @roles.default
     def _roles_default(self) -> frozenset[str]:
         return _roles(self.claims)
 
-    @property
-    def is_authenticated(self) -> bool:
+    @is_authenticated.default
+    def _authenticated_default(self) -> bool:
         return self.scheme is not None
 
     @property

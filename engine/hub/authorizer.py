@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Guard", "HubAuthorizer"]
 
 log = logging.getLogger("triohub.authorization")
+_DEBUG = logging.DEBUG
 
 
 @attrs.frozen
@@ -189,7 +190,7 @@ class HubAuthorizer:
             type(first) is Decision
             and first.allowed
             and self.auditor.hook is None
-            and not _audit_log.isEnabledFor(logging.DEBUG)
+            and not _audit_log.isEnabledFor(_DEBUG)
         ):
             guard.allowed[0] += 1  # allowed, and nobody listens for the record: counted
             return True
