@@ -180,7 +180,9 @@ class Conn {
   }
 }
 
-async function negotiate(target, token) {
+let staleSocketRetries = 0; // reported with the results
+
+async function negotiate(target, token, retried = false) {
   const headers = { 'content-length': '0' };
   if (token) headers.authorization = `Bearer ${token}`;
   const url = `${target.http}${target.path}/negotiate?negotiateVersion=1`;
@@ -195,7 +197,18 @@ async function negotiate(target, token) {
         resolve(answer.connectionToken || answer.connectionId);
       });
     });
-    request.on('error', reject);
+    request.on('error', (error) => {
+      // A kept-alive socket that the server closed as idle (a server is
+      // stopped between its turns, so its idle timers fire as it resumes)
+      // while this request was being written on it: the request never
+      // reached the server; Node's documented answer is to send it again.
+      if (!retried && request.reusedSocket && error.code === 'ECONNRESET') {
+        staleSocketRetries += 1;
+        resolve(negotiate(target, token, true));
+      } else {
+        reject(error);
+      }
+    });
     request.end();
   });
 }
@@ -618,6 +631,7 @@ try {
   const started = genCpuUs();
   const result = await scenarios[cfg.scenario]();
   result.gen_total_cpu_s = (genCpuUs() - started) / 1e6;
+  result.stale_socket_retries = staleSocketRetries;
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(0);
 } catch (error) {
