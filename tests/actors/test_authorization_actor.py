@@ -455,23 +455,32 @@ async def _swallow_cancelled(seconds: float) -> None:
         pass  # swallowed: the scope's cancelled_caught stays False
 
 
+@pytest.mark.parametrize("cooperative", [True, False], ids=["cooperative", "plain"])
 @pytest.mark.parametrize("here", [True, False], ids=["here", "in-actor"])
-async def test_a_cooperative_job_that_swallows_cancelled_still_times_out(
+async def test_a_job_that_swallows_cancelled_still_times_out(
     nursery: trio.Nursery,
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
     here: bool,
+    cooperative: bool,
 ) -> None:
+    """Both paths: the cooperative one (the timeout armed around what the job
+    hands to ``timed``) and the plain one (the first step, then the deadline)."""
     actor = await start(nursery, job_timeout=2.0)
 
-    async def job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
+    async def cooperative_job(timed: Callable[[Awaitable[None]], Awaitable[None]]) -> Verdict:
         await timed(_swallow_cancelled(10))
         return ALLOW
 
+    async def plain_job() -> Verdict:
+        await _swallow_cancelled(10)
+        return ALLOW
+
+    job: Callable[..., Awaitable[Verdict]] = cooperative_job if cooperative else plain_job
     evaluate = actor.evaluate_here if here else actor.evaluate
     began = trio.current_time()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        decision = await evaluate(job, label="swallows", cooperative=True)
+        decision = await evaluate(job, label="swallows", cooperative=cooperative)
     assert decision.allowed is False
     assert decision.error == "timeout"
     assert decision.result is None
@@ -479,32 +488,6 @@ async def test_a_cooperative_job_that_swallows_cancelled_still_times_out(
     [record] = [r for r in caplog.records if r.name == LOGGER]
     assert record.levelno == logging.WARNING
     assert "swallows" in record.getMessage()
-
-
-@pytest.mark.parametrize("here", [True, False], ids=["here", "in-actor"])
-async def test_a_job_that_swallows_cancelled_still_times_out(
-    nursery: trio.Nursery,
-    autojump_clock: trio.testing.MockClock,
-    caplog: pytest.LogCaptureFixture,
-    here: bool,
-) -> None:
-    """The non-cooperative path (the first step, then the deadline armed)."""
-    actor = await start(nursery, job_timeout=2.0)
-
-    async def job() -> Verdict:
-        await _swallow_cancelled(10)
-        return ALLOW
-
-    evaluate = actor.evaluate_here if here else actor.evaluate
-    began = trio.current_time()
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
-        decision = await evaluate(job, label="swallows")
-    assert decision.allowed is False
-    assert decision.error == "timeout"
-    assert decision.result is None
-    assert trio.current_time() - began == pytest.approx(2.0)
-    [record] = [r for r in caplog.records if r.name == LOGGER]
-    assert record.levelno == logging.WARNING
 
 
 async def test_a_cooperative_job_that_swallows_cancelled_in_time_is_decided(

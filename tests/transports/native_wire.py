@@ -17,11 +17,8 @@ import orjson
 import trio
 
 from .native_support import HUB, Native
+from .support import HANDSHAKE_OK, JSON_HANDSHAKE
 
-JSON_HANDSHAKE = b'{"protocol":"json","version":1}\x1e'
-MSGPACK_HANDSHAKE = b'{"protocol":"messagepack","version":1}\x1e'
-HANDSHAKE_OK = b"{}\x1e"
-CLOSE_SHUTDOWN = b'{"type":7,"allowReconnect":true}\x1e'
 CLOSE_ERROR = b'{"type":7,"error":"Connection closed with an error.","allowReconnect":true}\x1e'
 CLOSE_EXPIRED = b'{"type":7,"error":"Authentication expired.","allowReconnect":true}\x1e'
 

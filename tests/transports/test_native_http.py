@@ -32,8 +32,6 @@ from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
 from .native_parity import PARITY, WEBSOCKETS_ONLY, Ask, ask_answer
 from .native_support import HUB, OTHER, PRIVATE, Native, StartNative, authenticator, token_for
 from .native_wire import (
-    HANDSHAKE_OK,
-    JSON_HANDSHAKE,
     RFC_ACCEPT,
     RFC_KEY,
     TEXT,
@@ -44,7 +42,7 @@ from .native_wire import (
     invocation,
     new_key,
 )
-from .support import ID
+from .support import HANDSHAKE_OK, ID, JSON_HANDSHAKE
 
 # -- 1. negotiate and plain HTTP ----------------------------------------------------
 

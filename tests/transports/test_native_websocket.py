@@ -35,11 +35,7 @@ from .native_wire import (
     CLOSE,
     CLOSE_ERROR,
     CLOSE_EXPIRED,
-    CLOSE_SHUTDOWN,
     CONTINUATION,
-    HANDSHAKE_OK,
-    JSON_HANDSHAKE,
-    MSGPACK_HANDSHAKE,
     PING,
     PONG,
     TEXT,
@@ -50,6 +46,8 @@ from .native_wire import (
     invocation,
     new_key,
 )
+from .support import CLOSE_RECONNECT as CLOSE_SHUTDOWN
+from .support import HANDSHAKE_OK, JSON_HANDSHAKE, MSGPACK_HANDSHAKE
 
 # -- a spy on the flush path (partial writes) ---------------------------------------
 
