@@ -64,36 +64,22 @@ class AuthorizationContext:
     )
 
     def __init__(
-        self, principal: Principal, resource: Any, requirements: Iterable[Requirement]
+        self,
+        principal: Principal,
+        resource: Any,
+        requirements: Iterable[Requirement],
+        *,
+        _distinct: bool = False,
     ) -> None:
+        """``_distinct``: for the evaluator, which knows from the policy's ``Plan``
+        that no requirement equals another."""
         self.principal = principal
         self._resource = resource
         self.requirements: tuple[Requirement, ...] = tuple(requirements)
         self._pending: list[Requirement] = list(self.requirements)
         self._fail_called = False
         self._failure_reasons: tuple[str, ...] = ()
-        self._distinct = False
-        """Known that no requirement equals another (a policy's ``Plan``)."""
-
-    @classmethod
-    def _start(
-        cls,
-        principal: Principal,
-        resource: Any,
-        requirements: tuple[Requirement, ...],
-        distinct: bool,
-    ) -> AuthorizationContext:
-        """The evaluator's constructor: ``requirements`` already a tuple, and
-        whether they are distinct known from the policy's plan."""
-        context = cls.__new__(cls)
-        context.principal = principal
-        context._resource = resource
-        context.requirements = requirements
-        context._pending = list(requirements)
-        context._fail_called = False
-        context._failure_reasons = ()
-        context._distinct = distinct
-        return context
+        self._distinct = _distinct
 
     @property
     def resource(self) -> Any:

@@ -148,7 +148,7 @@ def begin(
         Exception: whatever a handler raises (see ``evaluate``).
     """
     plan = (registry if registry is not None else _NO_HANDLERS).plan(policy)
-    context = AuthorizationContext._start(principal, resource, plan.requirements, plan.distinct)
+    context = AuthorizationContext(principal, resource, plan.requirements, _distinct=plan.distinct)
     return _advance(context, plan, 0)
 
 
@@ -177,8 +177,9 @@ def _advance(
             return Continuation(context, plan, index, outcome)
         if outcome is not None:
             _check_returned_none(handler, outcome)
+    # context.has_succeeded, read without two calls on every guarded call.
     if not context._pending and not context._fail_called and plan.requirements:
-        return _SUCCEEDED  # every guarded call that is allowed: one shared value
+        return _SUCCEEDED
     return AuthorizationResult.of(context)
 
 

@@ -51,6 +51,19 @@ async def start(nursery: trio.Nursery, job_timeout: float = 5.0) -> Authorizatio
     return actor
 
 
+def assert_timed_out(
+    decision: Decision[Verdict], caplog: pytest.LogCaptureFixture, label: str, began: float
+) -> None:
+    """A deny for a timeout at the 2 s deadline, logged once at WARNING naming the job."""
+    assert decision.allowed is False
+    assert decision.error == "timeout"
+    assert decision.result is None
+    assert trio.current_time() - began == pytest.approx(2.0)
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.WARNING
+    assert label in record.getMessage()
+
+
 # -- verdicts ---------------------------------------------------------------------
 
 
@@ -103,14 +116,8 @@ async def test_a_job_over_the_timeout_denies_and_is_logged(
     begin = trio.current_time()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         decision = await actor.evaluate(after(10), label="ChatHub.ViewUserHistory")
-    assert decision.allowed is False
-    assert decision.error == "timeout"
-    assert decision.result is None
     assert decision.elapsed == pytest.approx(2.0)
-    assert trio.current_time() - begin == pytest.approx(2.0)
-    [record] = [r for r in caplog.records if r.name == LOGGER]
-    assert record.levelno == logging.WARNING
-    assert "ChatHub.ViewUserHistory" in record.getMessage()
+    assert_timed_out(decision, caplog, "ChatHub.ViewUserHistory", begin)
 
 
 async def test_a_job_within_the_timeout_is_decided(
@@ -481,13 +488,7 @@ async def test_a_job_that_swallows_cancelled_still_times_out(
     began = trio.current_time()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         decision = await evaluate(job, label="swallows", cooperative=cooperative)
-    assert decision.allowed is False
-    assert decision.error == "timeout"
-    assert decision.result is None
-    assert trio.current_time() - began == pytest.approx(2.0)
-    [record] = [r for r in caplog.records if r.name == LOGGER]
-    assert record.levelno == logging.WARNING
-    assert "swallows" in record.getMessage()
+    assert_timed_out(decision, caplog, "swallows", began)
 
 
 async def test_a_cooperative_job_that_swallows_cancelled_in_time_is_decided(

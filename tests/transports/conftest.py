@@ -15,7 +15,7 @@ from engine import HubOptions, HubServer
 from engine.transports.asgi import SignalRApp
 
 from .asgi_client import AsgiClient
-from .support import HUB, Harness, Journal, JournalHub
+from .support import HUB, Harness, Journal, JournalHub, stop_gracefully
 
 MakeHarness = Callable[..., Awaitable[Harness]]
 
@@ -57,9 +57,7 @@ async def make_harness(nursery: trio.Nursery, hang_guard: None) -> AsyncIterator
 
     yield make
     for harness in made:
-        harness.server.stop()
-        with trio.move_on_after(15):
-            await harness.server.wait_stopped()
+        await stop_gracefully(harness.server, within=15)
         assert not harness.server.running, "the server did not stop"
     for harness in made:
         assert harness.client.violations == []

@@ -18,6 +18,7 @@ from engine import HubOptions, HubServer, JwtBearerAuthenticator
 from engine.transports.native import serve_native
 
 from .native_support import HUB, OTHER, PRIVATE, Journal, Native, NativeHub, PrivateHub, StartNative
+from .support import stop_gracefully
 
 
 async def _listen(
@@ -54,9 +55,7 @@ async def start_native_fixture(
 
     yield start
     for native in started:
-        native.server.stop()
-        with trio.move_on_after(10):
-            await native.server.wait_stopped()
+        await stop_gracefully(native.server)
         native.listener.cancel()
 
 

@@ -33,6 +33,15 @@ NO_CACHE = {
 }
 
 ID = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+async def stop_gracefully(server: HubServer, within: float = 10) -> None:
+    """Stop ``server`` and wait up to ``within`` seconds for its connections to end."""
+    server.stop()
+    with trio.move_on_after(within):
+        await server.wait_stopped()
+
+
 """16 random bytes, Base64Url without padding."""
 
 

@@ -21,7 +21,15 @@ from engine import HubServer
 from engine.transports.asgi import SignalRApp
 from engine.transports.hypercorn import serve_hypercorn
 
-from .support import HANDSHAKE_OK, HUB, JSON_HANDSHAKE, NO_CACHE, completion, invocation
+from .support import (
+    HANDSHAKE_OK,
+    HUB,
+    JSON_HANDSHAKE,
+    NO_CACHE,
+    completion,
+    invocation,
+    stop_gracefully,
+)
 
 V1 = re.compile(
     rb'\{"negotiateVersion":1,"connectionId":"[A-Za-z0-9_-]{22}",'
@@ -59,9 +67,7 @@ async def served(nursery: trio.Nursery) -> AsyncIterator[Served]:
     try:
         yield Served(app, f"http://{host}:{port}", http)
     finally:
-        server.stop()
-        with trio.move_on_after(10):
-            await server.wait_stopped()
+        await stop_gracefully(server)
         await trio.to_thread.run_sync(http.close)
 
 

@@ -71,18 +71,25 @@ async def receive_counting(transport: NativeWebSocketTransport) -> tuple[bytes |
     return payload, ran
 
 
-async def test_a_ping_flood_lets_other_tasks_run() -> None:
+async def assert_paced(flood: bytes, count: int, expected: bytes) -> None:
+    """The transport, handed ``flood`` (``count`` frames that make no event, then a
+    message) all at once, yields to other tasks on its way to ``expected``."""
     server, peer = socket_pair()
     transport = NativeWebSocketTransport(server)
-    count = 2000
-    # All in the kernel before receive starts: it never has to wait for data.
-    peer.sendall(Wire.encode(PING, b"") * count + Wire.encode(TEXT, b"after the pings"))
+    peer.sendall(flood)
     try:
         payload, ran = await receive_counting(transport)
-        assert payload == b"after the pings"
-        assert ran >= count // YIELD_EVERY // 2, f"a sibling ran {ran} times in {count} pings"
+        assert payload == expected
+        assert ran >= count // YIELD_EVERY // 2, f"a sibling ran {ran} times in {count} frames"
     finally:
         close_pair(transport, server, peer)
+
+
+async def test_a_ping_flood_lets_other_tasks_run() -> None:
+    count = 2000
+    # All in the kernel before receive starts: it never has to wait for data.
+    flood = Wire.encode(PING, b"") * count + Wire.encode(TEXT, b"after the pings")
+    await assert_paced(flood, count, b"after the pings")
 
 
 async def test_an_empty_fragment_flood_lets_other_tasks_run(
@@ -92,18 +99,11 @@ async def test_an_empty_fragment_flood_lets_other_tasks_run(
     read here (the default 64 KiB read holds ~10,900 of them)."""
     frame = Wire.encode(CONTINUATION, b"", fin=False)
     monkeypatch.setattr(native_ws_module, "_RECEIVE_SIZE", len(frame))
-    server, peer = socket_pair()
-    transport = NativeWebSocketTransport(server)
     count = 2000
-    peer.sendall(
+    flood = (
         Wire.encode(TEXT, b"", fin=False) + frame * count + Wire.encode(CONTINUATION, b"the end")
     )
-    try:
-        payload, ran = await receive_counting(transport)
-        assert payload == b"the end"
-        assert ran >= count // YIELD_EVERY // 2, f"a sibling ran {ran} times in {count} frames"
-    finally:
-        close_pair(transport, server, peer)
+    await assert_paced(flood, count, b"the end")
 
 
 async def test_pongs_to_a_client_that_does_not_read_stay_bounded() -> None:

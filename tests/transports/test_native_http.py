@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -36,6 +37,7 @@ from .native_wire import (
     RFC_KEY,
     TEXT,
     Frame,
+    Response,
     Wire,
     connect,
     expected_accept,
@@ -380,13 +382,27 @@ async def test_anonymous_negotiate_and_upgrade_get_the_challenge(
     assert (await wire.request("POST", f"{HUB}/negotiate")).status == 200
 
 
+async def negotiate_as(wire: Wire, path: str, token: str) -> Response:
+    """POST negotiate (version 1) with ``token`` as the bearer."""
+    return await wire.request(
+        "POST", f"{path}/negotiate?negotiateVersion=1", ("Authorization", f"Bearer {token}")
+    )
+
+
+async def who_am_i(url: str) -> dict[str, Any]:
+    """Open ``url``, do the hub handshake and invoke ``WhoAmI``: its result."""
+    async with open_websocket_url(url) as ws:
+        hub = HubSocket(ws)
+        await hub.handshake()
+        result: dict[str, Any] = (await hub.invoke("WhoAmI"))["result"]
+        return result
+
+
 async def test_expired_token_is_401_with_the_reason(start_native: StartNative) -> None:
     native = await start_native(authenticator=authenticator())
     expired = sign(claims("alice", now=time.time() - 7200, lifetime=3600))
     wire = await connect(native)
-    negotiate = await wire.request(
-        "POST", f"{PRIVATE}/negotiate?negotiateVersion=1", ("Authorization", f"Bearer {expired}")
-    )
+    negotiate = await negotiate_as(wire, PRIVATE, expired)
     assert negotiate.status == 401
     assert negotiate.all("www-authenticate") == [
         'Bearer error="invalid_token", error_description="The token expired."'
@@ -400,22 +416,14 @@ async def test_token_on_the_upgrade_query_sets_the_principal(start_native: Start
     alice = token_for("alice")
     # With negotiation: the bearer header on negotiate, the query on the upgrade.
     wire = await connect(native)
-    negotiate = await wire.request(
-        "POST", f"{PRIVATE}/negotiate?negotiateVersion=1", ("Authorization", f"Bearer {alice}")
-    )
+    negotiate = await negotiate_as(wire, PRIVATE, alice)
     assert negotiate.status == 200
     body = orjson.loads(negotiate.body)
     url = native.ws_url(PRIVATE, f"id={body['connectionToken']}&access_token={alice}")
-    async with open_websocket_url(url) as ws:
-        hub = HubSocket(ws)
-        await hub.handshake()
-        result = (await hub.invoke("WhoAmI"))["result"]
-        assert (result["userId"], result["connectionId"]) == ("alice", body["connectionId"])
+    result = await who_am_i(url)
+    assert (result["userId"], result["connectionId"]) == ("alice", body["connectionId"])
     # Without negotiation.
-    async with open_websocket_url(native.ws_url(PRIVATE, f"access_token={alice}")) as ws:
-        hub = HubSocket(ws)
-        await hub.handshake()
-        assert (await hub.invoke("WhoAmI"))["result"]["userId"] == "alice"
+    assert (await who_am_i(native.ws_url(PRIVATE, f"access_token={alice}")))["userId"] == "alice"
 
 
 async def test_only_the_negotiating_user_may_use_a_negotiated_id(
@@ -428,9 +436,7 @@ async def test_only_the_negotiating_user_may_use_a_negotiated_id(
     alice, bob = token_for("alice"), token_for("bob")
     for path in (PRIVATE, HUB):
         wire = await connect(native)
-        negotiate = await wire.request(
-            "POST", f"{path}/negotiate?negotiateVersion=1", ("Authorization", f"Bearer {alice}")
-        )
+        negotiate = await negotiate_as(wire, path, alice)
         body = orjson.loads(negotiate.body)
         token = body["connectionToken"]
         as_bob = await wire.upgrade(f"{path}?id={token}&access_token={bob}")
@@ -442,11 +448,8 @@ async def test_only_the_negotiating_user_may_use_a_negotiated_id(
         alice_again = sign(claims("alice", lifetime=600))
         assert alice_again != alice
         url = native.ws_url(path, f"id={token}&access_token={alice_again}")
-        async with open_websocket_url(url) as ws:
-            hub = HubSocket(ws)
-            await hub.handshake()
-            result = (await hub.invoke("WhoAmI"))["result"]
-            assert (result["userId"], result["connectionId"]) == ("alice", body["connectionId"])
+        result = await who_am_i(url)
+        assert (result["userId"], result["connectionId"]) == ("alice", body["connectionId"])
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("another user" in message for message in warnings), warnings
     for record in caplog.records:
