@@ -22,6 +22,8 @@ LABELS = {
     "floor": "floor",
 }
 
+LEGEND = {"floor": "the raw floor (same transport, no hub)"}
+
 
 @dataclass
 class Metric:
@@ -316,6 +318,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
                 {
                     "goal": f"{text} ({server})",
                     "figure": None if ratio is None else round(ratio, 3),
+                    "target": f">= {at_least:.2f}x",
                     "met": ratio is not None and ratio >= at_least,
                 }
             )
@@ -333,6 +336,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
                 {
                     "goal": f"authorization cost <= 15% ({server})",
                     "figure": value,
+                    "target": "<= 15 %",
                     "met": value is not None and value <= 15,
                 }
             )
@@ -342,6 +346,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
                 {
                     "goal": f"expiry closes within 100 ms of exp, max ({server})",
                     "figure": value,
+                    "target": "0..100 ms",
                     "met": value is not None and 0 <= value <= 100,
                 }
             )
@@ -353,6 +358,7 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
                 {
                     "goal": f"memory per idle connection <= aiosignalr ({server})",
                     "figure": None if ratio is None else round(ratio, 3),
+                    "target": "<= 1.00x",
                     "met": ratio is not None and ratio <= 1.0,
                 }
             )
@@ -383,6 +389,10 @@ def _cell(metric: Metric, server: str) -> str:
     return _fmt(metric.values.get(server))
 
 
+TABLE_WIDTH = 120
+"""Neither table is wider than this: figures first, then the ratios under them."""
+
+
 def print_table(
     metrics: list[Metric], goals: list[dict[str, Any]], meta: dict[str, Any], servers: list[str]
 ) -> None:
@@ -393,51 +403,17 @@ def print_table(
         for peer in PEERS
         if peer in servers
     ]
-    header = (
-        f"{'metric':<30} {'unit':>6} "
-        + " ".join(f"{LABELS[s].replace('triohub ', ''):>11}" for s in servers)
-        + "  "
-        + " ".join(f"{_short(s) + '/' + _short(p):>8}" for s, p in ratio_columns)
-    )
     print()
     if meta.get("gc_threshold"):
         print(f"EXPERIMENT: every Python server's gen-0 GC threshold is {meta['gc_threshold']}")
     print(
         f"triohub benchmarks: {'QUICK smoke run, ' if meta['quick'] else ''}median of "
-        f"{meta['reps']} repetitions after warm-up; python {meta['python']}, node {meta['node']}, "
-        f"{meta['cpus']} CPUs; {meta['pinning']}; {meta['elapsed_s']:.0f} s"
+        f"{meta['reps']} repetitions after warm-up; python {meta['python']}, node {meta['node']},"
     )
-    print(
-        "columns: hypercorn, native and trio-ws are triohub; ratios are triohub / peer (same run);"
-    )
-    print(
-        "n/s = the server cannot run this scenario (reasons below); FAIL = it should have but did not"
-    )
-    print("=" * len(header))
-    print(header)
-    scenario = None
-    for metric in metrics:
-        if metric.scenario != scenario:
-            scenario = metric.scenario
-            print("-" * len(header))
-            print(metric.title)
-        arrow = "^" if metric.better == "higher" else "v"
-        ratios = []
-        for server, peer in ratio_columns:
-            ratio = metric.ratio(server, peer)
-            ratios.append(f"{'-' if ratio is None else f'{ratio:.2f}':>8}")
-        print(
-            f"  {metric.label + ' ' + arrow:<28} {metric.unit:>6} "
-            + " ".join(f"{_cell(metric, s):>11}" for s in servers)
-            + "  "
-            + " ".join(ratios)
-        )
-    print("=" * len(header))
-    print("^ higher is better, v lower is better. Load generator CPU is the share of its one core")
-    print("it used during the timed windows: well under 100% means it was not the bottleneck.")
-    print(
-        "Authorization costs: median over the pairs of slices timed back to back (benchmarks/README.md)."
-    )
+    print(f"{meta['cpus']} CPUs; {meta['pinning']}; {meta['elapsed_s']:.0f} s")
+    _print_figures(metrics, servers)
+    if ratio_columns:
+        _print_ratios(metrics, ratio_columns)
     reasons: dict[str, set[str]] = {}
     for metric in metrics:
         for server, reason in metric.unsupported.items():
@@ -449,11 +425,72 @@ def print_table(
         for reason, where in sorted(reasons.items()):
             print(f"  {reason} [{', '.join(sorted(where))}]")
     if goals:
-        print("\nGoals:")
+        print("\nGoals (figure, then the target it is judged against):")
+        width = max(len(goal["goal"]) for goal in goals)
         for goal in goals:
-            figure = goal["figure"]
-            shown = "-" if figure is None else f"{figure:.2f}"
-            print(f"  [{'met' if goal['met'] else 'MISSED':>6}] {goal['goal']}: {shown}")
+            print("  " + format_goal(goal, width))
+
+
+def format_goal(goal: dict[str, Any], width: int = 0) -> str:
+    """``[met   ] <goal>: <figure>  (target <target>)``."""
+    figure = goal["figure"]
+    shown = "-" if figure is None else f"{figure:.2f}"
+    verdict = "met" if goal["met"] else "MISSED"
+    return f"[{verdict:<6}] {goal['goal'] + ':':<{width + 1}} {shown:>7}  (target {goal['target']})"
+
+
+def _rows(metrics: list[Metric], cells: Callable[[Metric], list[str]], width: int) -> None:
+    scenario = None
+    for metric in metrics:
+        if metric.scenario != scenario:
+            scenario = metric.scenario
+            print("-" * width)
+            print(metric.title)
+        arrow = "^" if metric.better == "higher" else "v"
+        print(f"  {metric.label + ' ' + arrow:<30} {metric.unit:>6} " + " ".join(cells(metric)))
+
+
+def _print_figures(metrics: list[Metric], servers: list[str]) -> None:
+    header = f"{'metric':<32} {'unit':>6} " + " ".join(
+        f"{LABELS[s].replace('triohub ', ''):>11}" for s in servers
+    )
+    width = min(len(header), TABLE_WIDTH)
+    print("=" * width)
+    print(header)
+    _rows(metrics, lambda metric: [f"{_cell(metric, s):>11}" for s in servers], width)
+    print("=" * width)
+    print("hypercorn, native and trio-ws are triohub served three ways; ^ higher is better,")
+    print("v lower is better; n/s = the server cannot run this scenario (reasons below),")
+    print("FAIL = it should have but did not. Load generator CPU is the share of its one core it")
+    print("used during the timed windows: well under 100% means it was not the bottleneck.")
+    print(
+        "Authorization costs: median over pairs of slices timed back to back (benchmarks/README.md)."
+    )
+
+
+def _print_ratios(metrics: list[Metric], columns: list[tuple[str, str]]) -> None:
+    header = f"{'ratio: triohub / peer':<32} {'unit':>6} " + " ".join(
+        f"{_short(s) + '/' + _short(p):>9}" for s, p in columns
+    )
+    width = min(len(header), TABLE_WIDTH)
+    print()
+    print("=" * width)
+    print(header)
+
+    def cells(metric: Metric) -> list[str]:
+        shown = []
+        for server, peer in columns:
+            ratio = metric.ratio(server, peer)
+            shown.append(f"{'-' if ratio is None else f'{ratio:.2f}':>9}")
+        return shown
+
+    _rows(metrics, cells, width)
+    print("=" * width)
+    names = dict.fromkeys(s for pair in columns for s in pair)
+    print("Each ratio divides triohub's figure by the peer's from this run:")
+    for server in names:
+        print(f"  {_short(server):>5} = {LEGEND.get(server, LABELS[server])}")
+    print("For a ^ metric a ratio above 1 means triohub is better; for a v metric, below 1.")
 
 
 def _short(server: str) -> str:
@@ -518,7 +555,8 @@ def write_chart(
         + "); n/s = not supported",
         fontsize=10,
     )
-    figure.tight_layout()
+    # Keep the top band for the title: tight_layout alone lets it overlap the first row.
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.9 * rows)))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

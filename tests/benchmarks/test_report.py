@@ -1,0 +1,70 @@
+"""The benchmark's report is readable: tables within 120 columns, goals with targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.report import (
+    LABELS,
+    PEERS,
+    TABLE_WIDTH,
+    TRIOHUB,
+    Metric,
+    check_goals,
+    format_goal,
+    print_table,
+)
+
+SERVERS = [*TRIOHUB, *PEERS]
+
+
+def _metrics() -> list[Metric]:
+    echo = Metric("echo-50", "Echo, 50 connections", "invocations/s", "/s", "higher")
+    echo.values = {
+        "hypercorn": 9000.0,
+        "native": 21000.0,
+        "trio-ws": 12000.0,
+        "aiosignalr": 14000.0,
+        "floor": 30000.0,
+    }
+    authz = Metric("authz", "Authorization", "throughput cost", "%", "lower")
+    authz.values = {"hypercorn": 9.0, "native": 17.5, "trio-ws": 11.0}
+    authz.unsupported = {"aiosignalr": "no policies", "floor": "no hub"}
+    return [echo, authz]
+
+
+META = {
+    "quick": False,
+    "reps": 5,
+    "python": "3.11.7",
+    "node": "v20",
+    "cpus": 2,
+    "pinning": "load generator pinned to CPU 1",
+    "elapsed_s": 300.0,
+}
+
+
+def test_every_line_of_the_report_fits_120_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = _metrics()
+    print_table(metrics, check_goals(metrics), META, SERVERS)
+    out = capsys.readouterr().out
+    too_wide = [line for line in out.splitlines() if len(line) > TABLE_WIDTH]
+    assert too_wide == []
+    # Every server and every ratio column is present, and the legend names them.
+    for server in SERVERS:
+        assert LABELS[server].replace("triohub ", "") in out
+    assert "nat/aio" in out
+    assert "  nat = triohub native" in out
+    assert "  aio = aiosignalr" in out
+
+
+def test_goals_show_the_verdict_the_figure_and_the_target() -> None:
+    goals = {goal["goal"]: goal for goal in check_goals(_metrics())}
+    echo = goals["echo 50 conns >= aiosignalr (native)"]
+    assert (
+        format_goal(echo)
+        == "[met   ] echo 50 conns >= aiosignalr (native):    1.50  (target >= 1.00x)"
+    )
+    cost = goals["authorization cost <= 15% (native)"]
+    assert format_goal(cost).startswith("[MISSED] authorization cost <= 15% (native):")
+    assert format_goal(cost).endswith("17.50  (target <= 15 %)")
