@@ -239,6 +239,15 @@ async def drive_browser_like_traffic(host: str, port: int) -> Traffic:
         "POST", NEGOTIATE, [cookie_header, ("Origin", "https://evil.example")]
     )
     assert refused.status == 403
+    # Ambiguous and malformed credentials: two Authorization headers, a string exp.
+    string_exp, _ = bad_tokens()["string-exp"]
+    traffic.secrets["string_exp"] = string_exp
+    refused = await http.request(
+        "POST", NEGOTIATE, [authorization(alice), authorization(string_exp)]
+    )
+    assert refused.status == 401
+    refused = await http.request("POST", NEGOTIATE, [authorization(string_exp)])
+    assert refused.status == 401
     return traffic
 
 
