@@ -2,29 +2,89 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from engine import HubOptions, HubServer, email_user_id
 from engine.auth.authenticator import FirstOf
 from engine.auth.cookie import CookieAuthenticator
 from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from engine.auth.proxy import TrustedProxies
+from engine.auth.sessions import RevocationStore
+from engine.auth.throttle import SignInThrottle, ThrottleOptions
+from engine.hub.context import HubCallerContext
+from engine.hub.filters import HubFilter, Lifetime
 from engine.transports.asgi import SignalRApp
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
-from .users import AUDIENCE, ISSUER, jwt_secret, session_max_age
+from .users import (
+    AUDIENCE,
+    ISSUER,
+    jwt_secret,
+    session_max_age,
+    signin_throttle,
+    trusted_proxies,
+)
 from .web import DemoWeb
 
 
-def build_app(secret: str | None = None) -> SignalRApp:
-    """The whole demo. ``secret`` defaults to ``DEMO_JWT_SECRET`` (or a random one)."""
+class EndedSessions(HubFilter):
+    """Closes a connection whose cookie session ended between its transport
+    request and its handshake.
+
+    Sign-out revokes the session and then closes the session's live
+    connections; a connection authenticated just before the revocation but
+    registered just after that sweep would be missed. Its ``on_connected``
+    runs after the revocation, so it asks the store once more.
+    """
+
+    def __init__(self, cookies: CookieAuthenticator) -> None:
+        self.cookies = cookies
+
+    async def on_connected(self, context: HubCallerContext, next: Lifetime) -> None:
+        session = self.cookies.session_of(context.principal)
+        if session is not None and await self.cookies.revocations.is_revoked(session):
+            context.abort()
+            return
+        await next(context)
+
+
+def build_app(
+    secret: str | None = None,
+    *,
+    throttle: ThrottleOptions | None = None,
+    proxies: Collection[str] | None = None,
+    revocations: RevocationStore | None = None,
+) -> SignalRApp:
+    """The whole demo.
+
+    Args:
+        secret: the JWT and cookie key; default ``DEMO_JWT_SECRET`` (or a random one).
+        throttle: failed sign-in limits; default from the environment
+            (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
+        proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
+        revocations: where ended sessions are kept; default this process's memory.
+    """
     secret = secret or jwt_secret()
+    trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
     bearer = JwtBearerAuthenticator(
         JwtBearerOptions(
             algorithms=("HS256",), key=secret, issuer=ISSUER, audience=AUDIENCE, leeway=0
         )
     )
-    cookies = CookieAuthenticator(secret, cookie_name="triohub_demo", max_age=session_max_age())
+    cookies = CookieAuthenticator(
+        secret,
+        cookie_name="triohub_demo",
+        max_age=session_max_age(),
+        revocations=revocations,
+        proxies=trusted,
+    )
     state = ChatState()
-    server = HubServer(authenticator=FirstOf(bearer, cookies), policies=chat_policies(state))
+    server = HubServer(
+        authenticator=FirstOf(bearer, cookies),
+        policies=chat_policies(state),
+        filters=[EndedSessions(cookies)],
+    )
     server.map_hub(
         "/hubs/chat",
         ChatHub,
@@ -33,4 +93,11 @@ def build_app(secret: str | None = None) -> SignalRApp:
         options=HubOptions(close_on_authentication_expiration=True),
     )
     server.map_hub("/hubs/echo", EchoHub)
-    return SignalRApp(server, fallback=DemoWeb(cookies, secret))
+    web = DemoWeb(
+        cookies,
+        secret,
+        server=server,
+        throttle=SignInThrottle(throttle if throttle is not None else signin_throttle()),
+        proxies=trusted,
+    )
+    return SignalRApp(server, fallback=web)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
@@ -11,6 +12,8 @@ from typing import Any
 
 import attrs
 import jwt
+
+from engine.auth.throttle import ThrottleOptions
 
 log = logging.getLogger("demo")
 
@@ -65,18 +68,52 @@ def jwt_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
+def _positive_int(name: str, default: int, unit: str) -> int:
+    value = os.environ.get(name, "")
+    try:
+        number = int(value) if value else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of {unit}, not {value!r}") from None
+    if number < 1:
+        raise SystemExit(f"{name} must be at least 1")
+    return number
+
+
 def session_max_age() -> int:
     """Seconds a sign-in lasts: ``DEMO_SESSION_MAX_AGE`` (default 8 hours)."""
-    value = os.environ.get("DEMO_SESSION_MAX_AGE", "")
-    try:
-        seconds = int(value) if value else 8 * 3600
-    except ValueError:
-        raise SystemExit(
-            f"DEMO_SESSION_MAX_AGE must be a number of seconds, not {value!r}"
-        ) from None
-    if seconds < 1:
-        raise SystemExit("DEMO_SESSION_MAX_AGE must be at least 1 second")
-    return seconds
+    return _positive_int("DEMO_SESSION_MAX_AGE", 8 * 3600, "seconds")
+
+
+def signin_throttle() -> ThrottleOptions:
+    """Failed sign-ins tolerated before ``/account/login`` and ``/api/token`` answer 429:
+    ``DEMO_SIGNIN_ACCOUNT_FAILURES`` per account (default 5),
+    ``DEMO_SIGNIN_ADDRESS_FAILURES`` per client address (default 20), forgiven over
+    ``DEMO_SIGNIN_WINDOW`` seconds (default 300)."""
+    defaults = ThrottleOptions()
+    return ThrottleOptions(
+        account_failures=_positive_int(
+            "DEMO_SIGNIN_ACCOUNT_FAILURES", defaults.account_failures, "failures"
+        ),
+        address_failures=_positive_int(
+            "DEMO_SIGNIN_ADDRESS_FAILURES", defaults.address_failures, "failures"
+        ),
+        window=_positive_int("DEMO_SIGNIN_WINDOW", int(defaults.window), "seconds"),
+    )
+
+
+def trusted_proxies() -> list[str]:
+    """``DEMO_TRUSTED_PROXIES``: comma-separated addresses or networks of reverse proxies
+    whose ``X-Forwarded-Proto`` / ``X-Forwarded-For`` are believed (default: none)."""
+    value = os.environ.get("DEMO_TRUSTED_PROXIES", "")
+    proxies = [part.strip() for part in value.split(",") if part.strip()]
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SystemExit(
+                f"DEMO_TRUSTED_PROXIES: {proxy!r} is not an address or a network"
+            ) from None
+    return proxies
 
 
 def issue_token(user: User, secret: str, lifetime: int, *, now: float | None = None) -> str:

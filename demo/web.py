@@ -1,5 +1,23 @@
 """The demo's plain HTTP side: sign-in, tokens, the chat page and the
-official SignalR browser bundle (served from node_modules, never copied)."""
+official SignalR browser bundle (served from node_modules, never copied).
+
+Sign-in hardening:
+
+* Failed password checks on ``/account/login`` and ``/api/token`` are
+  throttled per account and per client address (``SignInThrottle``): 429 with
+  ``Retry-After``, before the password is looked at; every failure is logged
+  with the username and address (never the password).
+* The sign-in and sign-out forms must be posted from this site: a foreign
+  ``Origin`` (or, without one, ``Referer``) is refused with 403, so another
+  site cannot sign a visitor in as the attacker (login CSRF) or out. A POST
+  with neither header is allowed: browsers send ``Origin`` on every POST, so
+  such a request is not a browser's, and only browsers can be tricked.
+* Sign-out ends the session for good: the cookie's session id is revoked
+  (a copy of the cookie gets 401 everywhere) and the session's live hub
+  connections are closed.
+* The cookie is ``Secure`` when the browser's connection is TLS (the request's
+  scheme, or ``X-Forwarded-Proto`` from a trusted proxy).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +28,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from engine import HubServer
 from engine.auth.cookie import CookieAuthenticator
-from engine.transports.http import Receive, Scope, Send, read_body, respond
+from engine.auth.origin import check_form_origin
+from engine.auth.proxy import TrustedProxies
+from engine.auth.request import RequestInfo
+from engine.auth.throttle import SignInThrottle
+from engine.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
 from .users import check_password, issue_token
 
@@ -40,15 +63,35 @@ _SECURITY_HEADERS = [
 
 
 class DemoWeb:
-    """ASGI app for every non-hub path of the demo."""
+    """ASGI app for every non-hub path of the demo.
 
-    def __init__(self, cookies: CookieAuthenticator, jwt_secret: str) -> None:
+    Args:
+        cookies: the session cookie scheme (the hubs use the same object).
+        jwt_secret: signs ``/api/token`` tokens.
+        server: the hub server whose connections sign-out closes.
+        throttle: failed sign-in throttling (default ``SignInThrottle()``).
+        proxies: reverse proxies whose ``X-Forwarded-*`` headers are believed.
+    """
+
+    def __init__(
+        self,
+        cookies: CookieAuthenticator,
+        jwt_secret: str,
+        *,
+        server: HubServer | None = None,
+        throttle: SignInThrottle | None = None,
+        proxies: TrustedProxies | None = None,
+    ) -> None:
         self.cookies = cookies
         self._jwt_secret = jwt_secret
+        self.server = server
+        self.throttle = throttle if throttle is not None else SignInThrottle()
+        self.proxies = proxies if proxies is not None else TrustedProxies()
         # Read once at start-up: no file I/O on the event loop per request, and a
         # missing browser bundle is reported at once.
         self._files: dict[Path, bytes] = {}
-        for path in [STATIC / "index.html", STATIC / "login-failed.html"] + [
+        pages = ["index.html", "login-failed.html", "login-throttled.html"]
+        for path in [STATIC / page for page in pages] + [
             file for file, _ in _STATIC_FILES.values()
         ]:
             try:
@@ -66,16 +109,11 @@ class DemoWeb:
         elif path in _STATIC_FILES and method in ("GET", "HEAD"):
             await self._file(send, *_STATIC_FILES[path])
         elif path == "/account/login" and method == "POST":
-            await self._login(receive, send)
+            await self._login(request_info(scope, None), receive, send)
         elif path == "/account/logout" and method == "POST":
-            await respond(
-                send,
-                303,
-                b"",
-                headers=[(b"location", b"/"), (b"set-cookie", self.cookies.clear().encode())],
-            )
+            await self._logout(request_info(scope, None), send)
         elif path == "/api/token" and method == "POST":
-            await self._token(receive, send)
+            await self._token(request_info(scope, None), receive, send)
         elif path in ("/account/login", "/account/logout", "/api/token", "/"):
             await respond(send, 405, b"Method Not Allowed", headers=[(b"allow", b"POST")])
         else:
@@ -94,7 +132,23 @@ class DemoWeb:
             headers=[*_SECURITY_HEADERS, (b"cache-control", b"no-cache")],
         )
 
-    async def _login(self, receive: Receive, send: Send) -> None:
+    def _cross_site(self, request: RequestInfo) -> str | None:
+        reason = check_form_origin(
+            request,
+            scheme=self.proxies.scheme(request),
+            allowed_origins=self.cookies.allowed_origins,
+        )
+        if reason is not None:
+            log.warning("%s %s refused: %s", request.method, request.path, reason)
+        return reason
+
+    def _secure(self, request: RequestInfo) -> bool:
+        return self.proxies.scheme(request) == "https"
+
+    async def _login(self, request: RequestInfo, receive: Receive, send: Send) -> None:
+        if self._cross_site(request) is not None:
+            await respond(send, 403, b"Forbidden: the form was not posted from this site.")
+            return
         try:
             form = parse_qs((await read_body(receive, 16 * 1024)).decode("utf-8", "replace"))
         except Exception:
@@ -102,17 +156,54 @@ class DemoWeb:
             return
         username = (form.get("username") or [""])[0]
         password = (form.get("password") or [""])[0]
+        address = self.proxies.client_address(request)
+        # No await from here to failed()/succeeded(): concurrent attempts cannot all
+        # pass the throttle before one of them is counted.
+        wait = self.throttle.retry_after(username or None, address)
+        if wait > 0:
+            page = self._files.get(STATIC / "login-throttled.html", b"Too many attempts.")
+            await respond(
+                send,
+                429,
+                page,
+                content_type="text/html; charset=utf-8",
+                headers=[(b"retry-after", SignInThrottle.retry_after_header(wait))],
+            )
+            return
         user = check_password(username, password)
         if user is None:
+            self.throttle.failed(username or None, address)
             page = self._files.get(STATIC / "login-failed.html", b"Wrong username or password.")
             await respond(send, 401, page, content_type="text/html; charset=utf-8")
             return
-        cookie = self.cookies.issue(user.claims())
+        self.throttle.succeeded(user.username, address)
+        log.info("%r signed in from %s", user.username, address)
+        cookie = self.cookies.issue(user.claims(), secure=self._secure(request))
         await respond(
             send, 303, b"", headers=[(b"location", b"/"), (b"set-cookie", cookie.encode())]
         )
 
-    async def _token(self, receive: Receive, send: Send) -> None:
+    async def _logout(self, request: RequestInfo, send: Send) -> None:
+        if self._cross_site(request) is not None:
+            await respond(send, 403, b"Forbidden: the form was not posted from this site.")
+            return
+        principal = await self.cookies.end_session(request)
+        if principal is not None:
+            session = self.cookies.session_of(principal)
+            closed = 0
+            if self.server is not None and self.server.running:
+                closed = await self.server.abort_connections(
+                    lambda p: self.cookies.session_of(p) == session
+                )
+            log.info(
+                "%r signed out (%d live connections closed)", principal.name_identifier, closed
+            )
+        clear = self.cookies.clear(secure=self._secure(request))
+        await respond(
+            send, 303, b"", headers=[(b"location", b"/"), (b"set-cookie", clear.encode())]
+        )
+
+    async def _token(self, request: RequestInfo, receive: Receive, send: Send) -> None:
         try:
             document: Any = orjson.loads(await read_body(receive, 16 * 1024))
         except Exception:
@@ -139,29 +230,52 @@ class DemoWeb:
             )
             return
         username, password = document.get("username"), document.get("password")
+        account = username if isinstance(username, str) and username else None
+        address = self.proxies.client_address(request)
+        wait = self.throttle.retry_after(account, address)
+        if wait > 0:
+            await _json(
+                send,
+                429,
+                {
+                    "error": "too_many_attempts",
+                    "error_description": "Too many failed sign-ins; try again later.",
+                },
+                headers=[(b"retry-after", SignInThrottle.retry_after_header(wait))],
+            )
+            return
         user = (
             check_password(username, password)
             if isinstance(username, str) and isinstance(password, str)
             else None
         )
         if user is None:
+            self.throttle.failed(account, address)
             await _json(
                 send,
                 401,
                 {"error": "invalid_grant", "error_description": "Wrong username or password."},
             )
             return
+        self.throttle.succeeded(user.username, address)
+        log.info("%r was issued a token from %s", user.username, address)
         token = issue_token(user, self._jwt_secret, lifetime)
         await _json(
             send, 200, {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
         )
 
 
-async def _json(send: Send, status: int, document: dict[str, Any]) -> None:
+async def _json(
+    send: Send,
+    status: int,
+    document: dict[str, Any],
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     await respond(
         send,
         status,
         orjson.dumps(document),
         content_type="application/json",
-        headers=[(b"cache-control", b"no-store")],
+        headers=[(b"cache-control", b"no-store"), *(headers or [])],
     )

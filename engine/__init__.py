@@ -4,6 +4,7 @@ The public API lives here; everything else is private to the package.
 """
 
 from .auth.authenticator import (
+    AmbiguousCredentials,
     AuthenticationFailed,
     AuthenticationRefused,
     Authenticator,
@@ -12,9 +13,12 @@ from .auth.authenticator import (
 from .auth.cookie import CookieAuthenticator
 from .auth.jwks import JwksKeySource
 from .auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from .auth.origin import check_form_origin
 from .auth.principal import ANONYMOUS, ClaimTypes, Principal
-from .auth.proxy import TrustedHeaderAuthenticator
+from .auth.proxy import TrustedHeaderAuthenticator, TrustedProxies
 from .auth.request import RequestInfo
+from .auth.sessions import MemoryRevocationStore, RevocationStore
+from .auth.throttle import SignInThrottle, ThrottleOptions
 from .auth.user_id import (
     UserIdProvider,
     claim_user_id,
@@ -49,6 +53,7 @@ from .hub.streams import ClientStream, ClientStreamError
 
 __all__ = [
     "ANONYMOUS",
+    "AmbiguousCredentials",
     "AssertionRequirement",
     "AuditRecord",
     "AuthenticatedUserRequirement",
@@ -80,17 +85,23 @@ __all__ = [
     "JwksKeySource",
     "JwtBearerAuthenticator",
     "JwtBearerOptions",
+    "MemoryRevocationStore",
     "PolicyRegistry",
     "Principal",
     "RequestInfo",
     "Requirement",
+    "RevocationStore",
     "RolesRequirement",
+    "SignInThrottle",
+    "ThrottleOptions",
     "TransportType",
     "TrustedHeaderAuthenticator",
+    "TrustedProxies",
     "UnknownPolicyError",
     "UserIdProvider",
     "allow_anonymous",
     "authorize",
+    "check_form_origin",
     "claim_user_id",
     "default_user_id",
     "email_user_id",

@@ -4,8 +4,11 @@ An authenticator is any object with ``async authenticate(request) -> Principal |
 (``None``: the request carries no credential this scheme understands) and a
 ``challenge`` (the ``WWW-Authenticate`` value for a 401, or ``None``). A
 credential that is present but bad raises ``AuthenticationFailed``; a request
-that must be refused whatever the hub allows (a session cookie sent from a
-foreign origin) raises ``AuthenticationRefused``.
+whose credentials are ambiguous (two ``Authorization`` headers: which one
+counts depends on who reads them) raises ``AmbiguousCredentials``, which no
+other scheme may overrule; a request that must be refused whatever the hub
+allows (a session cookie sent from a foreign origin) raises
+``AuthenticationRefused``.
 
 Schemes compose with ``FirstOf(bearer, cookie)``: the first that recognises the
 request wins. Custom schemes (a trusted reverse-proxy header, say) plug in by
@@ -23,6 +26,7 @@ from .principal import ANONYMOUS, Principal
 from .request import RequestInfo
 
 __all__ = [
+    "AmbiguousCredentials",
     "AuthenticationFailed",
     "AuthenticationOutcome",
     "AuthenticationRefused",
@@ -47,6 +51,19 @@ class AuthenticationFailed(Exception):
         super().__init__(description)
         self.error = error
         self.description = description
+
+
+class AmbiguousCredentials(AuthenticationFailed):
+    """The request carries a credential more than once (two ``Authorization``
+    headers, two ``access_token`` parameters).
+
+    A proxy, a log or another service may read the other copy than this
+    server does, so the request is not authenticated at all: no later scheme
+    gets to accept it (``error="invalid_request"`` in the challenge).
+    """
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, error="invalid_request")
 
 
 class AuthenticationRefused(Exception):
@@ -87,7 +104,8 @@ class FirstOf:
 
     A scheme that raises ``AuthenticationFailed`` does not stop the others (a
     browser may hold a stale token and a valid cookie); the failure is kept for
-    the 401 challenge. ``AuthenticationRefused`` stops everything.
+    the 401 challenge. ``AmbiguousCredentials`` stops the others with that
+    failure; ``AuthenticationRefused`` stops everything.
     """
 
     def __init__(self, *schemes: Authenticator) -> None:
@@ -148,6 +166,10 @@ async def authenticate_request(
                 request.path,
                 error.description,
             )
+            if isinstance(error, AmbiguousCredentials):
+                return AuthenticationOutcome(
+                    failure=error, failure_challenge=scheme.challenge, challenges=challenges
+                )
             if failure is None:
                 failure, failure_challenge = error, scheme.challenge
             continue

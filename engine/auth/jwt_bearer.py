@@ -5,20 +5,24 @@ from the ``access_token`` query parameter (browsers cannot set headers on
 WebSocket and EventSource requests). Algorithms are allow-listed; ``none`` is
 never accepted, and a symmetric algorithm is never paired with an asymmetric
 key (which would let a public key act as an HMAC secret). ``exp``, ``nbf``,
-``iss`` and ``aud`` are checked with a configurable leeway.
+``iss`` and ``aud`` are checked with a configurable leeway; ``exp``, ``nbf``
+and ``iat`` must be JSON numbers (pyjwt takes ``"exp": "1999999999"``, which
+would leave the principal without an expiry). A request with two
+``Authorization`` headers or two ``access_token`` parameters is refused
+(``AmbiguousCredentials``), never read as whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import jwt
 from jwt.algorithms import get_default_algorithms
 
-from .authenticator import AuthenticationFailed
+from .authenticator import AmbiguousCredentials, AuthenticationFailed
 from .jwks import JwksKeySource
 from .principal import Principal
 from .request import RequestInfo
@@ -123,6 +127,25 @@ class JwtBearerOptions:
             )
 
 
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z, the end of .NET's DateTime
+
+
+def _numeric_date_problem(claims: Mapping[str, Any]) -> str | None:
+    """Why a time claim is not a NumericDate (RFC 7519: a JSON number), if one isn't."""
+    for name in _NUMERIC_DATES:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not -_LATEST <= value <= _LATEST  # false for NaN and infinities too
+        ):
+            return f"The token's '{name}' claim is not a NumericDate."
+    return None
+
+
 def _looks_like_pem(key: str | bytes) -> bool:
     text = key.decode("latin-1") if isinstance(key, bytes) else key
     return "-----BEGIN" in text or text.startswith("ssh-")
@@ -143,17 +166,33 @@ class JwtBearerAuthenticator:
         return self.options.scheme_name
 
     def token_of(self, request: RequestInfo) -> str | None:
-        header = request.header("authorization")
-        if header is not None:
-            scheme, _, token = header.partition(" ")
+        """The bearer token of ``request``, or ``None`` when it carries none.
+
+        Raises:
+            AmbiguousCredentials: two ``Authorization`` headers, or two
+                ``access_token`` query parameters (in any letter case).
+        """
+        headers = request.headers.get("authorization", ())
+        if len(headers) > 1:
+            raise AmbiguousCredentials("The request has more than one Authorization header.")
+        if headers:
+            scheme, _, token = headers[0].partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             return None
         name = self.options.query_parameter
         if name is not None and request.hub_path is not None:
-            from_query = request.query_value(name)
-            if from_query:
-                return from_query
+            wanted = name.lower()
+            values = [
+                value
+                for key, found in request.query.items()
+                if key.lower() == wanted
+                for value in found
+            ]
+            if len(values) > 1:
+                raise AmbiguousCredentials(f"The request has more than one '{name}' parameter.")
+            if values and values[0]:
+                return values[0]
         return None
 
     async def authenticate(self, request: RequestInfo) -> Principal | None:
@@ -165,7 +204,8 @@ class JwtBearerAuthenticator:
         return Principal(
             claims,
             scheme=self.options.scheme_name,
-            expires_at=float(expires) if isinstance(expires, int | float) else None,
+            # A NumericDate by now (validate checks), or absent when not required.
+            expires_at=float(expires) if expires is not None else None,
         )
 
     async def validate(self, token: str) -> dict[str, Any]:
@@ -190,7 +230,7 @@ class JwtBearerAuthenticator:
         else:
             key = options.key
         try:
-            return jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=list(options.algorithms),
@@ -217,5 +257,24 @@ class JwtBearerAuthenticator:
             raise AuthenticationFailed(f"The token has no '{error.claim}' claim.") from None
         except jwt.InvalidAlgorithmError:
             raise AuthenticationFailed("The token's signing algorithm is not allowed.") from None
+        except (jwt.DecodeError, jwt.InvalidIssuedAtError):
+            # Raised for a time claim pyjwt cannot make an int of ("abc", NaN) too,
+            # after the signature was verified: say which claim when it is one.
+            raise AuthenticationFailed(
+                _numeric_date_problem(_unverified_claims(token)) or "The token is invalid."
+            ) from None
         except jwt.PyJWTError:
             raise AuthenticationFailed("The token is invalid.") from None
+        problem = _numeric_date_problem(claims)
+        if problem is not None:
+            raise AuthenticationFailed(problem)
+        return claims
+
+
+def _unverified_claims(token: str) -> Mapping[str, Any]:
+    """For error messages only: the payload as sent, or ``{}``."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}

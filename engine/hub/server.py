@@ -335,3 +335,29 @@ class HubServer:
         if self._connections is None:
             raise RuntimeError("the HubServer is not running")
         self._connections.start_soon(async_fn, *args)
+
+    async def abort_connections(self, predicate: Callable[[Principal], bool]) -> int:
+        """Close every live connection whose principal matches ``predicate``, on
+        every hub (sign-out, a revoked session, a disabled account).
+
+        Connections past their handshake get ``{"type":7}`` without
+        ``allowReconnect`` (as ``clients.user(...).abort()``); those still in
+        their handshake are cancelled (they have been told nothing yet).
+
+        Returns:
+            how many connections matched.
+        """
+        await trio.lowlevel.checkpoint()
+        matched: dict[HubRegistration, list[str]] = {}
+        count = 0
+        for scope, session in list(self._scopes.items()):
+            if not predicate(session.principal):
+                continue
+            count += 1
+            if session.registered:
+                matched.setdefault(session.registration, []).append(session.connection_id)
+            else:
+                scope.cancel()
+        for registration, connection_ids in matched.items():
+            await HubClients(registration.lifetime).clients(connection_ids).abort()
+        return count

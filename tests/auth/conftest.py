@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import pytest
@@ -31,11 +33,10 @@ class Demo:
         return f"ws://{self.host}:{self.port}"
 
 
-@pytest.fixture
-async def demo(nursery: trio.Nursery) -> AsyncIterator[Demo]:
-    """``build_app(SECRET)`` on 127.0.0.1, a free port, for this test only (the chat's
-    ban list is per app, so no test sees another's bans)."""
-    app = build_app(SECRET)
+@asynccontextmanager
+async def serve_demo(nursery: trio.Nursery, **options: Any) -> AsyncIterator[Demo]:
+    """``build_app(SECRET, **options)`` on 127.0.0.1, a free port, until the block ends."""
+    app = build_app(SECRET, **options)
     host, port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
     http = Http(f"http://{host}:{port}")
     try:
@@ -48,3 +49,11 @@ async def demo(nursery: trio.Nursery) -> AsyncIterator[Demo]:
         with trio.move_on_after(10):
             await app.server.wait_stopped()
         await trio.to_thread.run_sync(http.close)
+
+
+@pytest.fixture
+async def demo(nursery: trio.Nursery) -> AsyncIterator[Demo]:
+    """``build_app(SECRET)`` on 127.0.0.1, a free port, for this test only (the chat's
+    ban list is per app, so no test sees another's bans)."""
+    async with serve_demo(nursery) as demo:
+        yield demo

@@ -160,7 +160,25 @@ def bad_tokens(now: float | None = None) -> dict[str, tuple[str, str]]:
             "The token is malformed.",
         ),
         "missing-exp": (sign(claims(now=t, omit=("exp",))), "The token has no 'exp' claim."),
+        # Time claims must be JSON numbers. pyjwt itself accepts a numeric string (it
+        # calls int() on it), which would leave the principal without an expiry.
+        "string-exp": (sign({**good, "exp": str(t + 3600)}), not_a_date("exp")),
+        "string-nbf": (sign({**good, "nbf": str(t)}), not_a_date("nbf")),
+        "string-iat": (sign({**good, "iat": str(t)}), not_a_date("iat")),
+        "word-exp": (sign({**good, "exp": "tomorrow"}), not_a_date("exp")),
+        "bool-nbf": (sign({**good, "nbf": True}), not_a_date("nbf")),
+        "huge-exp": (sign({**good, "exp": 10**400}), not_a_date("exp")),
+        "nan-exp": (
+            hmac_token(
+                {**good, "exp": float("nan")}, SECRET.encode()
+            ),  # json.dumps writes NaN; pyjwt's json.loads reads it back
+            not_a_date("exp"),
+        ),
     }
+
+
+def not_a_date(claim: str) -> str:
+    return f"The token's '{claim}' claim is not a NumericDate."
 
 
 # -- requests ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from engine.auth.authenticator import AuthenticationFailed, AuthenticationRefused
 from engine.auth.cookie import CookieAuthenticator
+from engine.auth.request import RequestInfo
 
 from .support import SECRET, request_info
 
@@ -205,6 +206,22 @@ async def test_same_origin_websocket_scheme() -> None:
     )
     with pytest.raises(AuthenticationRefused):
         await cookies.authenticate(evil)
+
+
+async def test_two_origin_headers_are_refused() -> None:
+    cookies = CookieAuthenticator(SECRET)
+    value = cookie_value(cookies.issue(CLAIMS))
+    request = RequestInfo(
+        "GET",
+        "/hubs/chat",
+        headers={
+            "cookie": (f"{NAME}={value}",),
+            "host": ("127.0.0.1:8000",),
+            "origin": ("http://127.0.0.1:8000", "https://evil.example"),
+        },
+    )
+    with pytest.raises(AuthenticationRefused):
+        await cookies.authenticate(request)
 
 
 async def test_allowed_origin() -> None:

@@ -100,6 +100,42 @@ async def test_negotiate_with_a_bad_query_token_is_401_invalid_token(demo: Demo,
     ]
 
 
+TWO_HEADERS = (
+    'Bearer error="invalid_request", '
+    'error_description="The request has more than one Authorization header."'
+)
+
+
+async def test_negotiate_with_two_authorization_headers_is_401(demo: Demo) -> None:
+    """Two valid tokens of different users, then with a valid cookie as well: the request
+    is ambiguous, so nobody is authenticated (the first header used to win)."""
+    alice, bob = token_for("alice"), token_for("bob")
+    headers = [("Authorization", f"Bearer {alice}"), ("Authorization", f"Bearer {bob}")]
+    response = await demo.http.post(NEGOTIATE, headers=headers)
+    assert response.status_code == 401
+    assert challenge(response) == [TWO_HEADERS]
+    assert alice not in response.text
+    assert bob not in response.text
+    cookie = await demo.http.login_cookie("alice")
+    response = await demo.http.post(
+        NEGOTIATE, headers=[*headers, ("Cookie", f"triohub_demo={cookie}")]
+    )
+    assert response.status_code == 401
+    assert challenge(response) == [TWO_HEADERS]
+    # One of them alone is fine.
+    await negotiate(demo, headers=headers[:1])
+
+
+async def test_negotiate_with_two_query_tokens_is_401(demo: Demo) -> None:
+    url = f"{NEGOTIATE}&access_token={token_for('alice')}&access_token={token_for('bob')}"
+    response = await demo.http.post(url)
+    assert response.status_code == 401
+    assert challenge(response) == [
+        'Bearer error="invalid_request", '
+        "error_description=\"The request has more than one 'access_token' parameter.\""
+    ]
+
+
 async def test_negotiate_with_query_token_on_the_hub_path(demo: Demo) -> None:
     # The JS client uses the header for negotiate; browsers need the query for WS/SSE,
     # and the query works on every request of a hub path.
@@ -423,6 +459,21 @@ def invalid(case: str) -> bytes:
             [(b"authorization", f"Bearer {MATRIX['alg-none'][0]}".encode())],
             invalid("alg-none"),
             id="alg-none-header",
+        ),
+        pytest.param(
+            "",
+            [(b"authorization", f"Bearer {MATRIX['string-exp'][0]}".encode())],
+            invalid("string-exp"),
+            id="string-exp-header",
+        ),
+        pytest.param(
+            "",
+            [
+                (b"authorization", f"Bearer {token_for('alice')}".encode()),
+                (b"authorization", f"Bearer {token_for('bob')}".encode()),
+            ],
+            TWO_HEADERS.encode(),
+            id="two-authorization-headers",
         ),
     ],
 )

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from engine.auth.authenticator import AuthenticationFailed
+from engine.auth.authenticator import AmbiguousCredentials, AuthenticationFailed
 from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from engine.auth.request import RequestInfo
 
 from .support import (
     AUDIENCE,
@@ -121,6 +122,72 @@ async def test_header_wins_over_query() -> None:
     assert principal.name_identifier == "bob"
 
 
+def raw_request(
+    headers: dict[str, tuple[str, ...]], query: dict[str, tuple[str, ...]] | None = None
+) -> RequestInfo:
+    """Headers and query as multi-maps: the same name more than once."""
+    return RequestInfo("GET", HUB, query=query or {}, headers=headers, hub_path=HUB)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(("alice", "bob"), id="two-users"),
+        pytest.param(("alice", "alice"), id="the-same-token-twice"),
+        pytest.param(("alice", "Basic YWxpY2U6cHc="), id="bearer-and-basic"),
+        pytest.param(("Basic YWxpY2U6cHc=", "alice"), id="basic-then-bearer"),
+        pytest.param(("expired", "alice"), id="bad-then-good"),
+    ],
+)
+async def test_two_authorization_headers_are_ambiguous(values: tuple[str, str]) -> None:
+    """Which copy counts depends on who reads the request (a proxy, a log, this server);
+    none does: the request is not authenticated, and the challenge says why."""
+    tokens = {
+        "alice": f"Bearer {sign(claims('alice'))}",
+        "bob": f"Bearer {sign(claims('bob'))}",
+        "expired": f"Bearer {MATRIX['expired'][0]}",
+    }
+    headers = {"authorization": tuple(tokens.get(v, v) for v in values)}
+    with pytest.raises(AmbiguousCredentials) as raised:
+        await hs256().authenticate(raw_request(headers))
+    assert raised.value.error == "invalid_request"
+    assert raised.value.description == "The request has more than one Authorization header."
+    assert all(token not in str(raised.value) for token in headers["authorization"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param({"access_token": ("A", "B")}, id="twice"),
+        pytest.param({"access_token": ("A",), "ACCESS_TOKEN": ("B",)}, id="two-spellings"),
+        pytest.param({"access_token": ("A", "")}, id="second-empty"),
+    ],
+)
+async def test_two_access_token_parameters_are_ambiguous(
+    query: dict[str, tuple[str, ...]],
+) -> None:
+    token = sign(claims("alice"))
+    query = {
+        key: tuple(token if v == "A" else sign(claims("bob")) if v == "B" else v for v in values)
+        for key, values in query.items()
+    }
+    with pytest.raises(AmbiguousCredentials) as raised:
+        await hs256().authenticate(raw_request({}, query))
+    assert raised.value.description == "The request has more than one 'access_token' parameter."
+
+
+async def test_one_header_and_one_query_token_is_not_ambiguous() -> None:
+    # The header wins, as in ASP.NET (test_header_wins_over_query); one of each is
+    # what a client that sets both sends, not a duplicated credential.
+    request = raw_request(
+        {"authorization": (f"Bearer {sign(claims('bob'))}",)},
+        {"access_token": (sign(claims("alice")),)},
+    )
+    principal = await hs256().authenticate(request)
+    assert principal is not None
+    assert principal.name_identifier == "bob"
+
+
 # -- the bad-credential matrix ----------------------------------------------------------
 
 MATRIX = bad_tokens()
@@ -164,6 +231,37 @@ async def test_rs256_signed_by_another_key() -> None:
     token = sign(claims(), rsa_keys("attacker").private, "RS256")
     with pytest.raises(AuthenticationFailed) as raised:
         await rs256().validate(token)
+    assert raised.value.description == "The token's signature is invalid."
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_a_numeric_date_may_be_a_fraction(claim: str) -> None:
+    t = time.time()
+    document = claims(now=t)
+    document[claim] = {"exp": t + 60.5, "nbf": t - 0.5, "iat": t - 0.5}[claim]
+    principal = await hs256().authenticate(request_info(headers=bearer(sign(document))))
+    assert principal is not None
+    assert principal.expires_at == float(document["exp"])
+
+
+async def test_a_string_exp_never_becomes_a_connection_without_expiry() -> None:
+    """The finding: ``"exp": "<digits>"`` passed pyjwt's validation, and the principal got
+    no ``expires_at``, so close-on-expiration never fired. Refused."""
+    document = {**claims(), "exp": str(int(time.time()) + 3600)}
+    with pytest.raises(AuthenticationFailed) as raised:
+        await hs256().authenticate(request_info(headers=bearer(sign(document))))
+    assert raised.value.description == "The token's 'exp' claim is not a NumericDate."
+    # A string of a past time is refused too (pyjwt reads it as a number first).
+    document = {**claims(), "exp": str(int(time.time()) - 3600)}
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        await hs256().authenticate(request_info(headers=bearer(sign(document))))
+
+
+async def test_a_bad_numeric_date_is_reported_after_the_signature() -> None:
+    # A forger learns nothing about claim checks: the signature is checked first.
+    forged = sign({**claims(), "exp": "soon"}, "another-secret-of-the-right-length-0123456789")
+    with pytest.raises(AuthenticationFailed) as raised:
+        await hs256().validate(forged)
     assert raised.value.description == "The token's signature is invalid."
 
 

@@ -239,6 +239,31 @@ async def drive_browser_like_traffic(host: str, port: int) -> Traffic:
         "POST", NEGOTIATE, [cookie_header, ("Origin", "https://evil.example")]
     )
     assert refused.status == 403
+    # Ambiguous and malformed credentials: two Authorization headers, a string exp.
+    string_exp, _ = bad_tokens()["string-exp"]
+    traffic.secrets["string_exp"] = string_exp
+    refused = await http.request(
+        "POST", NEGOTIATE, [authorization(alice), authorization(string_exp)]
+    )
+    assert refused.status == 401
+    refused = await http.request("POST", NEGOTIATE, [authorization(string_exp)])
+    assert refused.status == 401
+
+    # 5. A wrong password (logged: username and address, never the password) and the
+    #    sign-out (logged: who, never the cookie), then the dead cookie refused.
+    wrong_password = "not-bobs-password-0123456789"
+    traffic.secrets["wrong_password"] = wrong_password
+    failed = await http.request(
+        "POST",
+        "/account/login",
+        [("Content-Type", "application/x-www-form-urlencoded")],
+        f"username=bob&password={wrong_password}".encode(),
+    )
+    assert failed.status == 401
+    logout = await http.request("POST", "/account/logout", [cookie_header])
+    assert logout.status == 303
+    refused = await http.request("POST", NEGOTIATE, [cookie_header])
+    assert refused.status == 401
     return traffic
 
 
@@ -287,7 +312,11 @@ async def test_no_credential_in_any_log(
     assert logged("GET /hubs/chat", "401"), access  # the refused SSE GET
     assert logged("POST /hubs/chat/negotiate", "401"), access
     assert logged("POST /account/login", "303"), access
+    assert logged("POST /account/logout", "303"), access
     assert any(r.name == "triohub.auth" for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "failed sign-in for 'bob' from 127.0.0.1" in messages
+    assert "'bob' signed out (0 live connections closed)" in messages
     own = [r.getMessage() for r in caplog.records if is_the_test_clients_own_line(r)]
     assert any(traffic.secrets["alice_token"] in line for line in own), own
 

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from engine.auth.authenticator import (
+    AmbiguousCredentials,
     AuthenticationFailed,
     AuthenticationRefused,
     FirstOf,
@@ -120,6 +121,26 @@ async def test_first_of_invalid_bearer_and_no_cookie_raises_the_bearer_failure()
     with pytest.raises(AuthenticationFailed) as raised:
         await FirstOf(bearer_scheme(), COOKIES).authenticate(request_info(headers=bearer(expired)))
     assert raised.value.description == description
+
+
+async def test_first_of_ambiguous_bearer_is_not_rescued_by_a_valid_cookie() -> None:
+    """Two Authorization headers: the request is not authenticated at all, even though a
+    later scheme (the cookie) would accept it."""
+    request = RequestInfo(
+        "POST",
+        "/hubs/chat/negotiate",
+        headers={
+            "authorization": (f"Bearer {sign(claims('alice'))}", f"Bearer {sign(claims('bob'))}"),
+            "cookie": (session_cookie(),),
+        },
+        hub_path="/hubs/chat",
+    )
+    with pytest.raises(AmbiguousCredentials):
+        await FirstOf(bearer_scheme(), COOKIES).authenticate(request)
+    outcome = await authenticate_request(FirstOf(bearer_scheme(), COOKIES), request)
+    assert outcome.principal is ANONYMOUS
+    assert isinstance(outcome.failure, AmbiguousCredentials)
+    assert outcome.failure_challenge == "Bearer"
 
 
 async def test_first_of_refusal_stops_everything() -> None:

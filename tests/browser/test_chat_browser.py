@@ -308,3 +308,42 @@ def test_authentication_expired(demo: Demo, browser: Browser) -> None:
         expect(page.get_by_test_id("chat")).to_be_hidden()
     finally:
         context.close()
+
+
+def test_sign_out_ends_the_session_in_every_tab_and_copy(demo: Demo, browser: Browser) -> None:
+    """Sign-out revokes the session: the other tab of the same browser is disconnected by
+    the server and cannot reconnect, and a copy of the cookie taken before the sign-out
+    (another browser holding it) is refused."""
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    thief = browser.new_context()
+    thief.set_default_timeout(10_000)
+    try:
+        first = context.new_page()
+        sign_in(first, demo.base_url + "/", "alice")
+        expect(first.get_by_test_id("connection-state")).to_have_text("Connected")
+        second = context.new_page()
+        second.goto(demo.base_url + "/")
+        expect(second.get_by_test_id("connection-state")).to_have_text("Connected")
+        (copied,) = [c for c in context.cookies() if c["name"] == COOKIE]
+
+        first.bring_to_front()
+        first.get_by_test_id("signout-submit").click()
+        expect(first.get_by_test_id("connection-state")).to_have_text("Signed out")
+        expect(second.get_by_test_id("connection-state")).to_have_text("Disconnected")
+        expect(second.get_by_test_id("connection-notice-text")).to_have_text(
+            "Disconnected: the server ended the connection."
+        )
+        second.bring_to_front()
+        second.get_by_test_id("reconnect").click()
+        expect(second.get_by_test_id("connection-state")).to_have_text("Signed out")
+        expect(second.get_by_test_id("signin")).to_be_visible()
+
+        thief.add_cookies([copied])
+        stolen = thief.new_page()
+        stolen.goto(demo.base_url + "/")
+        expect(stolen.get_by_test_id("connection-state")).to_have_text("Signed out")
+        expect(stolen.get_by_test_id("chat")).to_be_hidden()
+    finally:
+        thief.close()
+        context.close()
