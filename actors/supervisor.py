@@ -84,7 +84,8 @@ class SupervisorOptions:
     """Encoded records that may wait for the writer; beyond: slow consumer."""
     close_timeout: float = 5.0
     """How long each closing step may take: the final record, the transport
-    close, the disconnect hooks."""
+    close, the disconnect hooks (each its own budget; ``Session.release``
+    has none)."""
     send_timeout: float = 10.0
     """A single transport write slower than this ends the connection."""
 
@@ -160,8 +161,18 @@ class Session(Protocol):
         """The last record to send for ``reason``, if any."""
         ...
 
+    async def release(self, reason: CloseReason) -> None:
+        """Undo what ``opened`` registered (the router entry), first thing of the close.
+
+        Awaited shielded and without a time limit, on its own: a connection
+        that stays registered gets sends for good, so this step is never cut
+        short by a deadline it would share with hooks. It must therefore never
+        wait on user code, only on actors that always make progress.
+        """
+        ...
+
     async def closed(self, reason: CloseReason, opened: bool) -> None:
-        """Last call: unregister and run disconnect hooks (shielded, bounded).
+        """Last call: the disconnect hooks (shielded, bounded by ``close_timeout``).
 
         ``opened`` says whether the handshake succeeded (``opened`` was called).
         """
@@ -316,7 +327,9 @@ async def supervise(
         if reason is None:
             # Cancelled from outside (server shutdown) or an unexpected exit.
             reason = control.reason if control and control.reason else CloseReason.SHUTDOWN
-        await _finish(transport, session, send_outbox, receive_outbox, reason, opened, options)
+        await _finish(
+            connection_id, transport, session, send_outbox, receive_outbox, reason, opened, options
+        )
     return reason
 
 
@@ -451,6 +464,7 @@ _NO_FLUSH = {CloseReason.SLOW_CONSUMER, CloseReason.TRANSPORT_CLOSED, CloseReaso
 
 
 async def _finish(
+    connection_id: str,
     transport: Transport,
     session: Session,
     send_outbox: trio.MemorySendChannel[bytes],
@@ -460,11 +474,20 @@ async def _finish(
     options: SupervisorOptions,
 ) -> None:
     # Shielded: the close runs even when the connection was cancelled from
-    # outside. Each step has its own time limit, so a client that stopped
-    # reading (the last write blocks) cannot cost us the unregistering and the
-    # disconnect hooks.
+    # outside. Leaving the router comes first and has no time limit (see
+    # ``Session.release``); every later step has a limit of its own, so a
+    # client that stopped reading (the last write blocks) cannot cost us the
+    # disconnect hooks, and slow hooks cannot cost us the unregistering. When
+    # thousands of clients drop at once, the steps queue for the scheduler and
+    # the router: a deadline shared by all of them ran out before the
+    # unregistering's turn and left dead entries behind for good.
     with trio.CancelScope(shield=True):
         send_outbox.close()
+        if opened:
+            try:
+                await session.release(reason)
+            except Exception:
+                log.exception("releasing connection %s failed", connection_id)
         chunks: list[bytes] = []
         if opened and reason not in _NO_FLUSH:
             # What was queued before the close still goes out, in order.

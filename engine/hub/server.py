@@ -199,6 +199,12 @@ class HubServer:
     def live_connections(self) -> int:
         return self._live
 
+    async def wait_idle(self) -> None:
+        """Returns once no connection is live (at once when none is): every
+        connection has run its close, hooks included, to the end."""
+        while self._live:
+            await self._idle.wait()
+
     # -- running ----------------------------------------------------------------
 
     async def run(

@@ -309,15 +309,19 @@ class HubSession:
             return None
         return self._protocol.close(record) or None
 
-    async def closed(self, reason: CloseReason, opened: bool) -> None:
+    async def release(self, reason: CloseReason) -> None:
         for reply in self._pending.values():
             reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
         self._pending.clear()
         if self._registered:
             try:
+                # The router handles commands without awaiting anything, so this
+                # waits only for our turn in its mailbox, never for user code.
                 await self.registration.router.unregister(self.connection_id)
             except ActorStopped:
                 pass  # the whole server is going down: its registry goes with it
+
+    async def closed(self, reason: CloseReason, opened: bool) -> None:
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:
