@@ -82,6 +82,10 @@ class SupervisorOptions:
     """Close when the client is silent this long, once it has pinged."""
     outbox_size: int = 1024
     """Encoded records that may wait for the writer; beyond: slow consumer."""
+    outbox_max_bytes: int = 1024 * 1024
+    """Bytes of encoded records that may wait for the writer or be in its hands;
+    beyond: the router's sends count the connection as a slow consumer, and the
+    connection's own sends wait (back-pressure on its invocations)."""
     close_timeout: float = 5.0
     """How long each closing step may take: the final record, the transport
     close, the disconnect hooks (each its own budget; ``Session.release``
@@ -206,9 +210,15 @@ class Control:
         """The writer is parked on an empty outbox (see ``send``)."""
         self._direct = direct
         self._activity = trio.Event()
+        self.queued_bytes = 0
+        """Bytes in the outbox and in the writer's hands: added here, subtracted
+        by the writer once a batch is written."""
+        self._max_bytes = options.outbox_max_bytes
+        self._room: trio.Event | None = None
 
     async def send(self, data: bytes) -> None:
-        """Queue one encoded record for the writer, waiting for room.
+        """Queue one encoded record for the writer, waiting for room (records
+        and bytes).
 
         When the writer is parked on an empty outbox, the record is handed to
         it without a yield to the scheduler (the caller still raises
@@ -221,8 +231,18 @@ class Control:
             if self.writer_waiting:
                 await trio.lowlevel.checkpoint_if_cancelled()
                 self.send_nowait(data)
-            else:
+                return
+            while self.queued_bytes >= self._max_bytes and self.reason is None:
+                if self._room is None:
+                    self._room = trio.Event()
+                await self._room.wait()
+            size = len(data)
+            self.queued_bytes += size
+            try:
                 await self.outbox.send(data)
+            except BaseException:
+                self.queued_bytes -= size
+                raise
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the connection is closing; the record has nowhere to go
 
@@ -241,7 +261,22 @@ class Control:
                 self.last_send = trio.current_time()
                 return
             self.writer_waiting = False
+        # O(1) and no allocation: this runs once per recipient of a broadcast.
+        # One record may take the outbox past the limit, so a record larger than
+        # the limit still reaches a client that keeps up.
+        queued = self.queued_bytes
+        size = len(data)
+        if queued and queued + size > self._max_bytes:
+            raise trio.WouldBlock
         self.outbox.send_nowait(data)
+        self.queued_bytes = queued + size
+
+    def _sent(self, size: int) -> None:
+        """The writer wrote ``size`` bytes of queued records."""
+        self.queued_bytes -= size
+        if self._room is not None and self.queued_bytes < self._max_bytes:
+            self._room.set()
+            self._room = None
 
     def wake_writer(self) -> None:
         """Make the writer flush the transport (it kept bytes the kernel refused)."""
@@ -256,6 +291,9 @@ class Control:
         if self.reason is None:
             self.reason = reason
             self.detail = detail
+        if self._room is not None:
+            self._room.set()  # senders waiting for room from outside the nursery
+            self._room = None
         self.nursery.cancel_scope.cancel()
 
     def arm_client_timeout(self) -> None:
@@ -409,6 +447,7 @@ async def _writer(
             control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
             return
         control.last_send = trio.current_time()
+        control._sent(sum(map(len, batch)))
         batch = []
 
 

@@ -268,10 +268,14 @@ class Dispatcher:
                 completion = Completion.with_result(reply_id, result)
         finally:
             self._close_uploads(uploads)
-            if not uploads:
-                self._limiter.release()
-            if completion is not None:
-                await self._send_completion(completion, target)
+            try:
+                if completion is not None:
+                    # Under the slot: a client that does not read its results
+                    # stops getting new calls started (the send waits for room).
+                    await self._send_completion(completion, target)
+            finally:
+                if not uploads:
+                    self._limiter.release()
 
     async def _run_stream(
         self,

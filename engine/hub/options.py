@@ -44,6 +44,10 @@ class HubOptions:
     """Default seconds ``client(id).invoke`` waits for the client's answer."""
     outbox_size: int = attrs.field(default=1024, validator=_positive)
     """Records queued per connection before it counts as a slow consumer."""
+    outbox_max_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    """Bytes queued per connection (1 MiB) before a send to it from elsewhere
+    (a broadcast, a group, another caller) counts it as a slow consumer; the
+    connection's own results and stream items wait for room instead."""
     close_timeout: float = attrs.field(default=5.0, validator=_positive)
     """Seconds the final record, transport close and disconnect hooks may take."""
     send_timeout: float = attrs.field(default=10.0, validator=_positive)

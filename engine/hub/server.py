@@ -66,6 +66,7 @@ class HubRegistration:
             keep_alive_interval=options.keep_alive_interval if keep_alive else None,
             client_timeout=options.client_timeout,
             outbox_size=options.outbox_size,
+            outbox_max_bytes=options.outbox_max_bytes,
             close_timeout=options.close_timeout,
             send_timeout=options.send_timeout,
         )
