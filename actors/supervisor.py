@@ -56,6 +56,7 @@ class CloseReason(enum.Enum):
     CONNECT_FAILED = "connect handler failed"
     EXPIRED = "authentication expired"
     SLOW_CONSUMER = "slow consumer"
+    LIMITS_EXCEEDED = "limits exceeded"
     SHUTDOWN = "server shutdown"
     INTERNAL_ERROR = "internal error"
 

@@ -12,12 +12,13 @@ outlives the connection.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.supervisor import Control
+from actors.supervisor import CloseReason, Control
 
 from ..authorization.context import HubInvocationContext
 from ..protocol import (
@@ -33,7 +34,7 @@ from ..protocol import (
 from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
-from .hub import Hub, HubError
+from .hub import Hub, HubError, LimitExceeded
 from .streams import ClientStream
 
 if TYPE_CHECKING:
@@ -76,6 +77,12 @@ class Dispatcher:
         self._limiter = trio.Semaphore(options.max_parallel_invocations)
         self._streams: dict[str, trio.CancelScope] = {}
         self._uploads: dict[str, ClientStream[Any]] = {}
+        self._open_streams = 0  # server streams + upload streams (max_streams)
+        self._max_streams = options.max_streams
+        self._max_refusals = options.max_refusals
+        self._refusal_window = options.refusal_window
+        self._refusals = 0
+        self._refusals_since = -math.inf
 
     # -- incoming messages ----------------------------------------------------
 
@@ -119,11 +126,18 @@ class Dispatcher:
                 ),
             )
             return
+        if streaming and reply_id in self._streams:
+            await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
+            return
+        opening = streaming + len(message.stream_ids)
+        if self._open_streams + opening > self._max_streams:
+            await self._fail(reply_id, Texts.too_many_streams(target, self._max_streams))
+            # After the answer: the refusal that closes the connection is answered too.
+            self.refused(f"{target!r} refused: {self._open_streams} streams open")
+            return
+        self._open_streams += opening
         if streaming:
             assert reply_id is not None  # StreamInvocation requires it
-            if reply_id in self._streams:
-                await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
-                return
             scope = trio.CancelScope()
             self._streams[reply_id] = scope
             uploads = self._open_uploads(method, message.stream_ids)
@@ -245,6 +259,7 @@ class Dispatcher:
         authorize: bool,
     ) -> None:
         completion: Completion | None = None
+        refusal: str | None = None
         try:
             if authorize and self._authorize is not None and method.guard.policy is not None:
                 # Not through _allowed: most policies decide without awaiting,
@@ -256,6 +271,8 @@ class Dispatcher:
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
+            if isinstance(error, LimitExceeded):
+                refusal = f"{target!r} raised: {error}"
             completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
         except Exception as error:
             log.exception("hub method %r raised", method.name)
@@ -267,7 +284,9 @@ class Dispatcher:
             if reply_id is not None:
                 completion = Completion.with_result(reply_id, result)
         finally:
-            self._close_uploads(uploads)
+            if uploads:
+                self._close_uploads(uploads)
+                self._open_streams -= len(uploads)
             try:
                 if completion is not None:
                     # Under the slot: a client that does not read its results
@@ -276,6 +295,8 @@ class Dispatcher:
             finally:
                 if not uploads:
                     self._limiter.release()
+                if refusal is not None:
+                    self.refused(refusal)  # after the answer, as above
 
     async def _run_stream(
         self,
@@ -287,6 +308,7 @@ class Dispatcher:
         scope: trio.CancelScope,
     ) -> None:
         error_text: str | None = None
+        refusal: str | None = None
         try:
             with scope:
                 hub = self._make_hub()
@@ -297,6 +319,8 @@ class Dispatcher:
                 except HubError as error:
                     # Refused before streaming began (by a filter): the
                     # reference answers with the invocation error texts.
+                    if isinstance(error, LimitExceeded):
+                        refusal = f"{target!r} raised: {error}"
                     error_text = Texts.hub_exception(target, str(error))
                 except Exception as error:
                     log.exception("starting the stream of %r raised", method.name)
@@ -314,6 +338,8 @@ class Dispatcher:
                         if aclose is not None:
                             await aclose()
         except HubError as error:
+            if isinstance(error, LimitExceeded):
+                refusal = f"{target!r} raised: {error}"
             error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
         except Exception as error:
             log.exception("streaming hub method %r raised", method.name)
@@ -321,6 +347,7 @@ class Dispatcher:
         finally:
             self._streams.pop(reply_id, None)
             self._close_uploads(uploads)
+            self._open_streams -= 1 + len(uploads)
         # A cancel from the client still gets a Completion, without error.
         await self._send_completion(
             Completion.empty(reply_id)
@@ -328,6 +355,8 @@ class Dispatcher:
             else Completion.with_error(reply_id, error_text),
             target,
         )
+        if refusal is not None:
+            self.refused(refusal)
 
     async def _call(
         self,
@@ -386,6 +415,28 @@ class Dispatcher:
 
     # -- errors ---------------------------------------------------------------
 
+    def refused(self, what: str) -> None:
+        """Count a refusal for exceeding a limit; too many close the connection.
+
+        Counted per ``refusal_window`` (a fresh count starts with the first
+        refusal after a window ends), so a client that brushes a limit now and
+        then is answered, and one that keeps pushing is let go.
+        """
+        now = trio.current_time()
+        if now - self._refusals_since >= self._refusal_window:
+            self._refusals = 0
+            self._refusals_since = now
+        self._refusals += 1
+        log.info(
+            "connection %s: %s (refusal %d of %d)",
+            self._caller.connection_id,
+            _clip(what),
+            self._refusals,
+            self._max_refusals,
+        )
+        if self._refusals >= self._max_refusals:
+            self._control.close(CloseReason.LIMITS_EXCEEDED)
+
     def _with_detail(self, base: str, kind: str, detail: str) -> str:
         return f"{base} {kind}: {detail}" if self._detailed else base
 
@@ -397,3 +448,8 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """Client data in a log line: at most ``limit`` characters of it."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -151,8 +151,17 @@ class HubServer:
         if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
             raise TypeError(f"{hub_class!r} is not a Hub subclass")
         hub_options = options or self.options
-        router = Router(mailbox_size=max(1024, hub_options.outbox_size))
-        lifetime = _Lifetime(router, self.protocols, hub_options.client_result_timeout)
+        router = Router(
+            mailbox_size=max(1024, hub_options.outbox_size),
+            max_groups_per_connection=hub_options.max_groups_per_connection,
+        )
+        lifetime = _Lifetime(
+            router,
+            self.protocols,
+            hub_options.client_result_timeout,
+            max_group_name_length=hub_options.max_group_name_length,
+            max_groups_per_connection=hub_options.max_groups_per_connection,
+        )
         registration = HubRegistration(
             path=path,
             hub_class=hub_class,

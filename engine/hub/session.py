@@ -42,7 +42,7 @@ from .clients import GroupManager, HubCallerClients
 from .context import HubCallerContext
 from .dispatcher import Dispatcher
 from .filters import compose_lifetime
-from .hub import Hub, HubError
+from .hub import Hub, HubError, LimitExceeded
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -275,6 +275,9 @@ class HubSession:
             raise HubError(Texts.CLIENT_RESULTS_IN_ON_CONNECTED)
         if self._control is None or self._control.reason is not None:
             raise HubError(f"Connection '{self.connection_id}' is not connected.")
+        most = self.registration.options.max_pending_client_results
+        if len(self._pending) >= most:
+            raise LimitExceeded(Texts.too_many_client_results(self.connection_id, most))
         self._next_result_id += 1
         invocation_id = f"s{self._next_result_id}"
         reply: Reply[Any] = Reply()
@@ -304,6 +307,11 @@ class HubSession:
         return self._protocol.protocol.encode(Ping())
 
     def close_record(self, reason: CloseReason) -> bytes | None:
+        if reason is CloseReason.LIMITS_EXCEEDED:
+            options = self.registration.options
+            # No reconnect: coming back would only run into the same limits.
+            text = Texts.limits_exceeded(options.max_refusals, options.refusal_window)
+            return self._protocol.close(Close(error=text)) or None
         record = _CLOSE_RECORDS.get(reason)
         if record is None:
             return None
