@@ -13,6 +13,7 @@ from actors.supervisor import CloseReason
 
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
 from .hub import HubError, LimitExceeded
+from .logs import clip
 
 if TYPE_CHECKING:
     from .session import HubSession
@@ -24,7 +25,17 @@ __all__ = [
     "HubClients",
     "HubContext",
     "SingleClientProxy",
+    "UnserializableError",
 ]
+
+
+class UnserializableError(HubError, TypeError):
+    """A send's arguments cannot be encoded for every client of the hub.
+
+    A ``HubError``: raised out of a hub method, the caller sees why (the
+    values usually came from a client); a ``TypeError`` for code that caught
+    that before.
+    """
 
 
 class _InvocationPayload:
@@ -82,13 +93,18 @@ class ClientProxy:
         independent (a slow one is closed, never waited for).
 
         Raises:
-            TypeError: an argument cannot be serialized by the hub's protocols.
+            UnserializableError: an argument cannot be serialized by one of the
+                hub's protocols (often a value a client sent, such as a
+                MessagePack map with integer keys, broadcast to JSON clients).
         """
         payload = _InvocationPayload(Invocation(method, args), self._lifetime.protocols)
         try:
             payload.check()
         except LocalProtocolError as error:
-            raise TypeError(f"cannot send {method!r}: {error}") from None
+            raise UnserializableError(
+                f"Cannot send '{clip(method, 100)}': an argument cannot be serialized "
+                f"({clip(error, 100)})."
+            ) from None
         await self._lifetime.router.send(self._audience, payload)
         if self._mark is not None:
             self._mark()

@@ -35,7 +35,8 @@ from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
 from .hub import Hub, HubError, LimitExceeded
-from .streams import ClientStream
+from .logs import ConnectionLog, clip
+from .streams import ClientStream, ClientStreamError
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -83,6 +84,8 @@ class Dispatcher:
         self._refusal_window = options.refusal_window
         self._refusals = 0
         self._refusals_since = -math.inf
+        self.log = ConnectionLog(log, caller.connection_id)
+        """Lines about what this client did: clipped, rate limited."""
 
     # -- incoming messages ----------------------------------------------------
 
@@ -92,7 +95,7 @@ class Dispatcher:
         reply_id = message.invocation_id or None
         method = self._methods.get(target.lower())
         if method is None:
-            log.debug("unknown hub method %r", target)
+            log.debug("unknown hub method %r", clip(target))
             await self._fail(reply_id, Texts.method_does_not_exist(target))
             return
         arguments = self._bind(method, message)
@@ -176,9 +179,24 @@ class Dispatcher:
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
         if upload is None:
-            log.debug("stream item for unknown stream %r ignored", message.invocation_id)
+            log.debug("stream item for unknown stream %r ignored", clip(message.invocation_id))
             return
-        await upload._put(message.item)
+        item = message.item
+        if upload.coerce is not None:
+            try:
+                item = upload.coerce(item)
+            except (TypeError, ValueError) as error:
+                # As the reference does: the stream ends with this error, and
+                # later items for it are ignored.
+                self.log.info(
+                    "upload stream %s ended: an item of the wrong type (%s)",
+                    clip(upload.stream_id),
+                    error,
+                )
+                del self._uploads[upload.stream_id]
+                upload._complete(Texts.STREAM_BINDING_FAILED)
+                return
+        await upload._put(item)
 
     def end_upload(self, message: Completion) -> bool:
         """Ends the upload stream this Completion names; ``False`` if it names none."""
@@ -221,8 +239,8 @@ class Dispatcher:
         self, method: BoundMethod, stream_ids: tuple[str, ...]
     ) -> list[ClientStream[Any]]:
         uploads = []
-        for stream_id in stream_ids:
-            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity)
+        for stream_id, coerce in zip(stream_ids, method.stream_coercers, strict=True):
+            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity, coerce)
             self._uploads[stream_id] = upload
             uploads.append(upload)
         return uploads
@@ -271,9 +289,16 @@ class Dispatcher:
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
+            self.log.info("%s failed: HubException: %s", method.name, clip(error))
             if isinstance(error, LimitExceeded):
                 refusal = f"{target!r} raised: {error}"
             completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
+        except ClientStreamError as error:
+            self.log.info("%s failed: its upload stream ended with: %s", method.name, clip(error))
+            completion = self._error_completion(
+                reply_id,
+                self._with_detail(Texts.unexpected_error(target), type(error).__name__, str(error)),
+            )
         except Exception as error:
             log.exception("hub method %r raised", method.name)
             completion = self._error_completion(
@@ -319,6 +344,7 @@ class Dispatcher:
                 except HubError as error:
                     # Refused before streaming began (by a filter): the
                     # reference answers with the invocation error texts.
+                    self.log.info("%s failed: HubException: %s", method.name, clip(error))
                     if isinstance(error, LimitExceeded):
                         refusal = f"{target!r} raised: {error}"
                     error_text = Texts.hub_exception(target, str(error))
@@ -338,9 +364,15 @@ class Dispatcher:
                         if aclose is not None:
                             await aclose()
         except HubError as error:
+            self.log.info("stream %s failed: HubException: %s", method.name, clip(error))
             if isinstance(error, LimitExceeded):
                 refusal = f"{target!r} raised: {error}"
             error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
+        except ClientStreamError as error:
+            self.log.info(
+                "stream %s failed: its upload stream ended with: %s", method.name, clip(error)
+            )
+            error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
         except Exception as error:
             log.exception("streaming hub method %r raised", method.name)
             error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
@@ -403,7 +435,12 @@ class Dispatcher:
             await self._send(completion)
         except LocalProtocolError as error:
             # The result could not be serialized by the connection's protocol.
-            log.error("result of %r cannot be serialized: %s", target, error)
+            self.log.log(
+                logging.ERROR,
+                "the result of %s cannot be serialized: %s",
+                clip(target),
+                clip(error),
+            )
             await self._send(
                 Completion.with_error(
                     completion.invocation_id,
@@ -427,13 +464,7 @@ class Dispatcher:
             self._refusals = 0
             self._refusals_since = now
         self._refusals += 1
-        log.info(
-            "connection %s: %s (refusal %d of %d)",
-            self._caller.connection_id,
-            _clip(what),
-            self._refusals,
-            self._max_refusals,
-        )
+        self.log.info("%s (refusal %d of %d)", clip(what), self._refusals, self._max_refusals)
         if self._refusals >= self._max_refusals:
             self._control.close(CloseReason.LIMITS_EXCEEDED)
 
@@ -448,8 +479,3 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    """Client data in a log line: at most ``limit`` characters of it."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

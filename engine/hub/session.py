@@ -43,6 +43,7 @@ from .context import HubCallerContext
 from .dispatcher import Dispatcher
 from .filters import compose_lifetime
 from .hub import Hub, HubError, LimitExceeded
+from .logs import clip
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -122,7 +123,7 @@ class HubSession:
                 "connection %s: handshake failed: %s%s",
                 self.connection_id,
                 event.error,
-                f" ({event.detail})" if event.detail else "",
+                f" ({clip(event.detail)})" if event.detail else "",
             )
             return HandshakeStep(reply=event.reply, ok=False)
         return None
@@ -246,8 +247,11 @@ class HubSession:
             try:
                 message = protocol.next_event()
             except RemoteProtocolError as error:
-                log.info("connection %s: protocol error: %s", self.connection_id, error)
-                raise CloseConnection(CloseReason.PROTOCOL_ERROR, str(error)) from None
+                # One line, no traceback: the client's mistake, and its data
+                # (a whole decoded record, for MessagePack) clipped.
+                text = clip(error)
+                log.info("connection %s: protocol error: %s", self.connection_id, text)
+                raise CloseConnection(CloseReason.PROTOCOL_ERROR, text) from None
             if message is NEED_DATA:
                 return
             if isinstance(message, Invocation | StreamInvocation):
@@ -330,6 +334,8 @@ class HubSession:
                 pass  # the whole server is going down: its registry goes with it
 
     async def closed(self, reason: CloseReason, opened: bool) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.log.flush()
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:
