@@ -195,6 +195,10 @@ async def supervise(
         if reason is None:
             # Cancelled from outside (server shutdown) or an unexpected exit.
             reason = control.reason if control and control.reason else CloseReason.SHUTDOWN
+        if control is not None:
+            # Also releases senders from other connections' tasks (client
+            # results) that wait for room in this outbox.
+            control.close(reason)
         await _finish(
             connection_id, transport, session, send_outbox, receive_outbox, reason, opened, options
         )
