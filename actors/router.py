@@ -126,10 +126,16 @@ class _Unregister:
 
 
 @attrs.frozen
-class _Group:
+class _Join:
     connection_id: str
     group: str
-    add: bool
+    reply: Reply[bool]
+
+
+@attrs.frozen
+class _Leave:
+    connection_id: str
+    group: str
 
 
 @attrs.frozen
@@ -161,7 +167,7 @@ class _Close:
     reason: CloseReason
 
 
-_Command = _Register | _Unregister | _Group | _Send | _Lookup | _Stats | _Close | _Barrier
+_Command = _Register | _Unregister | _Join | _Leave | _Send | _Lookup | _Stats | _Close | _Barrier
 
 
 def _reply_of(command: _Command) -> Reply[Any] | None:
@@ -174,11 +180,20 @@ class Router:
     Args:
         mailbox_size: commands that may queue before senders wait.
         backplane: optional multi-node seam (see ``Backplane``).
+        max_groups_per_connection: groups one connection may be in;
+            ``add_to_group`` past it is refused.
     """
 
-    def __init__(self, *, mailbox_size: int = 1024, backplane: Backplane | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mailbox_size: int = 1024,
+        backplane: Backplane | None = None,
+        max_groups_per_connection: int | None = None,
+    ) -> None:
         self._mailbox: Mailbox[_Command] = Mailbox("router", mailbox_size, _reply_of)
         self._backplane = backplane
+        self._max_groups = max_groups_per_connection
         self._publish: trio.MemorySendChannel[_Send] | None = None
         self._connections: dict[str, ConnectionEntry] = {}
         self._users: dict[str, set[str]] = {}
@@ -226,8 +241,10 @@ class Router:
                 self._register(entry)
             case _Unregister(connection_id):
                 self._unregister(connection_id)
-            case _Group(connection_id, group, add):
-                self._group(connection_id, group, add)
+            case _Join(connection_id, group, join_reply):
+                join_reply.set(self._join(connection_id, group))
+            case _Leave(connection_id, group):
+                self._leave(connection_id, group)
             case _Lookup(connection_id, reply):
                 found = self._connections.get(connection_id)
                 reply.set(found.handle if found is not None else None)
@@ -266,14 +283,19 @@ class Router:
         for group in entry.groups:
             _discard(self._groups, group, connection_id)
 
-    def _group(self, connection_id: str, group: str, add: bool) -> None:
+    def _join(self, connection_id: str, group: str) -> bool:
         entry = self._connections.get(connection_id)
-        if entry is None:
-            return  # unknown or gone: a no-op, as the reference does
-        if add:
-            entry.groups.add(group)
-            self._groups.setdefault(group, set()).add(connection_id)
-        elif group in entry.groups:
+        if entry is None or group in entry.groups:
+            return True  # unknown or gone: a no-op, as the reference does
+        if self._max_groups is not None and len(entry.groups) >= self._max_groups:
+            return False
+        entry.groups.add(group)
+        self._groups.setdefault(group, set()).add(connection_id)
+        return True
+
+    def _leave(self, connection_id: str, group: str) -> None:
+        entry = self._connections.get(connection_id)
+        if entry is not None and group in entry.groups:
             entry.groups.discard(group)
             _discard(self._groups, group, connection_id)
 
@@ -330,11 +352,17 @@ class Router:
         except (trio.WouldBlock, ActorStopped):
             pass
 
-    async def add_to_group(self, connection_id: str, group: str) -> None:
-        await self._mailbox.tell(_Group(connection_id, group, add=True))
+    async def add_to_group(self, connection_id: str, group: str) -> bool:
+        """Returns once the connection is in the group (or unknown: nothing to do).
+
+        Returns:
+            ``False`` if refused: the connection is in ``max_groups_per_connection``
+            groups already.
+        """
+        return await self._mailbox.ask(lambda reply: _Join(connection_id, group, reply))
 
     async def remove_from_group(self, connection_id: str, group: str) -> None:
-        await self._mailbox.tell(_Group(connection_id, group, add=False))
+        await self._mailbox.tell(_Leave(connection_id, group))
 
     async def send(self, audience: Audience, payload: Payload) -> None:
         """Queue a send; returns once the router has it (fan-out follows in

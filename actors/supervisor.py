@@ -10,8 +10,12 @@
   outlives the connection;
 * all of it under an optional *expiry* cancel scope whose deadline is the
   credential's expiry: at the deadline everything in flight is cancelled;
-* then the close: the final record is written under a short shield, the
-  transport closed, and the session told (unregister, disconnect hooks).
+* then the close, shielded: the session leaves the router (no time limit:
+  it must never be skipped), the final record is written, the transport
+  closed and the disconnect hooks run (each of these with a limit of its own).
+
+``Control``, ``CloseReason`` and ``SupervisorOptions`` live in ``control`` and
+are re-exported here.
 
 It knows nothing of SignalR: the engine's ``Session`` turns bytes into work and
 close reasons into records; the ``Transport`` moves bytes.
@@ -19,7 +23,6 @@ close reasons into records; the ``Transport`` moves bytes.
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -27,6 +30,8 @@ from typing import Protocol
 
 import attrs
 import trio
+
+from .control import CloseConnection, CloseReason, Control, SupervisorOptions
 
 __all__ = [
     "CloseConnection",
@@ -41,52 +46,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("triohub.connection")
-
-
-class CloseReason(enum.Enum):
-    """Why a connection ended; the session maps it to a close record."""
-
-    CLIENT_CLOSED = "client closed"
-    TRANSPORT_CLOSED = "transport closed"
-    ABORTED = "aborted by the server"
-    PROTOCOL_ERROR = "protocol error"
-    CLIENT_TIMEOUT = "client timeout"
-    HANDSHAKE_FAILED = "handshake failed"
-    HANDSHAKE_TIMEOUT = "handshake timeout"
-    CONNECT_FAILED = "connect handler failed"
-    EXPIRED = "authentication expired"
-    SLOW_CONSUMER = "slow consumer"
-    SHUTDOWN = "server shutdown"
-    INTERNAL_ERROR = "internal error"
-
-
-class CloseConnection(Exception):
-    """Raised by session code to end the connection with a reason."""
-
-    def __init__(self, reason: CloseReason, detail: str = "") -> None:
-        super().__init__(detail or reason.value)
-        self.reason = reason
-        self.detail = detail
-
-
-@attrs.frozen
-class SupervisorOptions:
-    """Timers and limits of one connection (ASP.NET Core defaults)."""
-
-    handshake_timeout: float = 15.0
-    """Seconds for the handshake record to arrive."""
-    keep_alive_interval: float | None = 15.0
-    """Send a ping after this much send silence; ``None`` for transports that
-    keep themselves alive (long polling)."""
-    client_timeout: float = 30.0
-    """Close when the client is silent this long, once it has pinged."""
-    outbox_size: int = 1024
-    """Encoded records that may wait for the writer; beyond: slow consumer."""
-    close_timeout: float = 5.0
-    """How long each closing step may take: the final record, the transport
-    close, the disconnect hooks."""
-    send_timeout: float = 10.0
-    """A single transport write slower than this ends the connection."""
 
 
 class Transport(Protocol):
@@ -160,102 +119,22 @@ class Session(Protocol):
         """The last record to send for ``reason``, if any."""
         ...
 
+    async def release(self, reason: CloseReason) -> None:
+        """Undo what ``opened`` registered (the router entry), first thing of the close.
+
+        Awaited shielded and without a time limit, on its own: a connection
+        that stays registered gets sends for good, so this step is never cut
+        short by a deadline it would share with hooks. It must therefore never
+        wait on user code, only on actors that always make progress.
+        """
+        ...
+
     async def closed(self, reason: CloseReason, opened: bool) -> None:
-        """Last call: unregister and run disconnect hooks (shielded, bounded).
+        """Last call: the disconnect hooks (shielded, bounded by ``close_timeout``).
 
         ``opened`` says whether the handshake succeeded (``opened`` was called).
         """
         ...
-
-
-class Control:
-    """What a session may do to its connection."""
-
-    def __init__(
-        self,
-        connection_id: str,
-        nursery: trio.Nursery,
-        outbox: trio.MemorySendChannel[bytes],
-        options: SupervisorOptions,
-        direct: Callable[[bytes], bool] | None = None,
-    ) -> None:
-        self.connection_id = connection_id
-        self.nursery = nursery
-        """Start per-invocation tasks here; they end with the connection."""
-        self.outbox = outbox
-        self.reason: CloseReason | None = None
-        self.detail = ""
-        self._options = options
-        self._client_timeout_armed = False
-        self.last_receive = trio.current_time()
-        self.last_send = trio.current_time()
-        self.dispatching = False
-        """The reader is handling a record (the client timeout does not run)."""
-        self.writer_waiting = False
-        """The writer is parked on an empty outbox (see ``send``)."""
-        self._direct = direct
-        self._activity = trio.Event()
-
-    async def send(self, data: bytes) -> None:
-        """Queue one encoded record for the writer, waiting for room.
-
-        When the writer is parked on an empty outbox, the record is handed to
-        it without a yield to the scheduler (the caller still raises
-        ``Cancelled`` if it is cancelled): the usual case of a call's
-        Completion, where that yield costs as much as the rest of queueing it
-        (benchmarks/). Otherwise this yields, so a fast stream still lets the
-        writer and everyone else run between its items.
-        """
-        try:
-            if self.writer_waiting:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                self.send_nowait(data)
-            else:
-                await self.outbox.send(data)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the connection is closing; the record has nowhere to go
-
-    def send_nowait(self, data: bytes) -> None:
-        """Queue one encoded record without waiting (the router's fan-out).
-
-        With the writer idle and a ``DirectTransport``, the record is written
-        to the transport right here: no writer wake-up, no scheduler trip.
-
-        Raises:
-            trio.WouldBlock: the outbox is full (a slow consumer).
-            trio.ClosedResourceError: the connection is closing.
-        """
-        if self.writer_waiting:
-            if self._direct is not None and self._direct(data):
-                self.last_send = trio.current_time()
-                return
-            self.writer_waiting = False
-        self.outbox.send_nowait(data)
-
-    def wake_writer(self) -> None:
-        """Make the writer flush the transport (it kept bytes the kernel refused)."""
-        try:
-            self.outbox.send_nowait(b"")
-            self.writer_waiting = False
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the writer is busy (it flushes anyway) or gone
-
-    def close(self, reason: CloseReason, detail: str = "") -> None:
-        """End the connection (idempotent; the first reason wins). Never blocks."""
-        if self.reason is None:
-            self.reason = reason
-            self.detail = detail
-        self.nursery.cancel_scope.cancel()
-
-    def arm_client_timeout(self) -> None:
-        """Called on the client's first ping: from now on silence is fatal."""
-        if not self._client_timeout_armed:
-            self._client_timeout_armed = True
-            self._activity.set()
-
-    @property
-    def client_timeout_armed(self) -> bool:
-        return self._client_timeout_armed
 
 
 async def supervise(
@@ -316,7 +195,13 @@ async def supervise(
         if reason is None:
             # Cancelled from outside (server shutdown) or an unexpected exit.
             reason = control.reason if control and control.reason else CloseReason.SHUTDOWN
-        await _finish(transport, session, send_outbox, receive_outbox, reason, opened, options)
+        if control is not None:
+            # Also releases senders from other connections' tasks (client
+            # results) that wait for room in this outbox.
+            control.close(reason)
+        await _finish(
+            connection_id, transport, session, send_outbox, receive_outbox, reason, opened, options
+        )
     return reason
 
 
@@ -396,6 +281,7 @@ async def _writer(
             control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
             return
         control.last_send = trio.current_time()
+        control._sent(sum(map(len, batch)))
         batch = []
 
 
@@ -451,6 +337,7 @@ _NO_FLUSH = {CloseReason.SLOW_CONSUMER, CloseReason.TRANSPORT_CLOSED, CloseReaso
 
 
 async def _finish(
+    connection_id: str,
     transport: Transport,
     session: Session,
     send_outbox: trio.MemorySendChannel[bytes],
@@ -460,11 +347,20 @@ async def _finish(
     options: SupervisorOptions,
 ) -> None:
     # Shielded: the close runs even when the connection was cancelled from
-    # outside. Each step has its own time limit, so a client that stopped
-    # reading (the last write blocks) cannot cost us the unregistering and the
-    # disconnect hooks.
+    # outside. Leaving the router comes first and has no time limit (see
+    # ``Session.release``); every later step has a limit of its own, so a
+    # client that stopped reading (the last write blocks) cannot cost us the
+    # disconnect hooks, and slow hooks cannot cost us the unregistering. When
+    # thousands of clients drop at once, the steps queue for the scheduler and
+    # the router: a deadline shared by all of them ran out before the
+    # unregistering's turn and left dead entries behind for good.
     with trio.CancelScope(shield=True):
         send_outbox.close()
+        if opened:
+            try:
+                await session.release(reason)
+            except Exception:
+                log.exception("releasing connection %s failed", connection_id)
         chunks: list[bytes] = []
         if opened and reason not in _NO_FLUSH:
             # What was queued before the close still goes out, in order.

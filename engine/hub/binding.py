@@ -59,6 +59,8 @@ class BoundMethod:
     """One per non-stream parameter, in order; ``None`` = any value."""
     stream_positions: tuple[int, ...]
     """Positions (among all parameters) of ``ClientStream`` parameters."""
+    stream_coercers: tuple[Coerce | None, ...] = ()
+    """One per ``ClientStream[T]`` parameter: checks each item against ``T``."""
     guard: Guard = OPEN
     """The method's resolved authorization policy (read once, at registration)."""
 
@@ -173,6 +175,7 @@ def _bind_one(
     parameters = list(inspect.signature(function).parameters.values())[1:]  # drop self
     coercers: list[Coerce | None] = []
     streams: list[int] = []
+    items: list[Coerce | None] = []
     for position, parameter in enumerate(parameters):
         if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             raise BindingError(
@@ -187,6 +190,8 @@ def _bind_one(
         annotation = hints.get(parameter.name, Any)
         if _is_stream(annotation):
             streams.append(position)
+            item_type = typing.get_args(annotation)
+            items.append(coercer_for(item_type[0]) if item_type else None)
         else:
             coercers.append(coercer_for(annotation))
     return BoundMethod(
@@ -196,6 +201,7 @@ def _bind_one(
         kind=kind,
         coercers=tuple(coercers),
         stream_positions=tuple(streams),
+        stream_coercers=tuple(items),
         guard=guard,
     )
 

@@ -11,7 +11,9 @@ import attrs
 from actors.router import Audience, Router
 from actors.supervisor import CloseReason
 
-from ..protocol import HubProtocol, Invocation, LocalProtocolError
+from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
+from .hub import HubError, LimitExceeded
+from .logs import clip
 
 if TYPE_CHECKING:
     from .session import HubSession
@@ -23,7 +25,17 @@ __all__ = [
     "HubClients",
     "HubContext",
     "SingleClientProxy",
+    "UnserializableError",
 ]
+
+
+class UnserializableError(HubError, TypeError):
+    """A send's arguments cannot be encoded for every client of the hub.
+
+    A ``HubError``: raised out of a hub method, the caller sees why (the
+    values usually came from a client); a ``TypeError`` for code that caught
+    that before.
+    """
 
 
 class _InvocationPayload:
@@ -56,6 +68,8 @@ class _Lifetime:
     router: Router
     protocols: Mapping[str, HubProtocol]
     default_invoke_timeout: float
+    max_group_name_length: int | None = None
+    max_groups_per_connection: int | None = None
 
 
 Mark = Callable[[], None] | None
@@ -79,13 +93,18 @@ class ClientProxy:
         independent (a slow one is closed, never waited for).
 
         Raises:
-            TypeError: an argument cannot be serialized by the hub's protocols.
+            UnserializableError: an argument cannot be serialized by one of the
+                hub's protocols (often a value a client sent, such as a
+                MessagePack map with integer keys, broadcast to JSON clients).
         """
         payload = _InvocationPayload(Invocation(method, args), self._lifetime.protocols)
         try:
             payload.check()
         except LocalProtocolError as error:
-            raise TypeError(f"cannot send {method!r}: {error}") from None
+            raise UnserializableError(
+                f"Cannot send '{clip(method, 100)}': an argument cannot be serialized "
+                f"({clip(error, 100)})."
+            ) from None
         await self._lifetime.router.send(self._audience, payload)
         if self._mark is not None:
             self._mark()
@@ -115,8 +134,6 @@ class SingleClientProxy(ClientProxy):
             HubError: the client answered with an error, is not connected, or
                 did not answer in time.
         """
-        from .hub import HubError
-
         session: HubSession | None = await self._lifetime.router.lookup(self._connection_id)
         if session is None:
             raise HubError(f"Connection '{self._connection_id}' is not connected.")
@@ -212,8 +229,19 @@ class GroupManager:
         self._lifetime = lifetime
 
     async def add(self, connection_id: str, group: str) -> None:
+        """Add a connection to a group; returns once it is in.
+
+        Raises:
+            LimitExceeded: the name is longer than ``max_group_name_length``, or
+                the connection is in ``max_groups_per_connection`` groups already.
+        """
         _ids((group,), "group names")
-        await self._lifetime.router.add_to_group(connection_id, group)
+        lifetime = self._lifetime
+        limit = lifetime.max_group_name_length
+        if limit is not None and len(group) > limit:
+            raise LimitExceeded(Texts.group_name_too_long(len(group), limit))
+        if not await lifetime.router.add_to_group(connection_id, group):
+            raise LimitExceeded(Texts.too_many_groups(lifetime.max_groups_per_connection or 0))
 
     async def remove(self, connection_id: str, group: str) -> None:
         _ids((group,), "group names")

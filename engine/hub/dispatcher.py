@@ -12,12 +12,13 @@ outlives the connection.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.supervisor import Control
+from actors.supervisor import CloseReason, Control
 
 from ..authorization.context import HubInvocationContext
 from ..protocol import (
@@ -33,8 +34,9 @@ from ..protocol import (
 from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
-from .hub import Hub, HubError
-from .streams import ClientStream
+from .hub import Hub, HubError, LimitExceeded
+from .logs import ConnectionLog, clip
+from .streams import ClientStream, ClientStreamError
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -76,6 +78,14 @@ class Dispatcher:
         self._limiter = trio.Semaphore(options.max_parallel_invocations)
         self._streams: dict[str, trio.CancelScope] = {}
         self._uploads: dict[str, ClientStream[Any]] = {}
+        self._open_streams = 0  # server streams + upload streams (max_streams)
+        self._max_streams = options.max_streams
+        self._max_refusals = options.max_refusals
+        self._refusal_window = options.refusal_window
+        self._refusals = 0
+        self._refusals_since = -math.inf
+        self.log = ConnectionLog(log, caller.connection_id)
+        """Lines about what this client did: clipped, rate limited."""
 
     # -- incoming messages ----------------------------------------------------
 
@@ -85,7 +95,7 @@ class Dispatcher:
         reply_id = message.invocation_id or None
         method = self._methods.get(target.lower())
         if method is None:
-            log.debug("unknown hub method %r", target)
+            log.debug("unknown hub method %r", clip(target))
             await self._fail(reply_id, Texts.method_does_not_exist(target))
             return
         arguments = self._bind(method, message)
@@ -119,11 +129,18 @@ class Dispatcher:
                 ),
             )
             return
+        if streaming and reply_id in self._streams:
+            await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
+            return
+        opening = streaming + len(message.stream_ids)
+        if self._open_streams + opening > self._max_streams:
+            await self._fail(reply_id, Texts.too_many_streams(target, self._max_streams))
+            # After the answer: the refusal that closes the connection is answered too.
+            self.refused(f"{target!r} refused: {self._open_streams} streams open")
+            return
+        self._open_streams += opening
         if streaming:
             assert reply_id is not None  # StreamInvocation requires it
-            if reply_id in self._streams:
-                await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
-                return
             scope = trio.CancelScope()
             self._streams[reply_id] = scope
             uploads = self._open_uploads(method, message.stream_ids)
@@ -162,9 +179,24 @@ class Dispatcher:
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
         if upload is None:
-            log.debug("stream item for unknown stream %r ignored", message.invocation_id)
+            log.debug("stream item for unknown stream %r ignored", clip(message.invocation_id))
             return
-        await upload._put(message.item)
+        item = message.item
+        if upload.coerce is not None:
+            try:
+                item = upload.coerce(item)
+            except (TypeError, ValueError) as error:
+                # As the reference does: the stream ends with this error, and
+                # later items for it are ignored.
+                self.log.info(
+                    "upload stream %s ended: an item of the wrong type (%s)",
+                    clip(upload.stream_id),
+                    error,
+                )
+                del self._uploads[upload.stream_id]
+                upload._complete(Texts.STREAM_BINDING_FAILED)
+                return
+        await upload._put(item)
 
     def end_upload(self, message: Completion) -> bool:
         """Ends the upload stream this Completion names; ``False`` if it names none."""
@@ -207,8 +239,8 @@ class Dispatcher:
         self, method: BoundMethod, stream_ids: tuple[str, ...]
     ) -> list[ClientStream[Any]]:
         uploads = []
-        for stream_id in stream_ids:
-            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity)
+        for stream_id, coerce in zip(stream_ids, method.stream_coercers, strict=True):
+            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity, coerce)
             self._uploads[stream_id] = upload
             uploads.append(upload)
         return uploads
@@ -245,6 +277,7 @@ class Dispatcher:
         authorize: bool,
     ) -> None:
         completion: Completion | None = None
+        refusal: str | None = None
         try:
             if authorize and self._authorize is not None and method.guard.policy is not None:
                 # Not through _allowed: most policies decide without awaiting,
@@ -256,7 +289,16 @@ class Dispatcher:
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
+            self.log.info("%s failed: HubException: %s", method.name, clip(error))
+            if isinstance(error, LimitExceeded):
+                refusal = f"{target!r} raised: {error}"
             completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
+        except ClientStreamError as error:
+            self.log.info("%s failed: its upload stream ended with: %s", method.name, clip(error))
+            completion = self._error_completion(
+                reply_id,
+                self._with_detail(Texts.unexpected_error(target), type(error).__name__, str(error)),
+            )
         except Exception as error:
             log.exception("hub method %r raised", method.name)
             completion = self._error_completion(
@@ -267,11 +309,19 @@ class Dispatcher:
             if reply_id is not None:
                 completion = Completion.with_result(reply_id, result)
         finally:
-            self._close_uploads(uploads)
-            if not uploads:
-                self._limiter.release()
-            if completion is not None:
-                await self._send_completion(completion, target)
+            if uploads:
+                self._close_uploads(uploads)
+                self._open_streams -= len(uploads)
+            try:
+                if completion is not None:
+                    # Under the slot: a client that does not read its results
+                    # stops getting new calls started (the send waits for room).
+                    await self._send_completion(completion, target)
+            finally:
+                if not uploads:
+                    self._limiter.release()
+                if refusal is not None:
+                    self.refused(refusal)  # after the answer, as above
 
     async def _run_stream(
         self,
@@ -283,6 +333,7 @@ class Dispatcher:
         scope: trio.CancelScope,
     ) -> None:
         error_text: str | None = None
+        refusal: str | None = None
         try:
             with scope:
                 hub = self._make_hub()
@@ -293,6 +344,9 @@ class Dispatcher:
                 except HubError as error:
                     # Refused before streaming began (by a filter): the
                     # reference answers with the invocation error texts.
+                    self.log.info("%s failed: HubException: %s", method.name, clip(error))
+                    if isinstance(error, LimitExceeded):
+                        refusal = f"{target!r} raised: {error}"
                     error_text = Texts.hub_exception(target, str(error))
                 except Exception as error:
                     log.exception("starting the stream of %r raised", method.name)
@@ -310,13 +364,22 @@ class Dispatcher:
                         if aclose is not None:
                             await aclose()
         except HubError as error:
+            self.log.info("stream %s failed: HubException: %s", method.name, clip(error))
+            if isinstance(error, LimitExceeded):
+                refusal = f"{target!r} raised: {error}"
             error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
+        except ClientStreamError as error:
+            self.log.info(
+                "stream %s failed: its upload stream ended with: %s", method.name, clip(error)
+            )
+            error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
         except Exception as error:
             log.exception("streaming hub method %r raised", method.name)
             error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
         finally:
             self._streams.pop(reply_id, None)
             self._close_uploads(uploads)
+            self._open_streams -= 1 + len(uploads)
         # A cancel from the client still gets a Completion, without error.
         await self._send_completion(
             Completion.empty(reply_id)
@@ -324,6 +387,8 @@ class Dispatcher:
             else Completion.with_error(reply_id, error_text),
             target,
         )
+        if refusal is not None:
+            self.refused(refusal)
 
     async def _call(
         self,
@@ -370,7 +435,12 @@ class Dispatcher:
             await self._send(completion)
         except LocalProtocolError as error:
             # The result could not be serialized by the connection's protocol.
-            log.error("result of %r cannot be serialized: %s", target, error)
+            self.log.log(
+                logging.ERROR,
+                "the result of %s cannot be serialized: %s",
+                clip(target),
+                clip(error),
+            )
             await self._send(
                 Completion.with_error(
                     completion.invocation_id,
@@ -381,6 +451,22 @@ class Dispatcher:
             )
 
     # -- errors ---------------------------------------------------------------
+
+    def refused(self, what: str) -> None:
+        """Count a refusal for exceeding a limit; too many close the connection.
+
+        Counted per ``refusal_window`` (a fresh count starts with the first
+        refusal after a window ends), so a client that brushes a limit now and
+        then is answered, and one that keeps pushing is let go.
+        """
+        now = trio.current_time()
+        if now - self._refusals_since >= self._refusal_window:
+            self._refusals = 0
+            self._refusals_since = now
+        self._refusals += 1
+        self.log.info("%s (refusal %d of %d)", clip(what), self._refusals, self._max_refusals)
+        if self._refusals >= self._max_refusals:
+            self._control.close(CloseReason.LIMITS_EXCEEDED)
 
     def _with_detail(self, base: str, kind: str, detail: str) -> str:
         return f"{base} {kind}: {detail}" if self._detailed else base

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from .clients import GroupManager, HubCallerClients
     from .context import HubCallerContext
 
-__all__ = ["Hub", "HubError"]
+__all__ = ["Hub", "HubError", "LimitExceeded"]
 
 
 class HubError(Exception):
@@ -17,6 +17,15 @@ class HubError(Exception):
     Raised from a hub method, it reaches the client as
     ``An unexpected error occurred invoking 'M' on the server. HubException: <message>``
     (any other exception shows no details unless detailed errors are on).
+    """
+
+
+class LimitExceeded(HubError):
+    """A request went past one of the connection's limits (``HubOptions``).
+
+    The caller sees it as any ``HubError``; each one raised out of a hub
+    method also counts as a refusal of the calling connection, and too many
+    refusals close it (``HubOptions.max_refusals``).
     """
 
 

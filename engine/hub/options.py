@@ -19,7 +19,14 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -
         raise ValueError(f"HubOptions.{attribute.name} must be positive, got {value!r}")
 
 
-_optional_positive = _positive
+def _count(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"HubOptions.{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None:
+        _count(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -32,20 +39,27 @@ class HubOptions:
     """Seconds of client silence, once it has pinged, before the server closes."""
     handshake_timeout: float = attrs.field(default=15.0, validator=_positive)
     """Seconds for the handshake to arrive."""
-    max_message_size: int | None = attrs.field(default=32 * 1024, validator=_optional_positive)
+    max_message_size: int | None = attrs.field(default=32 * 1024, validator=_optional_count)
     """Largest incoming record in bytes; ``None`` for no limit."""
-    max_parallel_invocations: int = attrs.field(default=1, validator=_positive)
-    """Plain invocations one client may have running at once."""
-    stream_buffer_capacity: int = attrs.field(default=10, validator=_positive)
-    """Items buffered per client-to-server stream before the reader waits."""
+    max_parallel_invocations: int = attrs.field(default=1, validator=_count)
+    """Plain invocations one client may have running at once (more wait: the
+    connection's records are not read meanwhile)."""
+    stream_buffer_capacity: int = attrs.field(default=10, validator=_count)
+    """Items buffered per client-to-server stream before the reader waits; with
+    ``max_streams`` and ``max_message_size`` it bounds what uploads hold."""
     enable_detailed_errors: bool = False
     """Append exception types and messages to error texts (never in production)."""
     client_result_timeout: float = attrs.field(default=30.0, validator=_positive)
     """Default seconds ``client(id).invoke`` waits for the client's answer."""
-    outbox_size: int = attrs.field(default=1024, validator=_positive)
+    outbox_size: int = attrs.field(default=1024, validator=_count)
     """Records queued per connection before it counts as a slow consumer."""
+    outbox_max_bytes: int = attrs.field(default=1024 * 1024, validator=_count)
+    """Bytes queued per connection (1 MiB) before a send to it from elsewhere
+    (a broadcast, a group, another caller) counts it as a slow consumer; the
+    connection's own results and stream items wait for room instead."""
     close_timeout: float = attrs.field(default=5.0, validator=_positive)
-    """Seconds the final record, transport close and disconnect hooks may take."""
+    """Seconds the final record, the transport close and the disconnect hooks
+    may take, each (leaving the router is never cut short)."""
     send_timeout: float = attrs.field(default=10.0, validator=_positive)
     """Seconds one transport write may take before the connection is dropped."""
     close_on_authentication_expiration: bool = False
@@ -56,6 +70,33 @@ class HubOptions:
     """Seconds a negotiated-but-unused or idle long-polling connection is kept."""
     long_poll_timeout: float = attrs.field(default=90.0, validator=_positive)
     """Seconds a poll is held open when there is nothing to send."""
+
+    # Per-connection limits: the reference has none of these; each keeps what an
+    # anonymous client can make the server hold bounded. A refusal answers the
+    # call with an error; ``max_refusals`` of them close the connection.
+    max_streams: int = attrs.field(default=32, validator=_count)
+    """Streams one connection may have open: each server-to-client stream and
+    each client-to-server (upload) stream counts one, so an invocation with two
+    upload parameters counts two. Counted apart from ``max_parallel_invocations``
+    (streams run in the background, as in the reference). Past it the call is
+    refused: ``An unexpected error occurred invoking 'M' on the server.
+    HubException: Too many open streams: a connection may have 32 (...)``."""
+    max_pending_client_results: int = attrs.field(default=10, validator=_count)
+    """``client(id).invoke`` calls waiting for one connection's answer; past it
+    ``invoke`` raises ``LimitExceeded`` (a ``HubError``)."""
+    max_groups_per_connection: int = attrs.field(default=100, validator=_count)
+    """Groups one connection may be in; past it ``groups.add`` raises
+    ``LimitExceeded`` (``A connection may be in at most 100 groups.``)."""
+    max_group_name_length: int = attrs.field(default=1024, validator=_count)
+    """Characters in a group name; past it ``groups.add`` raises ``LimitExceeded``."""
+    max_refusals: int = attrs.field(default=20, validator=_count)
+    """Refusals (a call refused for a limit, or a hub method that raised
+    ``LimitExceeded``) within ``refusal_window`` that close the connection:
+    ``{"type":7,"error":"Connection closed with an error. HubException: 20
+    requests were refused within 60 s for exceeding the connection's limits."}``
+    (no reconnect)."""
+    refusal_window: float = attrs.field(default=60.0, validator=_positive)
+    """Seconds over which refusals are counted toward ``max_refusals``."""
 
     @transports.validator
     def _check_transports(

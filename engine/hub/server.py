@@ -66,6 +66,7 @@ class HubRegistration:
             keep_alive_interval=options.keep_alive_interval if keep_alive else None,
             client_timeout=options.client_timeout,
             outbox_size=options.outbox_size,
+            outbox_max_bytes=options.outbox_max_bytes,
             close_timeout=options.close_timeout,
             send_timeout=options.send_timeout,
         )
@@ -150,8 +151,17 @@ class HubServer:
         if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
             raise TypeError(f"{hub_class!r} is not a Hub subclass")
         hub_options = options or self.options
-        router = Router(mailbox_size=max(1024, hub_options.outbox_size))
-        lifetime = _Lifetime(router, self.protocols, hub_options.client_result_timeout)
+        router = Router(
+            mailbox_size=max(1024, hub_options.outbox_size),
+            max_groups_per_connection=hub_options.max_groups_per_connection,
+        )
+        lifetime = _Lifetime(
+            router,
+            self.protocols,
+            hub_options.client_result_timeout,
+            max_group_name_length=hub_options.max_group_name_length,
+            max_groups_per_connection=hub_options.max_groups_per_connection,
+        )
         registration = HubRegistration(
             path=path,
             hub_class=hub_class,
@@ -198,6 +208,12 @@ class HubServer:
     @property
     def live_connections(self) -> int:
         return self._live
+
+    async def wait_idle(self) -> None:
+        """Returns once no connection is live (at once when none is): every
+        connection has run its close, hooks included, to the end."""
+        while self._live:
+            await self._idle.wait()
 
     # -- running ----------------------------------------------------------------
 

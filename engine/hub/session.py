@@ -42,7 +42,8 @@ from .clients import GroupManager, HubCallerClients
 from .context import HubCallerContext
 from .dispatcher import Dispatcher
 from .filters import compose_lifetime
-from .hub import Hub, HubError
+from .hub import Hub, HubError, LimitExceeded
+from .logs import clip
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -122,7 +123,7 @@ class HubSession:
                 "connection %s: handshake failed: %s%s",
                 self.connection_id,
                 event.error,
-                f" ({event.detail})" if event.detail else "",
+                f" ({clip(event.detail)})" if event.detail else "",
             )
             return HandshakeStep(reply=event.reply, ok=False)
         return None
@@ -246,8 +247,11 @@ class HubSession:
             try:
                 message = protocol.next_event()
             except RemoteProtocolError as error:
-                log.info("connection %s: protocol error: %s", self.connection_id, error)
-                raise CloseConnection(CloseReason.PROTOCOL_ERROR, str(error)) from None
+                # One line, no traceback: the client's mistake, and its data
+                # (a whole decoded record, for MessagePack) clipped.
+                text = clip(error)
+                log.info("connection %s: protocol error: %s", self.connection_id, text)
+                raise CloseConnection(CloseReason.PROTOCOL_ERROR, text) from None
             if message is NEED_DATA:
                 return
             if isinstance(message, Invocation | StreamInvocation):
@@ -275,6 +279,9 @@ class HubSession:
             raise HubError(Texts.CLIENT_RESULTS_IN_ON_CONNECTED)
         if self._control is None or self._control.reason is not None:
             raise HubError(f"Connection '{self.connection_id}' is not connected.")
+        most = self.registration.options.max_pending_client_results
+        if len(self._pending) >= most:
+            raise LimitExceeded(Texts.too_many_client_results(self.connection_id, most))
         self._next_result_id += 1
         invocation_id = f"s{self._next_result_id}"
         reply: Reply[Any] = Reply()
@@ -304,20 +311,31 @@ class HubSession:
         return self._protocol.protocol.encode(Ping())
 
     def close_record(self, reason: CloseReason) -> bytes | None:
+        if reason is CloseReason.LIMITS_EXCEEDED:
+            options = self.registration.options
+            # No reconnect: coming back would only run into the same limits.
+            text = Texts.limits_exceeded(options.max_refusals, options.refusal_window)
+            return self._protocol.close(Close(error=text)) or None
         record = _CLOSE_RECORDS.get(reason)
         if record is None:
             return None
         return self._protocol.close(record) or None
 
-    async def closed(self, reason: CloseReason, opened: bool) -> None:
+    async def release(self, reason: CloseReason) -> None:
         for reply in self._pending.values():
             reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
         self._pending.clear()
         if self._registered:
             try:
+                # The router handles commands without awaiting anything, so this
+                # waits only for our turn in its mailbox, never for user code.
                 await self.registration.router.unregister(self.connection_id)
             except ActorStopped:
                 pass  # the whole server is going down: its registry goes with it
+
+    async def closed(self, reason: CloseReason, opened: bool) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.log.flush()
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 import trio
@@ -13,7 +13,13 @@ T = TypeVar("T")
 
 
 class ClientStreamError(Exception):
-    """The client ended the stream with an error (its Completion's ``error``)."""
+    """The client ended the stream with an error (its Completion's ``error``), or
+    sent an item of the wrong type (``Failed to bind Stream message.``).
+
+    Not a ``HubError``: a method that lets it escape fails like the reference's
+    (``An unexpected error occurred invoking 'M' on the server.``), without an
+    error traceback in the log, since the client caused it.
+    """
 
 
 class ClientStream(Generic[T]):
@@ -25,8 +31,12 @@ class ClientStream(Generic[T]):
     method consumes is slowed down, not buffered without limit.
     """
 
-    def __init__(self, stream_id: str, capacity: int) -> None:
+    def __init__(
+        self, stream_id: str, capacity: int, coerce: Callable[[Any], Any] | None = None
+    ) -> None:
         self.stream_id = stream_id
+        self.coerce = coerce
+        """Checks (and converts) each item against the parameter's ``T``."""
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
         self._error: str | None = None
 

@@ -138,6 +138,40 @@ class Texts:
         "Client results inside OnConnectedAsync Hub methods are not allowed."
     )
 
+    STREAM_BINDING_FAILED: Final = "Failed to bind Stream message."
+    """An upload stream item of the wrong type ends its stream with this error."""
+
+    # -- per-connection limits: triohub's own (the reference has none of these);
+    # refusals of a call use the reference's HubException form of section 9.
+    @staticmethod
+    def too_many_streams(target: str, limit: int) -> str:
+        return (
+            f"An unexpected error occurred invoking '{target}' on the server. "
+            f"HubException: Too many open streams: a connection may have {limit} "
+            "(streams to and from the client together)."
+        )
+
+    @staticmethod
+    def group_name_too_long(length: int, limit: int) -> str:
+        return f"Group names may be at most {limit} characters long; this one has {length}."
+
+    @staticmethod
+    def too_many_groups(limit: int) -> str:
+        return f"A connection may be in at most {limit} groups."
+
+    @staticmethod
+    def too_many_client_results(connection_id: str, limit: int) -> str:
+        return f"Connection '{connection_id}' already has {limit} client results pending."
+
+    @staticmethod
+    def limits_exceeded(refusals: int, window: float) -> str:
+        """The Close error for a client that keeps running into its limits."""
+        return (
+            "Connection closed with an error. HubException: "
+            f"{refusals} requests were refused within {window:g} s for exceeding "
+            "the connection's limits."
+        )
+
     # -- HTTP bodies (3)
     CONNECTION_ID_REQUIRED: Final = "Connection ID required"
     NO_CONNECTION: Final = "No Connection with that ID"

@@ -385,3 +385,25 @@ async def test_local_sends_are_published_and_remote_ones_only_delivered(
 
     assert a.received() == [b"json:local", b"json:remote"]
     assert backplane.published == [(Audience(everyone=True), local)]
+
+
+async def test_a_connection_is_in_at_most_max_groups_per_connection_groups(
+    nursery: trio.Nursery,
+) -> None:
+    router = Router(max_groups_per_connection=2)
+    await nursery.start(router.run)
+    a, b = Conn("a"), Conn("b")
+    await register(router, a, b)
+    assert await router.add_to_group("a", "g1")
+    assert await router.add_to_group("a", "g2")
+    assert await router.add_to_group("a", "g2")  # already in: not a third
+    assert not await router.add_to_group("a", "g3")
+    assert await router.add_to_group("b", "g3")  # the limit is per connection
+    assert await router.add_to_group("gone", "g4")  # unknown: a no-op, not a refusal
+    await router.send(Audience(groups=frozenset({"g3"})), CountingPayload())
+    await router.barrier()
+    assert (a.received(), b.received()) == ([], [b"json:hello"])
+
+    await router.remove_from_group("a", "g1")
+    assert await router.add_to_group("a", "g3")
+    assert (await router.stats()).groups == 2  # g2 (a), g3 (a, b)

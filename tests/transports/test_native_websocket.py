@@ -252,9 +252,16 @@ async def test_expired_credential_closes_with_the_close_record(
 # -- 3. slow consumers and partial writes -------------------------------------------
 
 
+# ``Blast`` queues its whole burst at once (7.5 MB, 12 MB): past the default
+# ``outbox_max_bytes`` (1 MiB) that is a slow consumer, so these ordering tests
+# give the outbox room for the burst.
+BURST_ROOM = HubOptions(outbox_max_bytes=16 * 1024 * 1024)
+
+
 async def test_a_fast_client_gets_every_large_message_in_order(
-    native: Native, monkeypatch: pytest.MonkeyPatch
+    start_native: StartNative, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    native = await start_native(options=BURST_ROOM)
     spy = WakerSpy(monkeypatch)
     wire = await Wire.connect(native.port, receive_buffer=16 * 1024)
     await wire.hub_open()
@@ -308,9 +315,10 @@ def _read_blobs_blocking(port: int, count: int, size: int) -> list[int]:
                     received.append(record["arguments"][0])
 
 
-async def test_a_slow_reader_gets_every_broadcast_in_order(native: Native) -> None:
+async def test_a_slow_reader_gets_every_broadcast_in_order(start_native: StartNative) -> None:
     """Bursts that make the writer block now and then: a record written straight
     to the socket must never overtake the ones the writer still holds."""
+    native = await start_native(options=BURST_ROOM)
     count, size = 400, 30_000
     with trio.fail_after(30):
         received = await trio.to_thread.run_sync(_read_blobs_blocking, native.port, count, size)
