@@ -30,6 +30,7 @@ from .http import (
     request_info,
     respond,
 )
+from .listening import describe
 from .longpolling import LongPollingTransport, PollOutcome
 from .sse import Inbound, SseTransport
 from .websocket import AsgiWebSocketTransport
@@ -363,7 +364,13 @@ class SignalRApp:
             event = await receive()
             if event["type"] != "websocket.connect":
                 return
-            await send({"type": "websocket.accept"})
+            try:
+                await send({"type": "websocket.accept"})
+            except Exception as error:
+                # The server already answered the upgrade (a client that sent
+                # bytes before our 101, hypercorn#225): nothing to serve.
+                log.debug("a WebSocket was not accepted: %s", describe(error))
+                return
             transport = AsgiWebSocketTransport(receive, send)
             await self.server.connect(
                 registration,

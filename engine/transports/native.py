@@ -32,6 +32,7 @@ from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from ..protocol.websocket import accept_key, valid_key
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import log_refusal, parse_headers, parse_query
+from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .native_ws import NativeWebSocketTransport
 
 if TYPE_CHECKING:
@@ -199,10 +200,7 @@ class _Connection:
                     return
         except (OSError, trio.BrokenResourceError, trio.TooSlowError):
             pass  # gone, or it stopped reading our answers
-        except Exception:
-            # One connection's failure is logged and ends that connection only.
-            log.exception("serving an HTTP connection from %s failed", self.client[0])
-        finally:
+        finally:  # any other error: ``listening.isolated`` logs it, in one line
             if not self.handed_over:
                 trio.lowlevel.notify_closing(self.sock)
                 self.sock.close()
@@ -451,21 +449,27 @@ async def serve_native(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    backlog: int = 1024,
+    backlog: int = BACKLOG,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the hubs of a running ``server`` with triohub's own HTTP/1.1 and
     WebSocket server until cancelled.
 
     ``host, port = await nursery.start(serve_native, server)``.
+
+    Args:
+        server: the hubs (already running).
+        host: the address to listen on.
+        port: the port (0: any free one).
+        backlog: the listen backlog (connections the kernel queues before
+            they are accepted).
+
+    Raises:
+        OSError: the address cannot be bound.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener = listen_socket(host, port, backlog)
+    pacer = AcceptPacer(f"native server on {host}:{listener.getsockname()[1]}")
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(backlog)
-        listener.setblocking(False)
         table = ConnectionTable()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(table.reap)
@@ -477,14 +481,17 @@ async def serve_native(
                         sock, address = listener.accept()
                     except BlockingIOError:
                         break
-                    except OSError as error:  # EMFILE and friends: try again later
-                        log.warning("accept failed: %s", error)
-                        await trio.sleep(0.1)
+                    except OSError as error:  # EMFILE and friends: later
+                        await pacer.failed(error)
                         break
+                    pacer.accepted()
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client = (str(address[0]), int(address[1]))
-                    nursery.start_soon(_Connection(server, table, sock, client).serve)
+                    connection = _Connection(server, table, sock, client)
+                    nursery.start_soon(
+                        isolated, connection.serve, f"{client[0]}:{client[1]}", "HTTP connection"
+                    )
     finally:
         trio.lowlevel.notify_closing(listener)
         listener.close()
