@@ -7,9 +7,9 @@ WebSockets), straight to ``ws://host:port/hubs/name``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 from trio_websocket import (
@@ -63,6 +63,26 @@ class TrioWebSocketTransport:
 
     async def aclose(self) -> None:
         await self._connection.aclose(code=1000)
+
+
+class _Watched:
+    """The nursery trio-websocket starts its reader task in, for the handshake:
+    the reader ending (a client that left before its request was whole) ends
+    the wait for the request, which would otherwise last the whole timeout,
+    holding the socket."""
+
+    def __init__(self, nursery: trio.Nursery, handshake: trio.CancelScope) -> None:
+        self._nursery = nursery
+        self._handshake = handshake
+
+    def start_soon(self, function: Callable[[], Awaitable[object]], name: object = None) -> None:
+        async def watched() -> None:
+            try:
+                await function()
+            finally:
+                self._handshake.cancel()  # no effect once the handshake is over
+
+        self._nursery.start_soon(watched, name=name)
 
 
 def _request_info(request: WebSocketRequest, path: str, query: str, hub_path: str) -> RequestInfo:
@@ -138,9 +158,10 @@ async def serve_trio_websocket(
         # ``wrap_server_stream``: the accept loop and the wall are ours.
         async with trio.open_nursery() as nursery:
             request = None
-            with trio.move_on_after(_HANDSHAKE_TIMEOUT):
+            with trio.move_on_after(_HANDSHAKE_TIMEOUT) as handshake:
+                reader_nursery = cast(trio.Nursery, _Watched(nursery, handshake))
                 request = await wrap_server_stream(
-                    nursery, stream, max_message_size=max_message_size
+                    reader_nursery, stream, max_message_size=max_message_size
                 )
             if request is not None:
                 await handle(request)

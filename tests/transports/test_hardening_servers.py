@@ -6,7 +6,9 @@ each one may end its own connection, never the server, never the log.
 * a WebSocket protocol error right after the handshake (hypercorn's close raced the
   handshake reply: two tracebacks per connection);
 * a client that stops reading (hypercorn shields its writes with no deadline);
-* the listen backlog is a parameter of every server, 1024 by default.
+* the listen backlog is a parameter of every server, 1024 by default;
+* a process out of file descriptors says so once and retries slowly (a child
+  process with a low RLIMIT_NOFILE).
 
 Real sockets, real time; every wait is bounded by the (shortened) server timeouts.
 """
@@ -14,6 +16,10 @@ Real sockets, real time; every wait is bounded by the (shortened) server timeout
 from __future__ import annotations
 
 import logging
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -133,3 +139,62 @@ async def test_the_listen_backlog_is_a_parameter(kind: str) -> None:
         assert listen_backlog(served.port) == 1024
     async with running(kind, backlog=2048) as served:
         assert listen_backlog(served.port) == 2048
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("kind", [*SERVERS, "trio-websocket"])
+async def test_out_of_file_descriptors_is_one_warning_and_a_slow_retry(
+    kind: str, tmp_path: pathlib.Path
+) -> None:
+    limit = 40
+    episode = 1.5
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "tests.transports.fd_limited_server", kind, str(limit)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+        )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(20):
+            port = int((await process.stdout.receive_some()).decode())
+        # More connections than the server has descriptors left: it accepts
+        # until EMFILE, and the rest wait in the backlog.
+        started = trio.current_time()
+        held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(limit)]
+        cpu = cpu_seconds(process.pid)
+        await trio.sleep(episode)  # the episode under test: how often it retries
+        cpu = cpu_seconds(process.pid) - cpu
+        for stream in held:
+            await stream.aclose()
+        with trio.fail_after(10):
+            await assert_serves(port, negotiated=kind != "trio-websocket")
+        elapsed = trio.current_time() - started
+    finally:
+        await process.stdin.aclose()
+        with trio.move_on_after(15):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    lines = log_path.read_text().splitlines()
+    failed = [line for line in lines if "accept failed with EMFILE" in line]
+    again = [line for line in lines if "accepting again" in line]
+    assert len(failed) == 1, lines
+    assert failed[0].startswith("WARNING "), failed
+    assert len(again) == 1, lines
+    assert not [line for line in lines if "Traceback" in line or line.startswith("ERROR")], lines
+    # Backing off from 10 ms to 1 s: 7 tries in the first 1.3 s, then one a
+    # second (not one per 100 ms), and next to no CPU.
+    tries = int(again[0].rsplit(" after ", 1)[1].split()[0])
+    assert tries <= 8 + elapsed, (again, elapsed)
+    assert cpu < 0.2 * episode, cpu
