@@ -24,6 +24,8 @@ connection end the process and cannot be configured around it:
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -33,11 +35,12 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.logging import Logger
 from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
+from ..protocol.websocket import FrameChecker, WebSocketError, close_frame
 from .listening import BACKLOG, accept_streams, listen_socket
 
 __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
@@ -53,6 +56,15 @@ _SAFE_ATOMS = ("h", "m", "U", "H", "s", "b", "D")
 WRITE_TIMEOUT = 30.0
 """Default ``write_timeout``: the longest one socket write may wait for a
 client to read, when its caller set no shorter deadline."""
+
+
+_CLOSE_WRITE = 1.0
+"""Seconds the close frame of a client's protocol error may take to write."""
+
+_WEBSOCKET_ACCEPTED = re.compile(
+    rb"HTTP/1\.1 101 [^\r]*\r\n(?:[^\r]*\r\n)*?upgrade: *websocket\r\n", re.I
+)
+"""hypercorn's answer that makes the connection a WebSocket (not an h2c upgrade)."""
 
 
 class RedactingLogger(Logger):
@@ -84,6 +96,45 @@ class _Connection(TCPServer):
         self._write_timeout = write_timeout
         self._peer = peer
         self._cut = False
+        self._frames: FrameChecker | None = None
+        """Checks the client's frames once the connection is a WebSocket."""
+
+    async def _read_data(self) -> None:
+        # hypercorn's loop, with the client's frames checked before wsproto
+        # reads them: on a broken frame wsproto makes hypercorn drop the TCP
+        # connection without a close frame; here the client gets the close
+        # code RFC 6455 asks for (1002), as from the native server.
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or math.inf):
+                    data = bytes(await self.stream.receive_some(MAX_RECV))
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            if self._frames is not None and data:
+                try:
+                    self._frames.feed(data)
+                except WebSocketError as error:
+                    await self._refuse(error)
+                    break
+            await self.protocol.handle(RawData(data))
+            if not data:
+                break
+        await self.protocol.handle(Closed())
+
+    async def _refuse(self, error: WebSocketError) -> None:
+        """Send the close frame of a client's protocol error; nothing after it."""
+        log.info("closing a WebSocket from %s with %d: %s", self._peer, error.code, error.reason)
+        async with self.send_lock:
+            if not self._cut:
+                self._cut = True
+                with trio.CancelScope(
+                    shield=True,
+                    deadline=trio.current_time() + min(self._write_timeout, _CLOSE_WRITE),
+                ):
+                    try:
+                        await self.stream.send_all(close_frame(error.code))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
@@ -92,6 +143,8 @@ class _Connection(TCPServer):
         if self._cut:
             await trio.lowlevel.checkpoint()
             return
+        if self._frames is None and _WEBSOCKET_ACCEPTED.match(event.data):
+            self._frames = FrameChecker()
         gone = False
         async with self.send_lock:
             now = trio.current_time()

@@ -29,9 +29,17 @@ from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
-from ..protocol.websocket import accept_key, valid_key
+from ..protocol.websocket import accept_key
 from .connections import ConnectionTable, HttpConnection, Refusal
-from .http import log_refusal, parse_headers, parse_query
+from .http import (
+    BAD_UPGRADE,
+    host_problem,
+    log_refusal,
+    parse_headers,
+    parse_query,
+    route_path,
+    upgrade_problem,
+)
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .native_ws import NativeWebSocketTransport
 
@@ -96,7 +104,8 @@ class _Request:
             target = "/" + target.split("://", 1)[1].partition("/")[2]
         if not target.startswith("/"):
             raise _BadRequest(400, "unsupported request target")
-        self.path, _, self.query = target.partition("?")
+        raw_path, _, self.query = target.partition("?")
+        self.path = route_path(raw_path)
         pairs: list[tuple[str, str]] = []
         for raw in lines:
             name, colon, value = raw.partition(":")
@@ -105,6 +114,9 @@ class _Request:
             pairs.append((name, value.strip()))
         self.raw_headers = pairs
         self.headers = parse_headers(pairs)
+        problem = host_problem(self.version[5:], self.headers.get("host", ()))
+        if problem is not None:
+            raise _BadRequest(400, problem)
 
     def header(self, name: str) -> str:
         return ",".join(self.headers.get(name, ()))
@@ -378,15 +390,12 @@ class _Connection:
         await self._respond(200, result.body, content_type="application/json")
 
     async def _upgrade(self, request: _Request, registration: HubRegistration) -> bool | _Upgraded:
-        key = request.header("sec-websocket-key")
-        if request.header("sec-websocket-version") != "13" or not valid_key(key):
-            await self._respond(
-                400,
-                b"Bad WebSocket upgrade request",
-                headers=((b"Sec-WebSocket-Version", b"13"),),
-                close=True,
-            )
+        problem = upgrade_problem(request.version[5:], request.headers)
+        if problem is not None:
+            status, headers = BAD_UPGRADE
+            await self._respond(status, problem.encode(), headers=headers, close=True)
             return False
+        key = request.header("sec-websocket-key")
         verdict = await self._verdict(request, registration)
         if not verdict.allowed:
             return True
