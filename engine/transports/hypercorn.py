@@ -9,8 +9,11 @@ connection end the process and cannot be configured around it:
 * pgjones/hypercorn#225: an upgrade request followed by more bytes in the same
   write drives h11 into its ERROR state; hypercorn's answer then raises
   ``h11.LocalProtocolError`` out of the connection task, into the listener's
-  nursery, and the server exits (reproduced with hypercorn 0.18.0).
-  Here the error ends that connection and is one INFO line.
+  nursery, and the server exits. Reproduced with a bare ASGI app on hypercorn
+  0.17.0, 0.17.3 and 0.18.0 (the newest at the time of writing); 0.14.4 and
+  0.16.0 exit on the same bytes with ``AttributeError: 'WSStream' object has no
+  attribute 'connection'``. Here the error ends that connection and is one
+  INFO line.
 * hypercorn shields every socket write with no deadline: a client that stops
   reading holds its connection (and what was queued for it) forever, past any
   hub timeout, and blocks shutdown. Here a write keeps its caller's deadline
@@ -19,6 +22,11 @@ connection end the process and cannot be configured around it:
 * Its accept loop logs an ERROR with a traceback every 100 ms while the process
   is out of file descriptors; here that is one WARNING per episode.
 * The listen backlog is a parameter (hypercorn's default is 100).
+* On a broken frame wsproto makes hypercorn drop the TCP connection without a
+  close frame; here the client's frames pass ``FrameChecker`` first, and a
+  broken one gets the 1002 close the native server sends (text that is not
+  UTF-8 still ends the connection without a code: seeing it would mean
+  decoding every message twice).
 """
 
 from __future__ import annotations
@@ -89,6 +97,9 @@ class _Connection(TCPServer):
     connection, so the socket is closed under it. The reader task then sees
     the close and tells the protocol, which tells the app, as for any
     dropped client.
+
+    Once hypercorn has accepted a WebSocket, the client's frames are checked
+    before wsproto reads them (see the module's docstring).
     """
 
     def __init__(self, *args: Any, write_timeout: float, peer: str) -> None:
