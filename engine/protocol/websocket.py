@@ -136,13 +136,15 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ key).to_bytes(size, "little")
 
 
-def check_frame(first: int, second: int, in_message: int) -> int:
+def check_frame(first: int, second: int, in_message: int, compressed: bool = False) -> int:
     """What RFC 6455 section 5 requires of a client frame's first two bytes.
 
     Args:
         first: the frame's first byte (FIN, RSV1-3, opcode).
         second: its second byte (MASK, the 7-bit length).
         in_message: the opcode of the fragmented message in progress (0: none).
+        compressed: permessage-deflate was negotiated (RFC 7692): RSV1 may mark
+            the first frame of a data message.
 
     Returns:
         The frame's opcode.
@@ -151,7 +153,10 @@ def check_frame(first: int, second: int, in_message: int) -> int:
         WebSocketError: 1002, with what is wrong.
     """
     if first & 0x70:
-        raise WebSocketError(1002, "reserved bits set (no extension was negotiated)")
+        if not compressed or first & 0x30:
+            raise WebSocketError(1002, "reserved bits set (no extension was negotiated)")
+        if first & 0x0F not in (TEXT, BINARY):
+            raise WebSocketError(1002, "RSV1 set on a control or continuation frame")
     if not second & 0x80:
         raise WebSocketError(1002, "client frames must be masked")
     opcode = first & 0x0F
@@ -271,9 +276,15 @@ class FrameChecker:
     Cheap enough to run in front of another decoder: data payloads are
     skipped, never buffered nor unmasked (so a text message that is not UTF-8
     goes unnoticed here); close payloads (125 bytes at most) are checked too.
+
+    Args:
+        compressed: permessage-deflate was negotiated (RSV1 allowed on the
+            first frame of a data message).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, compressed: bool = False) -> None:
+        self._compressed = compressed
+        """permessage-deflate was negotiated: RSV1 may mark a message's first frame."""
         self._buffer = bytearray()
         """A frame head, or a whole control frame, not complete yet."""
         self._skip = 0
@@ -301,7 +312,7 @@ class FrameChecker:
             while end - start >= 2:
                 first = buffer[start]
                 second = buffer[start + 1]
-                opcode = check_frame(first, second, self._in_message)
+                opcode = check_frame(first, second, self._in_message, self._compressed)
                 size = second & 0x7F
                 header = 6
                 if size == 126:

@@ -155,7 +155,8 @@ class _Connection(TCPServer):
             await trio.lowlevel.checkpoint()
             return
         if self._frames is None and _WEBSOCKET_ACCEPTED.match(event.data):
-            self._frames = FrameChecker()
+            head = event.data.partition(b"\r\n\r\n")[0].lower()
+            self._frames = FrameChecker(compressed=b"\r\nsec-websocket-extensions:" in head)
         gone = False
         async with self.send_lock:
             now = trio.current_time()

@@ -23,6 +23,7 @@ from .test_websocket_frames import (
     ERRORS,
     INVALID_CODES,
     MASK,
+    PING,
     TEXT,
     conversations,
     raw_frame,
@@ -86,3 +87,17 @@ def test_a_head_split_anywhere() -> None:
         checker = FrameChecker()
         checker.feed(wire[:cut])
         checker.feed(wire[cut:])
+
+
+def test_permessage_deflate_allows_rsv1_on_a_messages_first_frame_only() -> None:
+    first = raw_frame(TEXT, b"x", fin=False, rsv=0x40)
+    FrameChecker(compressed=True).feed(first + raw_frame(CONTINUATION, b"y"))
+    FrameChecker(compressed=True).feed(raw_frame(BINARY, b"z", rsv=0x40))
+    for wrong in (
+        first + raw_frame(CONTINUATION, b"y", rsv=0x40),
+        raw_frame(PING, b"", rsv=0x40),
+        raw_frame(TEXT, b"x", rsv=0x20),
+    ):
+        with pytest.raises(WebSocketError) as info:
+            FrameChecker(compressed=True).feed(wrong)
+        assert info.value.code == 1002

@@ -11,10 +11,15 @@ import logging
 import struct
 
 import pytest
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.extensions import PerMessageDeflate
 
 from .hardening_support import SERVERS, UPGRADE, assert_serves, running
 from .native_support import HUB
-from .native_wire import BINARY, CLOSE, TEXT, Wire, new_key
+from .native_wire import BINARY, CLOSE, TEXT, Wire, invocation, new_key
+from .support import HANDSHAKE_OK, JSON_HANDSHAKE
 
 pytestmark = [pytest.mark.usefixtures("hang_guard"), pytest.mark.parametrize("kind", SERVERS)]
 
@@ -122,3 +127,33 @@ async def test_the_upgrade_key_is_checked_by_value_not_presence(kind: str) -> No
         response = await wire.upgrade(HUB, key=new_key())
         assert response.status == 101, response
         await wire.aclose()
+
+
+async def test_a_compressed_client_is_served(kind: str) -> None:
+    """permessage-deflate sets RSV1 (hypercorn negotiates it; the frame check
+    must let it through); the native server declines it."""
+    client = WSConnection(ConnectionType.CLIENT)
+    async with running(kind) as served:
+        stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+        offer = Request(host="127.0.0.1", target=HUB, extensions=[PerMessageDeflate()])
+        await stream.send_all(client.send(offer))
+
+        async def next_event() -> object:
+            while True:
+                for event in client.events():
+                    return event
+                client.receive_data(await stream.receive_some(65536))
+
+        with trio.fail_after(5):
+            accepted = await next_event()
+            assert isinstance(accepted, AcceptConnection), accepted
+            compressed = bool(accepted.extensions)
+            assert compressed == (kind == "hypercorn")
+            await stream.send_all(client.send(TextMessage(JSON_HANDSHAKE.decode())))
+            assert await next_event() == TextMessage(HANDSHAKE_OK.decode())
+            call = invocation("1", "Echo", "z" * 5000)
+            await stream.send_all(client.send(TextMessage(call.decode())))
+            reply = await next_event()
+        assert isinstance(reply, TextMessage)
+        assert reply.data.startswith('{"type":3,"invocationId":"1","result":"zzz'), reply
+        await stream.aclose()
