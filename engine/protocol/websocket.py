@@ -26,10 +26,12 @@ __all__ = [
     "PONG",
     "TEXT",
     "ControlFrame",
+    "FrameChecker",
     "FrameDecoder",
     "Message",
     "WebSocketError",
     "accept_key",
+    "check_frame",
     "close_frame",
     "encode_frame",
     "parse_close",
@@ -134,6 +136,48 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(data, "little") ^ key).to_bytes(size, "little")
 
 
+def check_frame(first: int, second: int, in_message: int, compressed: bool = False) -> int:
+    """What RFC 6455 section 5 requires of a client frame's first two bytes.
+
+    Args:
+        first: the frame's first byte (FIN, RSV1-3, opcode).
+        second: its second byte (MASK, the 7-bit length).
+        in_message: the opcode of the fragmented message in progress (0: none).
+        compressed: permessage-deflate was negotiated (RFC 7692): RSV1 may mark
+            the first frame of a data message.
+
+    Returns:
+        The frame's opcode.
+
+    Raises:
+        WebSocketError: 1002, with what is wrong.
+    """
+    if first & 0x70:
+        if not compressed or first & 0x30:
+            raise WebSocketError(1002, "reserved bits set (no extension was negotiated)")
+        if first & 0x0F not in (TEXT, BINARY):
+            raise WebSocketError(1002, "RSV1 set on a control or continuation frame")
+    if not second & 0x80:
+        raise WebSocketError(1002, "client frames must be masked")
+    opcode = first & 0x0F
+    if opcode >= CLOSE:
+        if opcode > PONG:
+            raise WebSocketError(1002, f"unknown opcode {opcode:#x}")
+        if not first & 0x80:
+            raise WebSocketError(1002, "fragmented control frame")
+        if second & 0x7F > _CONTROL_LIMIT:
+            raise WebSocketError(1002, "control frame payload over 125 bytes")
+    elif opcode == CONTINUATION:
+        if not in_message:
+            raise WebSocketError(1002, "continuation frame without a message")
+    elif opcode in (TEXT, BINARY):
+        if in_message:
+            raise WebSocketError(1002, "new message inside a fragmented message")
+    else:
+        raise WebSocketError(1002, f"unknown opcode {opcode:#x}")
+    return opcode
+
+
 class FrameDecoder:
     """Client frames in, ``Message`` / ``ControlFrame`` events out.
 
@@ -164,11 +208,7 @@ class FrameDecoder:
         while end - start >= 2:
             first = buffer[start]
             second = buffer[start + 1]
-            if first & 0x70:
-                raise WebSocketError(1002, "reserved bits set (no extension was negotiated)")
-            if not second & 0x80:
-                raise WebSocketError(1002, "client frames must be masked")
-            opcode = first & 0x0F
+            opcode = check_frame(first, second, self._fragment_opcode)
             final = first & 0x80
             size = second & 0x7F
             header = 6
@@ -184,15 +224,6 @@ class FrameDecoder:
                 (size,) = struct.unpack_from("!Q", buffer, start + 2)
                 if size >> 63:
                     raise WebSocketError(1002, "frame length has its high bit set")
-            if opcode >= CLOSE:
-                if opcode > PONG:
-                    raise WebSocketError(1002, f"unknown opcode {opcode:#x}")
-                if not final:
-                    raise WebSocketError(1002, "fragmented control frame")
-                if size > _CONTROL_LIMIT:
-                    raise WebSocketError(1002, "control frame payload over 125 bytes")
-            elif opcode not in (CONTINUATION, TEXT, BINARY):
-                raise WebSocketError(1002, f"unknown opcode {opcode:#x}")
             # An empty fragment counts as one byte: endless empty fragments
             # must reach the limit too.
             if (
@@ -209,11 +240,6 @@ class FrameDecoder:
             if opcode >= CLOSE:
                 events.append(ControlFrame(opcode, payload))
                 continue
-            if opcode == CONTINUATION:
-                if not self._fragment_opcode:
-                    raise WebSocketError(1002, "continuation frame without a message")
-            elif self._fragment_opcode:
-                raise WebSocketError(1002, "new message inside a fragmented message")
             if final and not self._fragment_opcode:
                 events.append(_message(opcode, payload))
                 continue
@@ -239,3 +265,87 @@ def _message(opcode: int, payload: bytes) -> Message:
         except UnicodeDecodeError:
             raise WebSocketError(1007, "text message is not UTF-8") from None
     return Message(opcode, payload)
+
+
+class FrameChecker:
+    """Client frames in, nothing out: the RFC 6455 rules of ``check_frame`` for
+    a server whose own WebSocket library drops the TCP connection on a broken
+    frame without a close code (hypercorn's wsproto), so that the client gets
+    the close frame ``WebSocketError.code`` names.
+
+    Cheap enough to run in front of another decoder: data payloads are
+    skipped, never buffered nor unmasked (so a text message that is not UTF-8
+    goes unnoticed here); close payloads (125 bytes at most) are checked too.
+
+    Args:
+        compressed: permessage-deflate was negotiated (RSV1 allowed on the
+            first frame of a data message).
+    """
+
+    def __init__(self, *, compressed: bool = False) -> None:
+        self._compressed = compressed
+        """permessage-deflate was negotiated: RSV1 may mark a message's first frame."""
+        self._buffer = bytearray()
+        """A frame head, or a whole control frame, not complete yet."""
+        self._skip = 0
+        """Payload bytes of the current data frame still to come."""
+        self._in_message = 0
+
+    def feed(self, data: bytes) -> None:
+        """Check the frames ``data`` continues.
+
+        Raises:
+            WebSocketError: the client broke the protocol; nothing more may be
+                fed after it.
+        """
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data = data[self._skip :]
+            self._skip = 0
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = len(buffer)
+        try:
+            while end - start >= 2:
+                first = buffer[start]
+                second = buffer[start + 1]
+                opcode = check_frame(first, second, self._in_message, self._compressed)
+                size = second & 0x7F
+                header = 6
+                if size == 126:
+                    header = 8
+                elif size == 127:
+                    header = 14
+                if end - start < header:
+                    return
+                if size == 126:
+                    (size,) = struct.unpack_from("!H", buffer, start + 2)
+                elif size == 127:
+                    (size,) = struct.unpack_from("!Q", buffer, start + 2)
+                    if size >> 63:
+                        raise WebSocketError(1002, "frame length has its high bit set")
+                if opcode >= CLOSE:
+                    if end - start < header + size:
+                        return
+                    if opcode == CLOSE:
+                        mask = bytes(buffer[start + header - 4 : start + header])
+                        parse_close(
+                            _unmask(bytes(buffer[start + header : start + header + size]), mask)
+                        )
+                    start += header + size
+                    continue
+                if opcode != CONTINUATION and not first & 0x80:
+                    self._in_message = opcode
+                elif opcode == CONTINUATION and first & 0x80:
+                    self._in_message = 0
+                available = end - start - header
+                if size > available:
+                    self._skip = size - available
+                    start = end
+                    return
+                start += header + size
+        finally:
+            del buffer[:start]

@@ -19,17 +19,22 @@ from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import (
+    BAD_UPGRADE,
     NO_CACHE,
     BodyTooLarge,
     Receive,
     Scope,
     Send,
     log_refusal,
+    parse_headers,
     query_of,
     read_body,
     request_info,
     respond,
+    route_path,
+    upgrade_problem,
 )
+from .listening import describe
 from .longpolling import LongPollingTransport, PollOutcome
 from .sse import Inbound, SseTransport
 from .websocket import AsgiWebSocketTransport
@@ -66,7 +71,11 @@ class SignalRApp:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        path = scope.get("path", "/")
+        raw_path = scope.get("raw_path")
+        if isinstance(raw_path, bytes):
+            path = route_path(raw_path.decode("latin-1"))
+        else:  # a server without raw_path decoded the path already
+            path = scope.get("path", "/")
         registration, negotiate_route = self._route(path)
         if registration is None:
             if self.fallback is not None:
@@ -79,6 +88,15 @@ class SignalRApp:
         if kind == "websocket":
             if negotiate_route:
                 await self._reject_websocket(scope, send, 404, b"")
+                return
+            problem = upgrade_problem(
+                scope.get("http_version", "1.1"), parse_headers(scope.get("headers", ()))
+            )
+            if problem is not None:
+                # The server checked less (hypercorn takes any key): refused
+                # before anything else, as by the native server.
+                status, headers = BAD_UPGRADE
+                await self._reject_websocket(scope, send, status, problem.encode(), headers)
                 return
             await self._websocket(scope, receive, send, registration)
         elif kind == "http":
@@ -363,7 +381,13 @@ class SignalRApp:
             event = await receive()
             if event["type"] != "websocket.connect":
                 return
-            await send({"type": "websocket.accept"})
+            try:
+                await send({"type": "websocket.accept"})
+            except Exception as error:
+                # The server already answered the upgrade (a client that sent
+                # bytes before our 101, hypercorn#225): nothing to serve.
+                log.debug("a WebSocket was not accepted: %s", describe(error))
+                return
             transport = AsgiWebSocketTransport(receive, send)
             await self.server.connect(
                 registration,

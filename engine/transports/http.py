@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from ..auth.request import RequestInfo
 from ..hub.access import Verdict
+from ..protocol.websocket import valid_key
 
 __all__ = [
+    "BAD_UPGRADE",
     "Receive",
     "Scope",
     "Send",
+    "host_problem",
     "log_refusal",
     "read_body",
     "request_info",
     "respond",
+    "route_path",
+    "upgrade_problem",
 ]
 
 log = logging.getLogger("triohub.transports")
@@ -31,6 +37,57 @@ NO_CACHE = [
     (b"pragma", b"no-cache"),
     (b"expires", b"Thu, 01 Jan 1970 00:00:00 GMT"),
 ]
+
+
+BAD_UPGRADE = (400, ((b"sec-websocket-version", b"13"),))
+"""Status and headers of a refused WebSocket upgrade request (``upgrade_problem``);
+the body is the problem's text."""
+
+_ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
+
+
+def route_path(raw: str) -> str:
+    """The path the servers route on: percent-decoded, except ``%2F``.
+
+    An encoded slash is part of a segment, never a separator (as in ASP.NET
+    Core): ``/hubs%2Fchat/negotiate`` must not reach the hub at ``/hubs/chat``,
+    whatever the server decoded for the ASGI ``path``.
+
+    Args:
+        raw: the path as sent (ASGI ``raw_path``, or the request target's path).
+    """
+    if "%" not in raw:
+        return raw
+    return unquote(_ENCODED_SLASH.sub("%252F", raw), errors="surrogateescape")
+
+
+def host_problem(http_version: str, hosts: tuple[str, ...]) -> str | None:
+    """Why a request's ``Host`` header fields make it a 400 (RFC 9112 3.2: an
+    HTTP/1.1 request has exactly one; none may have two), or ``None``."""
+    if len(hosts) > 1:
+        return "more than one Host header"
+    if not hosts and http_version == "1.1":
+        return "an HTTP/1.1 request needs a Host header"
+    return None
+
+
+def upgrade_problem(http_version: str, headers: Mapping[str, tuple[str, ...]]) -> str | None:
+    """Why a WebSocket upgrade request must be refused (with ``BAD_UPGRADE``),
+    or ``None``: RFC 6455 4.2.1 asks for HTTP/1.1 or later, version 13 and a
+    key of 16 base64-encoded bytes.
+
+    Args:
+        http_version: ``"1.0"``, ``"1.1"``...
+        headers: lower-case names to their values (``parse_headers``).
+    """
+    if http_version in ("0.9", "1.0"):
+        return "a WebSocket upgrade needs HTTP/1.1"
+    if headers.get("sec-websocket-version") != ("13",):
+        return "Sec-WebSocket-Version must be 13"
+    keys = headers.get("sec-websocket-key", ())
+    if len(keys) != 1 or not valid_key(keys[0]):
+        return "Sec-WebSocket-Key must be 16 bytes, base64-encoded"
+    return None
 
 
 class BodyTooLarge(Exception):

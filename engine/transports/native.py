@@ -29,9 +29,18 @@ from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
-from ..protocol.websocket import accept_key, valid_key
+from ..protocol.websocket import accept_key
 from .connections import ConnectionTable, HttpConnection, Refusal
-from .http import log_refusal, parse_headers, parse_query
+from .http import (
+    BAD_UPGRADE,
+    host_problem,
+    log_refusal,
+    parse_headers,
+    parse_query,
+    route_path,
+    upgrade_problem,
+)
+from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .native_ws import NativeWebSocketTransport
 
 if TYPE_CHECKING:
@@ -95,7 +104,8 @@ class _Request:
             target = "/" + target.split("://", 1)[1].partition("/")[2]
         if not target.startswith("/"):
             raise _BadRequest(400, "unsupported request target")
-        self.path, _, self.query = target.partition("?")
+        raw_path, _, self.query = target.partition("?")
+        self.path = route_path(raw_path)
         pairs: list[tuple[str, str]] = []
         for raw in lines:
             name, colon, value = raw.partition(":")
@@ -104,6 +114,9 @@ class _Request:
             pairs.append((name, value.strip()))
         self.raw_headers = pairs
         self.headers = parse_headers(pairs)
+        problem = host_problem(self.version[5:], self.headers.get("host", ()))
+        if problem is not None:
+            raise _BadRequest(400, problem)
 
     def header(self, name: str) -> str:
         return ",".join(self.headers.get(name, ()))
@@ -199,10 +212,7 @@ class _Connection:
                     return
         except (OSError, trio.BrokenResourceError, trio.TooSlowError):
             pass  # gone, or it stopped reading our answers
-        except Exception:
-            # One connection's failure is logged and ends that connection only.
-            log.exception("serving an HTTP connection from %s failed", self.client[0])
-        finally:
+        finally:  # any other error: ``listening.isolated`` logs it, in one line
             if not self.handed_over:
                 trio.lowlevel.notify_closing(self.sock)
                 self.sock.close()
@@ -380,15 +390,12 @@ class _Connection:
         await self._respond(200, result.body, content_type="application/json")
 
     async def _upgrade(self, request: _Request, registration: HubRegistration) -> bool | _Upgraded:
-        key = request.header("sec-websocket-key")
-        if request.header("sec-websocket-version") != "13" or not valid_key(key):
-            await self._respond(
-                400,
-                b"Bad WebSocket upgrade request",
-                headers=((b"Sec-WebSocket-Version", b"13"),),
-                close=True,
-            )
+        problem = upgrade_problem(request.version[5:], request.headers)
+        if problem is not None:
+            status, headers = BAD_UPGRADE
+            await self._respond(status, problem.encode(), headers=headers, close=True)
             return False
+        key = request.header("sec-websocket-key")
         verdict = await self._verdict(request, registration)
         if not verdict.allowed:
             return True
@@ -451,21 +458,27 @@ async def serve_native(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    backlog: int = 1024,
+    backlog: int = BACKLOG,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the hubs of a running ``server`` with triohub's own HTTP/1.1 and
     WebSocket server until cancelled.
 
     ``host, port = await nursery.start(serve_native, server)``.
+
+    Args:
+        server: the hubs (already running).
+        host: the address to listen on.
+        port: the port (0: any free one).
+        backlog: the listen backlog (connections the kernel queues before
+            they are accepted).
+
+    Raises:
+        OSError: the address cannot be bound.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener = listen_socket(host, port, backlog)
+    pacer = AcceptPacer(f"native server on {host}:{listener.getsockname()[1]}")
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(backlog)
-        listener.setblocking(False)
         table = ConnectionTable()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(table.reap)
@@ -477,14 +490,17 @@ async def serve_native(
                         sock, address = listener.accept()
                     except BlockingIOError:
                         break
-                    except OSError as error:  # EMFILE and friends: try again later
-                        log.warning("accept failed: %s", error)
-                        await trio.sleep(0.1)
+                    except OSError as error:  # EMFILE and friends: later
+                        await pacer.failed(error)
                         break
+                    pacer.accepted()
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client = (str(address[0]), int(address[1]))
-                    nursery.start_soon(_Connection(server, table, sock, client).serve)
+                    connection = _Connection(server, table, sock, client)
+                    nursery.start_soon(
+                        isolated, connection.serve, f"{client[0]}:{client[1]}", "HTTP connection"
+                    )
     finally:
         trio.lowlevel.notify_closing(listener)
         listener.close()

@@ -188,6 +188,7 @@ class NativeWebSocketTransport:
                 # Echo the code back (RFC 6455 5.5.1); 1005 is never sent.
                 self._send_close(1000 if code == 1005 else code)
             except WebSocketError as error:
+                log.info("closing a WebSocket with %d: %s", error.code, error.reason)
                 self._send_close(error.code)
             self._eof = True
             return True

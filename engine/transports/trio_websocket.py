@@ -7,17 +7,24 @@ WebSockets), straight to ``ws://host:port/hubs/name``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    wrap_server_stream,
+)
 
 from ..auth.request import RequestInfo
 from ..hub.access import check_request
 from ..protocol import HubProtocol, TransferFormat
 from ..protocol.negotiate import new_connection_id
 from .http import parse_headers, parse_query
+from .listening import BACKLOG, accept_streams, listen_socket
 
 if TYPE_CHECKING:
     from ..hub.server import HubServer
@@ -25,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["TrioWebSocketTransport", "serve_trio_websocket"]
 
 log = logging.getLogger("triohub.transports")
+
+_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a client has to send its whole upgrade request."""
 
 
 class TrioWebSocketTransport:
@@ -55,6 +65,26 @@ class TrioWebSocketTransport:
         await self._connection.aclose(code=1000)
 
 
+class _Watched:
+    """The nursery trio-websocket starts its reader task in, for the handshake:
+    the reader ending (a client that left before its request was whole) ends
+    the wait for the request, which would otherwise last the whole timeout,
+    holding the socket."""
+
+    def __init__(self, nursery: trio.Nursery, handshake: trio.CancelScope) -> None:
+        self._nursery = nursery
+        self._handshake = handshake
+
+    def start_soon(self, function: Callable[[], Awaitable[object]], name: object = None) -> None:
+        async def watched() -> None:
+            try:
+                await function()
+            finally:
+                self._handshake.cancel()  # no effect once the handshake is over
+
+        self._nursery.start_soon(watched, name=name)
+
+
 def _request_info(request: WebSocketRequest, path: str, query: str, hub_path: str) -> RequestInfo:
     remote = request.remote
     client = None if isinstance(remote, str) else (str(remote.address), int(remote.port))
@@ -74,6 +104,7 @@ async def serve_trio_websocket(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    backlog: int = BACKLOG,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the hubs of a running ``server`` over plain WebSockets.
@@ -82,6 +113,16 @@ async def serve_trio_websocket(
     exactly like the ASGI app's requests (401 / 403 refuse the upgrade).
 
     ``host, port = await nursery.start(serve_trio_websocket, server)``.
+
+    Args:
+        server: the hubs (already running).
+        host: the address to listen on.
+        port: the port (0: any free one).
+        backlog: the listen backlog (connections the kernel queues before
+            they are accepted).
+
+    Raises:
+        OSError: the address cannot be bound.
     """
 
     async def handle(request: WebSocketRequest) -> None:
@@ -110,15 +151,36 @@ async def serve_trio_websocket(
         )
 
     limit = max((r.options.max_message_size or 0 for r in server.hubs.values()), default=0)
-    async with trio.open_nursery() as nursery:
-        listener = await nursery.start(
-            lambda task_status: serve_websocket(
-                handle,
-                host,
-                port,
-                None,
-                max_message_size=max(limit * 2, 1024 * 1024),
-                task_status=task_status,
+    max_message_size = max(limit * 2, 1024 * 1024)
+
+    async def serve(stream: trio.SocketStream, peer: str) -> None:
+        # trio-websocket's ``WebSocketServer._handle_connection``, on its public
+        # ``wrap_server_stream``: the accept loop and the wall are ours.
+        async with trio.open_nursery() as nursery:
+            request = None
+            with trio.move_on_after(_HANDSHAKE_TIMEOUT) as handshake:
+                reader_nursery = cast(trio.Nursery, _Watched(nursery, handshake))
+                request = await wrap_server_stream(
+                    reader_nursery, stream, max_message_size=max_message_size
+                )
+            if request is not None:
+                await handle(request)
+            nursery.cancel_scope.cancel()
+
+    listener = listen_socket(host, port, backlog)
+    try:
+        bound = listener.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(
+                    accept_streams,
+                    trio.socket.from_stdlib_socket(listener),
+                    nursery,
+                    serve,
+                    name=f"trio-websocket server on {host}:{bound}",
+                    what="WebSocket connection",
+                )
             )
-        )
-        task_status.started((host, listener.port))
+            task_status.started((host, bound))
+    finally:
+        listener.close()

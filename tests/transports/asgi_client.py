@@ -77,6 +77,7 @@ def websocket_scope(
             (b"connection", b"Upgrade"),
             (b"upgrade", b"websocket"),
             (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
             *headers,
         ],
         "subprotocols": [],

@@ -155,7 +155,7 @@ async def test_pipelined_requests_take_turns_with_other_tasks(
     wire = await connect(native)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch)
-        nursery.start_soon(wire.send, b"GET /nope HTTP/1.1\r\n\r\n" * count)
+        nursery.start_soon(wire.send, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" * count)
         statuses = [(await wire.response()).status for _ in range(count)]
         nursery.cancel_scope.cancel()
     assert statuses == [404] * count
