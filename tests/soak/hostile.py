@@ -64,6 +64,8 @@ class Soak:
             outcome = "reset"
         finally:
             self.count(pattern, outcome)
+        if outcome.startswith("os error"):
+            await trio.sleep(1.0)  # the server is gone or full: do not spin
 
     async def open(self, **options: Any) -> HubWire:
         with trio.fail_after(STEP_LIMIT):

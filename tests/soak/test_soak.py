@@ -62,7 +62,10 @@ NORMAL_CLIENTS = 20
 NORMAL_INTERVAL = 0.05
 RSS_TOLERANCE = 0.10
 LATENCY_FACTOR = 3.0
-ERROR_LINE = re.compile(r" (ERROR|CRITICAL) |^Traceback|Exception Group Traceback")
+CONNECTION_ID = re.compile(r"\b[A-Za-z0-9_-]{22}\b")
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ ([A-Z]+) (.*)$")
+TRACEBACK = re.compile(r"^\s*\+?\s*(Exception Group )?Traceback \(most recent call last\):")
+EXCEPTION_LINE = re.compile(r"^[\s|]*((?:[\w.]+\.)?\w*(?:Error|Exception|Group)\b.*)$")
 
 SERVERS = {
     "hypercorn": (demo_command("--log-level", "WARNING"), 1),
@@ -200,22 +203,30 @@ async def run_hostile(
 
 
 def log_errors(server: ServerProcess) -> Counter[str]:
-    """ERROR / CRITICAL lines and tracebacks, by what they say (timestamps cut)."""
+    """ERROR and CRITICAL records, and tracebacks outside any record (a crash),
+    by what they say: the record's message and the last exception line of its
+    traceback, timestamps cut."""
     found: Counter[str] = Counter()
-    lines = server.log_path.read_text(errors="replace").splitlines()
-    for index, line in enumerate(lines):
-        if ERROR_LINE.search(line):
-            text = re.sub(r"^\S+ \S+ ", "", line)
-            # The exception's last line says what went wrong.
-            tail = next(
-                (
-                    later.strip()
-                    for later in lines[index + 1 : index + 200]
-                    if re.match(r"^\s*\|?\s*[\w.]+(Error|Exception)\b", later)
-                ),
-                "",
-            )
-            found[f"{text[:120]} -> {tail[:160]}"] += 1
+    headline: str | None = None
+    last_exception = ""
+
+    def close_entry() -> None:
+        if headline is not None:
+            found[f"{headline} -> {last_exception or '(no traceback)'}"] += 1
+
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        record = LOG_RECORD.match(line)
+        if record is not None:
+            close_entry()
+            level = record.group(1)
+            message = CONNECTION_ID.sub("<id>", record.group(2))  # group alike records
+            headline = f"{level} {message[:120]}" if level in ("ERROR", "CRITICAL") else None
+            last_exception = ""
+        elif headline is None and TRACEBACK.match(line):
+            headline, last_exception = "uncaught traceback", ""
+        elif headline is not None and (exception := EXCEPTION_LINE.match(line)):
+            last_exception = exception.group(1)[:160]
+    close_entry()
     return found
 
 
