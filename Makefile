@@ -13,13 +13,14 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium
+.PHONY: help setup demo test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium soak
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
 	@echo "make test   - set everything up and run lint, typecheck and all tests"
 	@echo "make bench  - triohub vs aiosignalr vs the floor (QUICK=1: short smoke run;"
 	@echo "              BENCH_ARGS='--scenarios echo-50 --servers hypercorn,aiosignalr')"
+	@echo "make soak   - normal and hostile clients for minutes on each server (SOAK_SECONDS=20: brief)"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -61,6 +62,11 @@ test: $(STAMP) node chromium lint typecheck
 # Unit tests only (no real clients): quick feedback while developing.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Minutes per server (SOAK_SECONDS, default 300; SOAK_PATTERNS=a,b picks hostile
+# patterns, see tests/soak/hostile.py). Never run by `make test`.
+soak: $(STAMP) node
+	$(BIN)/python -m pytest tests/soak -m soak -s $(PYTEST_ARGS)
 
 demo: $(STAMP) node
 	$(BIN)/python -m demo --host $(HOST) --port $(PORT)
