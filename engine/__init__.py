@@ -43,10 +43,17 @@ from .authorization import (
 )
 from .hub.audit import AuditRecord
 from .hub.binding import BindingError, hub_method, not_hub_method
-from .hub.clients import ClientProxy, GroupManager, HubCallerClients, HubClients, HubContext
+from .hub.clients import (
+    ClientProxy,
+    GroupManager,
+    HubCallerClients,
+    HubClients,
+    HubContext,
+    UnserializableError,
+)
 from .hub.context import HubCallerContext
 from .hub.filters import HubFilter
-from .hub.hub import Hub, HubError
+from .hub.hub import Hub, HubError, LimitExceeded
 from .hub.options import HubOptions, TransportType
 from .hub.server import HubServer
 from .hub.streams import ClientStream, ClientStreamError
@@ -85,6 +92,7 @@ __all__ = [
     "JwksKeySource",
     "JwtBearerAuthenticator",
     "JwtBearerOptions",
+    "LimitExceeded",
     "MemoryRevocationStore",
     "PolicyRegistry",
     "Principal",
@@ -98,6 +106,7 @@ __all__ = [
     "TrustedHeaderAuthenticator",
     "TrustedProxies",
     "UnknownPolicyError",
+    "UnserializableError",
     "UserIdProvider",
     "allow_anonymous",
     "authorize",
