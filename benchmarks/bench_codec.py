@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .`
 
-from engine.protocol.base import HubProtocol  # noqa: E402
-from engine.protocol.json_protocol import JsonHubProtocol  # noqa: E402
-from engine.protocol.messages import Completion, HubMessage, Invocation  # noqa: E402
-from engine.protocol.msgpack_protocol import MessagePackHubProtocol  # noqa: E402
+from triohub.protocol.base import HubProtocol  # noqa: E402
+from triohub.protocol.json_protocol import JsonHubProtocol  # noqa: E402
+from triohub.protocol.messages import Completion, HubMessage, Invocation  # noqa: E402
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol  # noqa: E402
 
 BATCH = 100
 

@@ -10,7 +10,7 @@ from the first send to the last delivery; the figure is the median of
 
 Two kinds of client, both draining everything they are sent:
 
-* ``test``: ``engine.testing.open_test_client`` (a reader task decodes and routes
+* ``test``: ``triohub.testing.open_test_client`` (a reader task decodes and routes
   each message into an inbox, a second task drains the inbox);
 * ``raw``: one task per connection reads the transport and decodes its chunks,
   which is closer to the server-side cost of a real remote client.
@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .`
 
-from engine import Hub, HubServer  # noqa: E402
-from engine.protocol import Completion, Invocation, MessageDecoder  # noqa: E402
-from engine.testing import HubTestClient, open_test_client  # noqa: E402
-from engine.transports.memory import MemoryTransport, memory_transport_pair  # noqa: E402
+from triohub import Hub, HubServer  # noqa: E402
+from triohub.protocol import Completion, Invocation, MessageDecoder  # noqa: E402
+from triohub.testing import HubTestClient, open_test_client  # noqa: E402
+from triohub.transports.memory import MemoryTransport, memory_transport_pair  # noqa: E402
 
 PATH = "/bench"
 PAYLOAD = ("alice", "x" * 64)

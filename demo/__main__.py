@@ -15,8 +15,8 @@ from functools import partial
 
 import trio
 
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.lifecycle import run_until_signalled
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.lifecycle import run_until_signalled
 
 from .app import build_app
 

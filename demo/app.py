@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from engine import HubOptions, HubServer, email_user_id
-from engine.auth.authenticator import FirstOf
-from engine.auth.cookie import CookieAuthenticator
-from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
-from engine.auth.proxy import TrustedProxies
-from engine.auth.sessions import RevocationStore
-from engine.auth.throttle import SignInThrottle, ThrottleOptions
-from engine.hub.context import HubCallerContext
-from engine.hub.filters import HubFilter, Lifetime
-from engine.transports.asgi import SignalRApp
+from triohub import HubOptions, HubServer, email_user_id
+from triohub.auth.authenticator import FirstOf
+from triohub.auth.cookie import CookieAuthenticator
+from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from triohub.auth.proxy import TrustedProxies
+from triohub.auth.sessions import RevocationStore
+from triohub.auth.throttle import SignInThrottle, ThrottleOptions
+from triohub.hub.context import HubCallerContext
+from triohub.hub.filters import HubFilter, Lifetime
+from triohub.transports.asgi import SignalRApp
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub

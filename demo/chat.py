@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from engine import Hub, HubError
-from engine.authorization import (
+from triohub import Hub, HubError
+from triohub.authorization import (
     AuthorizationContext,
     AuthorizationPolicy,
     HubInvocationContext,

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from engine import ClientStream, Hub, HubCallerContext, HubError
+from triohub import ClientStream, Hub, HubCallerContext, HubError
 
 
 def describe_caller(context: HubCallerContext) -> dict[str, Any]:

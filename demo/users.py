@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import jwt
 
-from engine.auth.throttle import ThrottleOptions
+from triohub.auth.throttle import ThrottleOptions
 
 log = logging.getLogger("demo")
 

@@ -28,13 +28,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from engine import HubServer
-from engine.auth.cookie import CookieAuthenticator
-from engine.auth.origin import check_form_origin
-from engine.auth.proxy import TrustedProxies
-from engine.auth.request import RequestInfo
-from engine.auth.throttle import SignInThrottle
-from engine.transports.http import Receive, Scope, Send, read_body, request_info, respond
+from triohub import HubServer
+from triohub.auth.cookie import CookieAuthenticator
+from triohub.auth.origin import check_form_origin
+from triohub.auth.proxy import TrustedProxies
+from triohub.auth.request import RequestInfo
+from triohub.auth.throttle import SignInThrottle
+from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
 from .users import check_password, issue_token
 

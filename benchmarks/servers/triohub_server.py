@@ -17,7 +17,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout without pip install
 
 from benchmarks.servers.common import jwt_key, parse_args, ready
-from engine import (
+from triohub import (
     AuthenticatedUserRequirement,
     AuthorizationContext,
     AuthorizationPolicy,
@@ -30,10 +30,10 @@ from engine import (
     Requirement,
     authorize,
 )
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.native import serve_native
-from engine.transports.trio_websocket import serve_trio_websocket
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.native import serve_native
+from triohub.transports.trio_websocket import serve_trio_websocket
 
 
 class BenchScope(Requirement):

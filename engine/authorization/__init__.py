@@ -2,7 +2,7 @@
 
 Pure: this package never imports trio and knows nothing of the hub engine;
 the engine hands it principals and resources, and runs evaluations through
-the authorization actor (``actors.authorization``).
+the authorization actor (``triohub.actors.authorization``).
 """
 
 from .context import AuthorizationContext, HubCaller, HubInvocationContext, HubRequestContext

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.authorization import AuthorizationActor, Decision
-from actors.kit import ActorStopped
-
+from ..actors.authorization import AuthorizationActor, Decision
+from ..actors.kit import ActorStopped
 from ..auth.principal import Principal
 from ..auth.request import RequestInfo
 from ..authorization import (

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from actors.router import Audience, Router
-from actors.supervisor import CloseReason
-
+from ..actors.router import Audience, Router
+from ..actors.supervisor import CloseReason
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
 from .hub import HubError, LimitExceeded
 from .logs import clip

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.supervisor import CloseReason, Control
-
+from ..actors.supervisor import CloseReason, Control
 from ..authorization.context import HubInvocationContext
 from ..protocol import (
     CancelInvocation,

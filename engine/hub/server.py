@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from actors.authorization import AuthorizationActor
-from actors.router import Router, RouterStats
-from actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
-
+from ..actors.authorization import AuthorizationActor
+from ..actors.router import Router, RouterStats
+from ..actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
 from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo

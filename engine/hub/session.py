@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.kit import ActorStopped, Reply
-from actors.router import ConnectionEntry
-from actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
-
+from ..actors.kit import ActorStopped, Reply
+from ..actors.router import ConnectionEntry
+from ..actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
 from ..auth.principal import Principal
 from ..auth.user_id import resolve_user_id
 from ..protocol import (
@@ -73,7 +72,7 @@ _CLEAN = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.SHUTDOWN}
 
 
 class HubSession:
-    """Implements ``actors.supervisor.Session`` for one hub connection."""
+    """Implements ``triohub.actors.supervisor.Session`` for one hub connection."""
 
     def __init__(
         self,

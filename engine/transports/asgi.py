@@ -2,7 +2,7 @@
 for every hub of a ``HubServer``, with the exact HTTP answers of the reference
 (``signalr-protocol.md`` sections 1-3).
 
-Run it under hypercorn's trio worker (``engine.transports.hypercorn``) or any
+Run it under hypercorn's trio worker (``triohub.transports.hypercorn``) or any
 Trio ASGI server. Its lifespan runs the ``HubServer`` unless it already runs.
 """
 

@@ -1,6 +1,6 @@
 """An in-memory transport: a connection whose client is in the same process.
 
-Used by ``engine.testing`` and by anyone embedding a hub without a network.
+Used by ``triohub.testing`` and by anyone embedding a hub without a network.
 """
 
 from __future__ import annotations

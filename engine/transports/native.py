@@ -10,7 +10,7 @@ the socket and the hub (``native_ws``). It answers
 authenticating every request and applying the hub's policy exactly like the
 ASGI app (401 with the challenge / 403), and keeps HTTP connections alive
 between requests. Server-Sent Events and long polling need the ASGI app
-(``engine.transports.asgi`` under hypercorn): here they are answered with the
+(``triohub.transports.asgi`` under hypercorn): here they are answered with the
 reference's "transport not supported" 404.
 """
 

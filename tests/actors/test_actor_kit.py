@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors.kit import ActorStopped, Mailbox, Reply
+from triohub.actors.kit import ActorStopped, Mailbox, Reply
 
 
 @attrs.frozen

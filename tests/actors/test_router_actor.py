@@ -9,9 +9,9 @@ import pytest
 import trio
 import trio.testing
 
-from actors.kit import ActorStopped
-from actors.router import Audience, ConnectionEntry, Router, RouterStats
-from actors.supervisor import CloseReason
+from triohub.actors.kit import ActorStopped
+from triohub.actors.router import Audience, ConnectionEntry, Router, RouterStats
+from triohub.actors.supervisor import CloseReason
 
 
 class Conn:

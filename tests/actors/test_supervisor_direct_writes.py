@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from actors.supervisor import Control, SupervisorOptions, _writer
+from triohub.actors.supervisor import Control, SupervisorOptions, _writer
 
 
 class DirectTransport:

@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from demo.app import build_app
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
 
 from .support import SECRET, Http
 

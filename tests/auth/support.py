@@ -25,7 +25,7 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from engine.auth.request import RequestInfo
+from triohub.auth.request import RequestInfo
 
 SECRET = "triohub-auth-tests-secret-0123456789-abcdefghijklmnop"
 """The HS256 secret of the in-process demo (and of the unit tests' HS256 scheme)."""

@@ -8,9 +8,9 @@ import time
 import itsdangerous
 import pytest
 
-from engine.auth.authenticator import AuthenticationFailed, AuthenticationRefused
-from engine.auth.cookie import CookieAuthenticator
-from engine.auth.request import RequestInfo
+from triohub.auth.authenticator import AuthenticationFailed, AuthenticationRefused
+from triohub.auth.cookie import CookieAuthenticator
+from triohub.auth.request import RequestInfo
 
 from .support import SECRET, request_info
 

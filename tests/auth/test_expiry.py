@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from engine import Hub, HubOptions, HubServer, Principal
-from engine.protocol import Close, Completion, Invocation, StreamInvocation, StreamItem
-from engine.testing import HubTestClient, open_test_client
+from triohub import Hub, HubOptions, HubServer, Principal
+from triohub.protocol import Close, Completion, Invocation, StreamInvocation, StreamItem
+from triohub.testing import HubTestClient, open_test_client
 
 PATH = "/hub"
 EPOCH = 1_900_000_000.0

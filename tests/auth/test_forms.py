@@ -7,11 +7,11 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from engine.auth.authenticator import AuthenticationRefused
-from engine.auth.cookie import CookieAuthenticator
-from engine.auth.origin import check_form_origin, normalize_origin
-from engine.auth.proxy import TrustedProxies
-from engine.auth.request import RequestInfo
+from triohub.auth.authenticator import AuthenticationRefused
+from triohub.auth.cookie import CookieAuthenticator
+from triohub.auth.origin import check_form_origin, normalize_origin
+from triohub.auth.proxy import TrustedProxies
+from triohub.auth.request import RequestInfo
 
 from .conftest import Demo, serve_demo
 from .support import HUB, SECRET, HubSocket, request_info

@@ -10,10 +10,10 @@ import pytest
 import trio
 import trio.lowlevel
 
-from engine.auth.authenticator import AuthenticationFailed
-from engine.auth.jwks import JwksKeySource
-from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
-from engine.transports.hypercorn import serve_hypercorn
+from triohub.auth.authenticator import AuthenticationFailed
+from triohub.auth.jwks import JwksKeySource
+from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from triohub.transports.hypercorn import serve_hypercorn
 
 from .support import AUDIENCE, ISSUER, bearer, claims, ec_keys, request_info, rsa_keys, sign
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from engine.auth.authenticator import AmbiguousCredentials, AuthenticationFailed
-from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
-from engine.auth.request import RequestInfo
+from triohub.auth.authenticator import AmbiguousCredentials, AuthenticationFailed
+from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from triohub.auth.request import RequestInfo
 
 from .support import (
     AUDIENCE,

@@ -27,7 +27,7 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 from demo.app import build_app
 from demo.users import USERS, issue_token
-from engine.transports.hypercorn import serve_hypercorn
+from triohub.transports.hypercorn import serve_hypercorn
 
 from .support import HANDSHAKE, HUB, SECRET, HubSocket, bad_tokens, invocation, records
 

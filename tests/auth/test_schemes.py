@@ -7,19 +7,19 @@ import logging
 
 import pytest
 
-from engine.auth.authenticator import (
+from triohub.auth.authenticator import (
     AmbiguousCredentials,
     AuthenticationFailed,
     AuthenticationRefused,
     FirstOf,
     authenticate_request,
 )
-from engine.auth.cookie import CookieAuthenticator
-from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
-from engine.auth.principal import ANONYMOUS, Principal
-from engine.auth.proxy import TrustedHeaderAuthenticator
-from engine.auth.request import RequestInfo
-from engine.auth.user_id import (
+from triohub.auth.cookie import CookieAuthenticator
+from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from triohub.auth.principal import ANONYMOUS, Principal
+from triohub.auth.proxy import TrustedHeaderAuthenticator
+from triohub.auth.request import RequestInfo
+from triohub.auth.user_id import (
     claim_user_id,
     default_user_id,
     email_user_id,

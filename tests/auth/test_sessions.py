@@ -14,11 +14,11 @@ import trio.testing
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from demo.app import EndedSessions
-from engine.auth.authenticator import AuthenticationFailed
-from engine.auth.cookie import SESSION_ID_CLAIM, CookieAuthenticator
-from engine.auth.principal import Principal
-from engine.auth.sessions import MemoryRevocationStore, RevocationStore
-from engine.hub.context import HubCallerContext
+from triohub.auth.authenticator import AuthenticationFailed
+from triohub.auth.cookie import SESSION_ID_CLAIM, CookieAuthenticator
+from triohub.auth.principal import Principal
+from triohub.auth.sessions import MemoryRevocationStore, RevocationStore
+from triohub.hub.context import HubCallerContext
 
 from .conftest import Demo
 from .support import HUB, SECRET, HubSocket, records, request_info

@@ -10,7 +10,7 @@ import logging
 import pytest
 import trio
 
-from engine.auth.throttle import SignInThrottle, ThrottleOptions
+from triohub.auth.throttle import SignInThrottle, ThrottleOptions
 
 from .conftest import Demo, serve_demo
 

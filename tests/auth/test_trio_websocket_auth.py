@@ -12,9 +12,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from engine import Hub, HubServer, authorize
-from engine.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
-from engine.transports.trio_websocket import serve_trio_websocket
+from triohub import Hub, HubServer, authorize
+from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
+from triohub.transports.trio_websocket import serve_trio_websocket
 
 from .support import AUDIENCE, ISSUER, SECRET, HubSocket, claims, sign
 

@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from engine.auth.principal import ANONYMOUS, Principal
-from engine.authorization import AuthorizationContext, HubInvocationContext, Requirement
+from triohub.auth.principal import ANONYMOUS, Principal
+from triohub.authorization import AuthorizationContext, HubInvocationContext, Requirement
 
 T = TypeVar("T")
 

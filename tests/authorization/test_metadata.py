@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from engine.authorization import (
+from triohub.authorization import (
     AuthenticatedUserRequirement,
     AuthorizationContext,
     AuthorizationPolicy,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.auth.principal import Principal
-from engine.authorization import (
+from triohub.auth.principal import Principal
+from triohub.authorization import (
     AssertionRequirement,
     AuthenticatedUserRequirement,
     AuthorizationContext,

@@ -35,8 +35,8 @@ import pytest
 import trio
 
 from demo.app import build_app
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.native import serve_native
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.native import serve_native
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]

@@ -9,9 +9,9 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
-from engine import HubOptions, HubServer, TransportType
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
+from triohub import HubOptions, HubServer, TransportType
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
 
 from .checks import CHECKS
 from .conftest import DemoServer, NodeClient

@@ -15,9 +15,9 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
-from engine import HubServer
-from engine.transports.native import serve_native
-from engine.transports.trio_websocket import serve_trio_websocket
+from triohub import HubServer
+from triohub.transports.native import serve_native
+from triohub.transports.trio_websocket import serve_trio_websocket
 
 from .checks import CHECKS
 from .conftest import DemoServer, NodeClient

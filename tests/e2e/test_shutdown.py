@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
-from engine import HubServer
+from triohub import HubServer
 
 from .conftest import interrupt_demo, start_demo
 

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from hub_support import PATH, StartServer
 
-from engine import Hub, HubOptions, HubServer
+from triohub import Hub, HubOptions, HubServer
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Two kinds of client drive a real ``HubServer`` over in-memory transports:
 
-* ``engine.testing.open_test_client``: decodes what the server sends, answers
+* ``triohub.testing.open_test_client``: decodes what the server sends, answers
   client-result calls, routes completions to ``invoke``; for hub semantics.
 * ``open_raw_client`` (here): exact bytes in, exact records out, and the
   ``CloseReason`` the supervisor returned; for handshakes, timers and close records.
@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from actors.supervisor import CloseReason
-from engine import ANONYMOUS, HubServer, Principal
-from engine.protocol import HubMessage, Ping
-from engine.testing import HubTestClient
-from engine.transports.memory import MemoryTransport, memory_transport_pair
+from triohub import ANONYMOUS, HubServer, Principal
+from triohub.actors.supervisor import CloseReason
+from triohub.protocol import HubMessage, Ping
+from triohub.testing import HubTestClient
+from triohub.transports.memory import MemoryTransport, memory_transport_pair
 
 PATH = "/hub"
 """Where the ``start_server`` fixture maps the hub under test."""

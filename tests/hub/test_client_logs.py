@@ -13,10 +13,10 @@ import pytest
 import trio
 from hub_support import PATH, StartServer
 
-from engine import ClientStream, Hub, HubError, HubOptions
-from engine.hub.logs import clip
-from engine.protocol import Completion, Invocation, StreamItem
-from engine.testing import InvocationError, open_test_client
+from triohub import ClientStream, Hub, HubError, HubOptions
+from triohub.hub.logs import clip
+from triohub.protocol import Completion, Invocation, StreamItem
+from triohub.testing import InvocationError, open_test_client
 
 UNEXPECTED = "An unexpected error occurred invoking '{}' on the server."
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import trio
 from hub_support import PATH, task_tree
 
-from actors.router import RouterStats
-from engine import Hub, HubServer, Principal
-from engine.protocol import Close
-from engine.testing import open_test_client
+from triohub import Hub, HubServer, Principal
+from triohub.actors.router import RouterStats
+from triohub.protocol import Close
+from triohub.testing import open_test_client
 
 CYCLES = 1_000
 BATCH = 50

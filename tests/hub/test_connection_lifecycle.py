@@ -27,12 +27,12 @@ from hub_support import (
     open_raw_client,
 )
 
-from actors.router import RouterStats
-from actors.supervisor import CloseReason
-from engine import Hub, HubOptions, HubServer, Principal
-from engine.protocol import Close, Invocation, Ping
-from engine.testing import HubTestClient, open_test_client
-from engine.transports.memory import memory_transport_pair
+from triohub import Hub, HubOptions, HubServer, Principal
+from triohub.actors.router import RouterStats
+from triohub.actors.supervisor import CloseReason
+from triohub.protocol import Close, Invocation, Ping
+from triohub.testing import HubTestClient, open_test_client
+from triohub.transports.memory import memory_transport_pair
 
 Events = list[tuple[Any, ...]]
 

@@ -13,11 +13,11 @@ import trio
 import trio.testing
 from hub_support import HANDSHAKE_OK, PATH, StartServer, drain, open_raw_client
 
-from actors.supervisor import CloseReason
-from engine import ClientStream, Hub, HubOptions, HubServer
-from engine.hub.hub import LimitExceeded
-from engine.protocol import Close, Completion, Invocation, StreamInvocation, StreamItem
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub import ClientStream, Hub, HubOptions, HubServer
+from triohub.actors.supervisor import CloseReason
+from triohub.hub.hub import LimitExceeded
+from triohub.protocol import Close, Completion, Invocation, StreamInvocation, StreamItem
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 KIB = 1024
 

@@ -15,7 +15,7 @@ import trio
 import trio.testing
 from hub_support import PATH, StartServer, drain
 
-from engine import (
+from triohub import (
     ANONYMOUS,
     AuditRecord,
     AuthorizationContext,
@@ -33,7 +33,7 @@ from engine import (
     allow_anonymous,
     authorize,
 )
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 AUDIT = "triohub.audit"
 AUTHORIZATION = "triohub.authorization"

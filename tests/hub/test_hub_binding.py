@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hub_support import PATH, StartServer
 
-from engine import BindingError, ClientStream, Hub, HubServer, hub_method, not_hub_method
-from engine.testing import InvocationError, open_test_client
+from triohub import BindingError, ClientStream, Hub, HubServer, hub_method, not_hub_method
+from triohub.testing import InvocationError, open_test_client
 
 
 class NamesHub(Hub):

@@ -12,9 +12,9 @@ import trio
 import trio.testing
 from hub_support import HANDSHAKE_OK, PATH, StartServer, drain, open_raw_client
 
-from engine import ANONYMOUS, Hub, HubError, HubOptions, HubServer, Principal
-from engine.protocol import Completion, Invocation
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub import ANONYMOUS, Hub, HubError, HubOptions, HubServer, Principal
+from triohub.protocol import Completion, Invocation
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 
 class TargetsHub(Hub):

@@ -14,8 +14,7 @@ import trio
 import trio.testing
 from hub_support import CLOSE_ERROR, HANDSHAKE_OK, PATH, open_raw_client
 
-from actors.supervisor import CloseReason
-from engine import (
+from triohub import (
     Hub,
     HubCallerContext,
     HubError,
@@ -26,8 +25,9 @@ from engine import (
     Principal,
     authorize,
 )
-from engine.hub.filters import Invoke, Lifetime
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub.actors.supervisor import CloseReason
+from triohub.hub.filters import Invoke, Lifetime
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 Log = list[str]
 StartFiltered = Callable[..., Awaitable[HubServer]]

@@ -11,15 +11,15 @@ import trio
 import trio.testing
 from hub_support import HANDSHAKE_OK, PATH, StartServer, drain, open_raw_client
 
-from engine import ClientStream, ClientStreamError, Hub, HubError, HubOptions, HubServer
-from engine.protocol import (
+from triohub import ClientStream, ClientStreamError, Hub, HubError, HubOptions, HubServer
+from triohub.protocol import (
     CancelInvocation,
     Completion,
     Invocation,
     StreamInvocation,
     StreamItem,
 )
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 
 class Probe:

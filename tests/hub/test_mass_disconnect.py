@@ -19,8 +19,8 @@ import struct
 
 import trio
 
-from engine import Hub, HubOptions, HubServer
-from engine.transports.native import serve_native
+from triohub import Hub, HubOptions, HubServer
+from triohub.transports.native import serve_native
 
 PATH = "/hubs/crowd"
 CLIENTS = 5_000

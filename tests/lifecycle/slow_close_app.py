@@ -9,9 +9,9 @@ from functools import partial
 import trio
 
 from demo.echo import EchoHub
-from engine import HubOptions, HubServer
-from engine.transports.lifecycle import run_until_signalled
-from engine.transports.native import serve_native
+from triohub import HubOptions, HubServer
+from triohub.transports.lifecycle import run_until_signalled
+from triohub.transports.native import serve_native
 
 SLOW = 60.0
 

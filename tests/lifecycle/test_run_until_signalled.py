@@ -19,12 +19,12 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
-from engine import HubServer
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.lifecycle import run_until_signalled
-from engine.transports.native import serve_native
-from engine.transports.trio_websocket import serve_trio_websocket
+from triohub import HubServer
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.lifecycle import run_until_signalled
+from triohub.transports.native import serve_native
+from triohub.transports.trio_websocket import serve_trio_websocket
 
 from ..transports.native_wire import TEXT, Wire, invocation
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.protocol.base import HubProtocol
-from engine.protocol.errors import ProtocolError
-from engine.protocol.json_protocol import JsonHubProtocol
-from engine.protocol.messages import (
+from triohub.protocol.base import HubProtocol
+from triohub.protocol.errors import ProtocolError
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.messages import (
     Ack,
     CancelInvocation,
     Close,
@@ -30,7 +30,7 @@ from engine.protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
-from engine.protocol.msgpack_protocol import MessagePackHubProtocol
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol
 
 JSON = JsonHubProtocol()
 MSGPACK = MessagePackHubProtocol()

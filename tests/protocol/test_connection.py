@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.protocol.base import HubProtocol, TransferFormat
-from engine.protocol.connection import (
+from triohub.protocol.base import HubProtocol, TransferFormat
+from triohub.protocol.connection import (
     NEED_DATA,
     ConnectionState,
     Event,
@@ -17,15 +17,15 @@ from engine.protocol.connection import (
     HandshakeFailed,
     HubConnection,
 )
-from engine.protocol.errors import (
+from triohub.protocol.errors import (
     CLOSE_ON_ERROR,
     LocalProtocolError,
     RemoteProtocolError,
     Texts,
 )
-from engine.protocol.json_protocol import JsonHubProtocol
-from engine.protocol.messages import Close, Completion, Invocation, Ping
-from engine.protocol.msgpack_protocol import MessagePackHubProtocol
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.messages import Close, Completion, Invocation, Ping
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol
 
 JSON = JsonHubProtocol()
 MSGPACK = MessagePackHubProtocol()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.protocol.websocket import FrameChecker, WebSocketError
+from triohub.protocol.websocket import FrameChecker, WebSocketError
 
 from .test_websocket_frames import (
     BINARY,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.protocol.base import HubProtocol, TransferFormat
-from engine.protocol.errors import LocalProtocolError, Texts
-from engine.protocol.handshake import (
+from triohub.protocol.base import HubProtocol, TransferFormat
+from triohub.protocol.errors import LocalProtocolError, Texts
+from triohub.protocol.handshake import (
     SUCCESS_REPLY,
     HandshakeFailure,
     HandshakeParser,
@@ -19,8 +19,8 @@ from engine.protocol.handshake import (
     parse_handshake_request,
     resolve_protocol,
 )
-from engine.protocol.json_protocol import JsonHubProtocol
-from engine.protocol.msgpack_protocol import MessagePackHubProtocol
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol
 
 JSON_HANDSHAKE = b'{"protocol":"json","version":1}\x1e'
 MSGPACK_HANDSHAKE = b'{"protocol":"messagepack","version":1}\x1e'

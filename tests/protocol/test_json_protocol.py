@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from engine.protocol.base import TransferFormat
-from engine.protocol.errors import (
+from triohub.protocol.base import TransferFormat
+from triohub.protocol.errors import (
     CLOSE_ON_ERROR,
     LocalProtocolError,
     RemoteProtocolError,
     Texts,
 )
-from engine.protocol.json_protocol import JsonHubProtocol
-from engine.protocol.messages import (
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.messages import (
     Ack,
     CancelInvocation,
     Close,

@@ -8,9 +8,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from engine.protocol.base import TransferFormat
-from engine.protocol.errors import CLOSE_ON_ERROR, LocalProtocolError, RemoteProtocolError, Texts
-from engine.protocol.messages import (
+from triohub.protocol.base import TransferFormat
+from triohub.protocol.errors import CLOSE_ON_ERROR, LocalProtocolError, RemoteProtocolError, Texts
+from triohub.protocol.messages import (
     Ack,
     CancelInvocation,
     Close,
@@ -22,7 +22,7 @@ from engine.protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
-from engine.protocol.msgpack_protocol import MessagePackHubProtocol
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol
 
 MSGPACK = MessagePackHubProtocol()
 

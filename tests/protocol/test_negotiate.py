@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.protocol.base import TransferFormat
-from engine.protocol.errors import Texts
-from engine.protocol.negotiate import (
+from triohub.protocol.base import TransferFormat
+from triohub.protocol.errors import Texts
+from triohub.protocol.negotiate import (
     NegotiateError,
     NegotiateRequest,
     NegotiateResponse,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.protocol.connection import HandshakeCompleted, HubConnection
-from engine.protocol.json_protocol import JsonHubProtocol
-from engine.protocol.messages import Ping
-from engine.protocol.negotiate import TransportType
-from engine.protocol.sse import SSE_PREAMBLE, format_sse_event
+from triohub.protocol.connection import HandshakeCompleted, HubConnection
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.messages import Ping
+from triohub.protocol.negotiate import TransportType
+from triohub.protocol.sse import SSE_PREAMBLE, format_sse_event
 
 
 def test_vector_13_handshake_reply_then_a_ping() -> None:

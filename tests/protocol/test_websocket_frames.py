@@ -1,4 +1,4 @@
-"""RFC 6455 framing of ``engine.protocol.websocket``, checked against wsproto as the client.
+"""RFC 6455 framing of ``triohub.protocol.websocket``, checked against wsproto as the client.
 
 * server frames we encode are read back by wsproto's client-side frame parser;
 * masked, fragmented, interleaved frames written by wsproto's client decode to the
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from engine.protocol.websocket import (
+from triohub.protocol.websocket import (
     BINARY,
     CLOSE,
     PING,

@@ -17,9 +17,9 @@ from functools import partial
 import trio
 
 from demo.app import build_app
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.lifecycle import run_until_signalled
-from engine.transports.native import serve_native
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.lifecycle import run_until_signalled
+from triohub.transports.native import serve_native
 
 
 def main() -> None:

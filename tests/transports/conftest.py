@@ -11,8 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from engine import HubOptions, HubServer
-from engine.transports.asgi import SignalRApp
+from triohub import HubOptions, HubServer
+from triohub.transports.asgi import SignalRApp
 
 from .asgi_client import AsgiClient
 from .support import HUB, Harness, Journal, JournalHub, stop_gracefully

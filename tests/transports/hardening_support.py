@@ -15,11 +15,11 @@ import attrs
 import orjson
 import trio
 
-from engine import HubOptions, HubServer
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
-from engine.transports.native import serve_native
-from engine.transports.trio_websocket import serve_trio_websocket
+from triohub import HubOptions, HubServer
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.native import serve_native
+from triohub.transports.trio_websocket import serve_trio_websocket
 
 from .native_support import HUB, Journal, NativeHub
 from .native_wire import Wire, invocation

@@ -14,8 +14,8 @@ from functools import partial
 import pytest
 import trio
 
-from engine import HubOptions, HubServer, JwtBearerAuthenticator
-from engine.transports.native import serve_native
+from triohub import HubOptions, HubServer, JwtBearerAuthenticator
+from triohub.transports.native import serve_native
 
 from .native_support import HUB, OTHER, PRIVATE, Journal, Native, NativeHub, PrivateHub, StartNative
 from .support import stop_gracefully

@@ -10,7 +10,7 @@ import attrs
 import orjson
 import pytest
 
-from engine import TransportType
+from triohub import TransportType
 
 from .native_support import HUB, PRIVATE
 from .native_wire import Wire

@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from demo.echo import EchoHub
-from engine import HubServer, JwtBearerAuthenticator, JwtBearerOptions, authorize
+from triohub import HubServer, JwtBearerAuthenticator, JwtBearerOptions, authorize
 
 from ..auth.support import AUDIENCE, ISSUER, SECRET, claims, sign
 

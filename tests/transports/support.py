@@ -11,8 +11,8 @@ import orjson
 import trio
 
 from demo.echo import EchoHub
-from engine import HubServer
-from engine.transports.asgi import SignalRApp
+from triohub import HubServer
+from triohub.transports.asgi import SignalRApp
 
 from .asgi_client import AsgiClient, HttpExchange, Response
 

@@ -24,7 +24,7 @@ import sys
 import pytest
 import trio
 
-from engine import HubOptions
+from triohub import HubOptions
 
 from .hardening_support import (
     SERVERS,

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from trio.testing import MockClock
 
-from engine import TransportType
+from triohub import TransportType
 
 from .conftest import MakeHarness
 from .support import EVENT_STREAM, HUB, ID, Harness

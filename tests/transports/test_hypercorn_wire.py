@@ -17,9 +17,9 @@ import trio
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from demo.echo import EchoHub
-from engine import HubServer
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
+from triohub import HubServer
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
 
 from .support import (
     HANDSHAKE_OK,

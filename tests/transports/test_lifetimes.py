@@ -14,9 +14,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import HubServer
-from engine.transports.asgi import SignalRApp
-from engine.transports.longpolling import LongPollingTransport
+from triohub import HubServer
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.longpolling import LongPollingTransport
 
 from .asgi_client import AsgiClient
 from .conftest import MakeHarness

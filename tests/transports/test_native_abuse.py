@@ -23,9 +23,9 @@ import orjson
 import pytest
 import trio
 
-import engine.transports.native as native_module
-import engine.transports.native_ws as native_ws_module
-from engine.transports.native_ws import NativeWebSocketTransport
+import triohub.transports.native as native_module
+import triohub.transports.native_ws as native_ws_module
+from triohub.transports.native_ws import NativeWebSocketTransport
 
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
 from .native_support import HUB, Native

@@ -23,10 +23,10 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from engine import HubOptions
-from engine.protocol import Texts
-from engine.transports.asgi import SignalRApp
-from engine.transports.hypercorn import serve_hypercorn
+from triohub import HubOptions
+from triohub.protocol import Texts
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.hypercorn import serve_hypercorn
 
 from ..auth.support import HubSocket, claims, sign
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401

@@ -23,9 +23,9 @@ import orjson
 import pytest
 import trio
 
-from engine import HubOptions
-from engine.protocol import Texts
-from engine.transports.native_ws import NativeWebSocketTransport
+from triohub import HubOptions
+from triohub.protocol import Texts
+from triohub.transports.native_ws import NativeWebSocketTransport
 
 from ..auth.support import claims, sign
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
