@@ -65,9 +65,7 @@ def _wire_order(transports: Iterable[TransportType]) -> tuple[TransportType, ...
     if unknown:
         # An unknown value would silently drop out of the list, and a client
         # offered no transport fails far from here; say so now.
-        raise TypeError(
-            f"unknown transports {unknown!r}; use engine.protocol.TransportType members"
-        )
+        raise TypeError(f"unknown transports {unknown!r}; use triohub.TransportType members")
     return tuple(transport for transport in TransportType if transport in enabled)
 
 

@@ -13,11 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-import actors.authorization
-from actors.authorization import AuthorizationActor, Decision
-from actors.kit import ActorStopped
-from engine.auth.principal import ANONYMOUS, Principal
-from engine.authorization import (
+import triohub.actors.authorization
+from triohub.actors.authorization import AuthorizationActor, Decision
+from triohub.actors.kit import ActorStopped
+from triohub.auth.principal import ANONYMOUS, Principal
+from triohub.authorization import (
     AuthorizationContext,
     AuthorizationPolicy,
     AuthorizationResult,
@@ -318,13 +318,54 @@ async def test_evaluations_of_real_policies(
 # -- boundaries --------------------------------------------------------------------
 
 
-def test_the_actor_imports_nothing_from_engine() -> None:
-    tree = ast.parse(pathlib.Path(actors.authorization.__file__).read_text())
-    for node in ast.walk(tree):
+# Installed, the engine is the package `triohub` and the actors live inside it as
+# `triohub.actors`; they still never import the rest of it (nor `engine`, its folder).
+def engine_imports(source: str) -> list[str]:
+    """The imports of a module of ``triohub.actors`` that reach outside ``triohub.actors``
+    into the engine: ``from ..x`` (two dots climb to ``triohub``), ``triohub[.x]`` other
+    than ``triohub.actors[.x]``, or the folder name ``engine``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            assert not any(a.name.split(".")[0] == "engine" for a in node.names)
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            assert node.level > 0 or not (node.module or "").startswith("engine")
+            if node.level >= 2:
+                found.append("." * node.level + (node.module or ""))
+                continue
+            names = [] if node.level == 1 else [node.module or ""]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")
+            if top[0] == "engine" or (top[0] == "triohub" and top[1:2] != ["actors"]):
+                found.append(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("from .kit import Mailbox\nimport trio\nimport triohub.actors.kit", []),
+        ("from triohub.actors.router import Router", []),
+        ("from ..hub.server import HubServer", ["..hub.server"]),
+        ("from .. import Hub", [".."]),
+        ("from triohub import Hub", ["triohub"]),
+        ("import triohub.hub.server", ["triohub.hub.server"]),
+        ("from engine.hub import Hub", ["engine.hub"]),
+        ("import engine", ["engine"]),
+    ],
+)
+def test_the_boundary_check_sees_an_engine_import(source: str, found: list[str]) -> None:
+    assert engine_imports(source) == found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(pathlib.Path(triohub.actors.authorization.__file__).parent.glob("*.py")),
+    ids=lambda p: p.name,
+)
+def test_the_actors_import_nothing_from_engine(path: pathlib.Path) -> None:
+    assert engine_imports(path.read_text()) == [], f"{path.name} imports the engine"
 
 
 # -- evaluate_here: the same rules in the calling task --------------------------------

@@ -1,4 +1,4 @@
-"""``engine.protocol`` is sans-IO: importing every one of its modules never imports trio."""
+"""``triohub.protocol`` is sans-IO: importing every one of its modules never imports trio."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL_DIR = ROOT / "engine" / "protocol"
 
 # Runs in a fresh interpreter, because this test process already has trio
-# (pytest-trio). `engine/__init__.py` is the public API and imports the Trio
-# parts on purpose, so a stand-in parent package is used: only engine.protocol's
-# own imports run. A meta path hook makes any trio import fail with a traceback
-# naming the importer, and sys.modules is checked at the end as well.
+# (pytest-trio). `triohub/__init__.py` (engine/__init__.py) is the public API and
+# imports the Trio parts on purpose, so a stand-in parent package `triohub` over the
+# engine/ folder is used: only triohub.protocol's own imports run. A meta path hook
+# makes any trio import fail with a traceback naming the importer, and sys.modules
+# is checked at the end as well.
 PROBE = """
 import importlib, importlib.abc, pkgutil, sys, types
 
@@ -26,18 +27,18 @@ class NoTrio(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoTrio())
-parent = types.ModuleType("engine")
+parent = types.ModuleType("triohub")
 parent.__path__ = [sys.argv[1]]
-sys.modules["engine"] = parent
+sys.modules["triohub"] = parent
 
-import engine.protocol
+import triohub.protocol
 names = sorted(
-    info.name for info in pkgutil.walk_packages(engine.protocol.__path__, "engine.protocol.")
+    info.name for info in pkgutil.walk_packages(triohub.protocol.__path__, "triohub.protocol.")
 )
 for name in names:
     importlib.import_module(name)
 assert not [m for m in sys.modules if m == "trio" or m.startswith("trio.")], "trio imported"
-print(",".join(["engine.protocol", *names]))
+print(",".join(["triohub.protocol", *names]))
 """
 
 
@@ -53,8 +54,8 @@ def test_no_protocol_module_imports_trio() -> None:
     assert result.returncode == 0, result.stderr
     imported = set(result.stdout.strip().split(","))
     # The probe imported every module of the package, including ones added later.
-    expected = {"engine.protocol"} | {
-        f"engine.protocol.{info.name}" for info in pkgutil.iter_modules([str(PROTOCOL_DIR)])
+    expected = {"triohub.protocol"} | {
+        f"triohub.protocol.{info.name}" for info in pkgutil.iter_modules([str(PROTOCOL_DIR)])
     }
     assert imported == expected
-    assert {"engine.protocol.connection", "engine.protocol.handshake"} <= imported
+    assert {"triohub.protocol.connection", "triohub.protocol.handshake"} <= imported
