@@ -26,6 +26,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Editable: engine/ imports as `triohub`, actors/ as `triohub.actors` (pyproject.toml maps
+# the folders; setuptools installs a meta path finder for that). Reinstalled whenever
+# pyproject.toml changes. With -v, setuptools says "Please be careful with folders in your
+# working directory with the same name as your package": it says so for every install
+# through such a finder; no folder here is named triohub, and nothing imports the folder
+# names engine/actors (tests/packaging/test_layout.py), so it does not apply.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
@@ -53,8 +59,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# mypy --strict on triohub as installed: tools/typecheck.py stages engine/ and actors/ as
+# build/typecheck/triohub (symlinks), runs mypy there and reports engine/... and actors/... paths.
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/python tools/typecheck.py
 
 test: $(STAMP) node chromium lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -94,5 +102,5 @@ bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results
+	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
