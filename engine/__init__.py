@@ -1,6 +1,9 @@
 """triohub: a Trio-native hub engine speaking the ASP.NET Core SignalR protocol.
 
-The public API lives here; everything else is private to the package.
+The public API lives here, the servers included (``serve_native``, ``serve_hypercorn``,
+``serve_trio_websocket``, the ASGI ``SignalRApp``, ``run_until_signalled``); everything
+else is private to the package. Installed, this folder (engine/) is the package
+``triohub`` and actors/ is ``triohub.actors``.
 """
 
 from .auth.authenticator import (
@@ -57,6 +60,11 @@ from .hub.hub import Hub, HubError, LimitExceeded
 from .hub.options import HubOptions, TransportType
 from .hub.server import HubServer
 from .hub.streams import ClientStream, ClientStreamError
+from .transports.asgi import SignalRApp
+from .transports.hypercorn import serve_hypercorn
+from .transports.lifecycle import run_until_signalled
+from .transports.native import serve_native
+from .transports.trio_websocket import serve_trio_websocket
 
 __all__ = [
     "ANONYMOUS",
@@ -101,6 +109,7 @@ __all__ = [
     "RevocationStore",
     "RolesRequirement",
     "SignInThrottle",
+    "SignalRApp",
     "ThrottleOptions",
     "TransportType",
     "TrustedHeaderAuthenticator",
@@ -117,4 +126,8 @@ __all__ = [
     "hub_method",
     "name_user_id",
     "not_hub_method",
+    "run_until_signalled",
+    "serve_hypercorn",
+    "serve_native",
+    "serve_trio_websocket",
 ]
