@@ -6,6 +6,8 @@ The wheel itself is built and installed into a fresh environment in test_wheel.p
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +111,20 @@ print([name for name in {OLD_NAMES!r} if importlib.util.find_spec(name) is not N
     assert Path(package) == FOLDERS["triohub"] / "__init__.py"
     assert Path(router) == FOLDERS["triohub.actors"] / "router.py"
     assert old == "[]"
+
+
+def test_the_readme_imports_exist() -> None:
+    # Item 2 of issue 14 runs the README's examples; until then, at least every
+    # `from triohub... import ...` of its Python blocks names something that exists.
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    imports = [
+        node
+        for block in blocks
+        for node in ast.walk(ast.parse(block))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "triohub"
+    ]
+    assert len(imports) >= 2
+    for node in imports:
+        module = importlib.import_module(node.module or "")
+        missing = [alias.name for alias in node.names if not hasattr(module, alias.name)]
+        assert missing == [], f"README: from {node.module} import {missing}"
