@@ -18,16 +18,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .`
-
-from triohub.protocol.base import HubProtocol  # noqa: E402
-from triohub.protocol.json_protocol import JsonHubProtocol  # noqa: E402
-from triohub.protocol.messages import Completion, HubMessage, Invocation  # noqa: E402
-from triohub.protocol.msgpack_protocol import MessagePackHubProtocol  # noqa: E402
+# triohub comes from the installed package (`make bench-micro` uses .venv's editable
+# install): the repository's folders are engine/ and actors/, not triohub/.
+from triohub.protocol.base import HubProtocol
+from triohub.protocol.json_protocol import JsonHubProtocol
+from triohub.protocol.messages import Completion, HubMessage, Invocation
+from triohub.protocol.msgpack_protocol import MessagePackHubProtocol
 
 BATCH = 100
 

@@ -30,18 +30,15 @@ import statistics
 import sys
 import time
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from a checkout without `pip install -e .`
-
-from triohub import Hub, HubServer  # noqa: E402
-from triohub.protocol import Completion, Invocation, MessageDecoder  # noqa: E402
-from triohub.testing import HubTestClient, open_test_client  # noqa: E402
-from triohub.transports.memory import MemoryTransport, memory_transport_pair  # noqa: E402
+# triohub comes from the installed package (`make bench-micro` uses .venv's editable
+# install): the repository's folders are engine/ and actors/, not triohub/.
+from triohub import Hub, HubServer
+from triohub.protocol import Completion, Invocation, MessageDecoder
+from triohub.testing import HubTestClient, open_test_client
+from triohub.transports.memory import MemoryTransport, memory_transport_pair
 
 PATH = "/bench"
 PAYLOAD = ("alice", "x" * 64)

@@ -14,7 +14,8 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # a checkout without pip install
+# For benchmarks.servers.common; triohub itself is the installed package (the bench venv's).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.servers.common import jwt_key, parse_args, ready
 from triohub import (
