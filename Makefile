@@ -59,10 +59,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# mypy --strict on triohub as installed: tools/typecheck.py stages engine/ and actors/ as
+# mypy --strict on triohub as installed: .ci/typecheck.py stages engine/ and actors/ as
 # build/typecheck/triohub (symlinks), runs mypy there and reports engine/... and actors/... paths.
 typecheck: $(STAMP)
-	$(BIN)/python tools/typecheck.py
+	$(BIN)/python .ci/typecheck.py
 
 test: $(STAMP) node chromium lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
