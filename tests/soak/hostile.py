@@ -36,6 +36,8 @@ from ..lifecycle.hubwire import (
 HUB = "/hubs/echo"
 STEP_LIMIT = 10.0
 """Seconds any one request or handshake may take before it counts as ``timeout``."""
+NO_READ_SECONDS = 15.0
+"""How long ``no-read`` stops reading: past the send timeout (10 s) with room to spare."""
 
 
 class Soak:
@@ -184,7 +186,9 @@ class Soak:
             await trio.sleep(1.0)
 
     async def no_read(self) -> None:
-        """A client that asks for a fast stream and stops reading (tiny receive buffer)."""
+        """A client that asks for a fast stream and stops reading (tiny receive
+        buffer) for longer than the servers' send timeout (``HubOptions``: 10 s),
+        so the server must have closed it by the time it reads again."""
 
         async def once() -> str:
             wire = await self.open(receive_buffer=4096)
@@ -200,7 +204,7 @@ class Soak:
                     )
                     + b"\x1e"
                 )
-                await trio.sleep(5.0)  # not reading: the server must cope
+                await trio.sleep(NO_READ_SECONDS)  # not reading: the server must cut us
                 return await drained_to_close(wire, limit=5.0)
             finally:
                 await wire.aclose()

@@ -16,8 +16,9 @@ hubs on triohub's own server, ``tests/soak/native_app.py``):
 
 Asserted: the server process never exits (until SIGTERM at the end, which must
 end it with 0), RSS after the hostile clients leave is within 10 % of the
-baseline, no ERROR (or CRITICAL, or traceback) line in the server's log, and the
-normal clients' p99 during the soak is within 3x the unloaded p99. Everything
+baseline, no ERROR (or CRITICAL, or traceback) line in the server's log, the
+normal clients' p99 during the soak is within 3x the unloaded p99, and no
+``no-read`` client is still open when it reads again (past the send timeout). Everything
 measured is printed as a report, also when an assertion fails.
 """
 
@@ -302,6 +303,10 @@ async def soak_phases(server: ServerProcess, normal: Normal, report: Report) -> 
         report.note(f"  {pattern}: {dict(sorted(counts.items(), key=lambda kv: -kv[1]))}")
     if normal.failures:
         report.problem(f"normal clients were dropped: {dict(normal.failures)}")
+    # ``no-read`` stops reading for longer than the send timeout: by the time it
+    # reads again the server must have cut it.
+    if lingering := outcomes.get("no-read", {}).get("still open", 0):
+        report.problem(f"{lingering} no-read client(s) outlived the send timeout")
     if server.process.poll() is not None:
         return
     if not loaded_p99 <= LATENCY_FACTOR * unloaded_p99:
