@@ -47,6 +47,9 @@ __all__ = [
 
 log = logging.getLogger("triohub.connection")
 
+_TRANSPORT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+"""What a transport raises when the client is gone: theirs, not ours."""
+
 
 class Transport(Protocol):
     """Moves bytes for one connection (WebSocket, SSE, long polling, memory)."""
@@ -163,7 +166,7 @@ async def supervise(
         with expiry:
             remainder: bytes | None = None
             with trio.move_on_after(options.handshake_timeout) as handshake_scope:
-                remainder = await _handshake(transport, session, options)
+                remainder = await _handshake(connection_id, transport, session, options)
             if handshake_scope.cancelled_caught:
                 reason = CloseReason.HANDSHAKE_TIMEOUT
                 await _write_final(transport, [session.handshake_timeout_reply()], options)
@@ -206,9 +209,13 @@ async def supervise(
 
 
 async def _handshake(
-    transport: Transport, session: Session, options: SupervisorOptions
+    connection_id: str, transport: Transport, session: Session, options: SupervisorOptions
 ) -> bytes | None:
-    """Returns the bytes after the handshake on success, ``None`` on failure."""
+    """Returns the bytes after the handshake on success, ``None`` on failure.
+
+    A client that goes away before our answer reaches it (connects, sends its
+    handshake, drops) is no error of ours: one INFO line, no traceback.
+    """
     while True:
         data = await transport.receive()
         if data is None:
@@ -217,7 +224,15 @@ async def _handshake(
         if step is None:
             continue
         if step.ok:
-            await transport.send([step.reply])
+            try:
+                await transport.send([step.reply])
+            except _TRANSPORT_GONE as error:
+                log.info(
+                    "connection %s: the client left during the handshake (%s)",
+                    connection_id,
+                    error or type(error).__name__,
+                )
+                return None
             return step.remainder
         await _write_final(transport, [step.reply], options)
         return None
@@ -274,7 +289,7 @@ async def _writer(
         ) as timeout:
             try:
                 await transport.send(batch)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            except _TRANSPORT_GONE:
                 control.close(CloseReason.TRANSPORT_CLOSED)
                 return
         if timeout.cancelled_caught:
@@ -329,7 +344,7 @@ async def _write_final(
     with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):
         try:
             await transport.send(chunks)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except _TRANSPORT_GONE:
             pass
 
 
@@ -378,7 +393,7 @@ async def _finish(
             with trio.move_on_after(options.close_timeout):
                 try:
                     await transport.send(chunks)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                except _TRANSPORT_GONE:
                     pass
         with trio.move_on_after(options.close_timeout):
             try:

@@ -75,6 +75,7 @@ class Dispatcher:
         self._detailed = options.enable_detailed_errors
         self._stream_capacity = options.stream_buffer_capacity
         self._limiter = trio.Semaphore(options.max_parallel_invocations)
+        self._drain = registration.drain
         self._streams: dict[str, trio.CancelScope] = {}
         self._uploads: dict[str, ClientStream[Any]] = {}
         self._open_streams = 0  # server streams + upload streams (max_streams)
@@ -92,6 +93,11 @@ class Dispatcher:
         streaming = isinstance(message, StreamInvocation)
         target = message.target
         reply_id = message.invocation_id or None
+        drain = self._drain
+        if drain.draining():
+            # The server is stopping: what runs may finish, nothing new starts.
+            await self._fail(reply_id, Texts.shutting_down(target))
+            return
         method = self._methods.get(target.lower())
         if method is None:
             log.debug("unknown hub method %r", clip(target))
@@ -107,6 +113,11 @@ class Dispatcher:
             # under the parallel limit, as the reference does, so a slow policy
             # never holds back this connection's reader (pings, cancels, others).
             await self._acquire_slot()
+            if drain.draining():  # the stop began while we waited for the slot
+                self._limiter.release()
+                await self._fail(reply_id, Texts.shutting_down(target))
+                return
+            drain.begin()
             self._control.nursery.start_soon(
                 self._run_plain, method, target, reply_id, arguments, [], True
             )
@@ -143,6 +154,7 @@ class Dispatcher:
             scope = trio.CancelScope()
             self._streams[reply_id] = scope
             uploads = self._open_uploads(method, message.stream_ids)
+            drain.begin()
             self._control.nursery.start_soon(
                 self._run_stream, method, target, reply_id, arguments, uploads, scope
             )
@@ -152,6 +164,7 @@ class Dispatcher:
             # Like the reference, methods fed by client streams stay outside
             # the limit: the reader must go on to deliver their items.
             await self._acquire_slot()
+        drain.begin()
         self._control.nursery.start_soon(
             self._run_plain, method, target, reply_id, arguments, uploads, False
         )
@@ -317,12 +330,27 @@ class Dispatcher:
                     # stops getting new calls started (the send waits for room).
                     await self._send_completion(completion, target)
             finally:
+                self._drain.end()
                 if not uploads:
                     self._limiter.release()
                 if refusal is not None:
                     self.refused(refusal)  # after the answer, as above
 
     async def _run_stream(
+        self,
+        method: BoundMethod,
+        target: str,
+        reply_id: str,
+        arguments: tuple[Any, ...],
+        uploads: list[ClientStream[Any]],
+        scope: trio.CancelScope,
+    ) -> None:
+        try:
+            await self._stream(method, target, reply_id, arguments, uploads, scope)
+        finally:
+            self._drain.end()
+
+    async def _stream(
         self,
         method: BoundMethod,
         target: str,

@@ -24,6 +24,7 @@ from .audit import Auditor, AuditRecord
 from .authorizer import Guard, HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
+from .drain import Drain
 from .filters import HubFilter
 from .hub import Hub
 from .options import HubOptions
@@ -57,6 +58,8 @@ class HubRegistration:
     guard: Guard
     """The hub-level policy, applied to negotiate and every transport request."""
     filters: tuple[HubFilter, ...] = ()
+    drain: Drain = attrs.Factory(Drain)
+    """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -119,6 +122,7 @@ class HubServer:
         self._stopped = trio.Event()
         self._live = 0
         self._scopes: dict[trio.CancelScope, HubSession] = {}
+        self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
 
@@ -174,6 +178,7 @@ class HubServer:
             authorizer=self.authorizer,
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
+            drain=self._drain,
         )
         self._hubs[path] = registration
         return registration
@@ -224,8 +229,17 @@ class HubServer:
     ) -> None:
         """Run the hubs' actors and connections until ``stop()`` or cancellation.
 
-        On ``stop()`` every connection is sent its close record and given
-        ``shutdown_grace`` seconds to finish before it is cancelled.
+        On ``stop()``, a drain of at most ``shutdown_grace`` seconds:
+
+        1. no new connection is taken; those still in their handshake end;
+        2. invocations and streams already running may finish and send their
+           Completion; new ones are answered with an error Completion
+           (``Failed to invoke 'X' because the server is shutting down.``),
+           while upload items, cancels and client results still flow;
+        3. once nothing is in flight (or the grace is over), every connection
+           is sent the Close record that allows reconnecting and closes;
+        4. what is left at the end of the grace is cancelled (its closing
+           steps still run, shielded, each within ``close_timeout``).
         """
         if self._started:
             raise RuntimeError("this HubServer is already running")
@@ -240,14 +254,18 @@ class HubServer:
                     task_status.started(self)
                     await self._stop.wait()
                     await trio.lowlevel.checkpoint_if_cancelled()  # stop() racing a cancel
-                    for registration in self._hubs.values():
-                        await registration.router.close_all(CloseReason.SHUTDOWN)
+                    deadline = trio.current_time() + shutdown_grace
+                    self._drain.start()
                     # Connections still in their handshake are not registered:
                     # they have nothing to finish, so they end now.
                     for scope, session in list(self._scopes.items()):
                         if not session.registered:
                             scope.cancel()
-                    with trio.move_on_after(shutdown_grace):
+                    with trio.move_on_at(deadline):
+                        await self._drain.wait_idle()
+                    for registration in self._hubs.values():
+                        await registration.router.close_all(CloseReason.SHUTDOWN)
+                    with trio.move_on_at(deadline):
                         await self._idle.wait()
                     # Past the grace: end every connection, wherever its task
                     # runs (ASGI and WebSocket handlers call connect() from their

@@ -100,6 +100,11 @@ class Texts:
         return f"Failed to invoke '{target}' because user is unauthorized"
 
     @staticmethod
+    def shutting_down(target: str) -> str:
+        # triohub's own: ASP.NET Core cancels in-flight work at once on shutdown.
+        return f"Failed to invoke '{target}' because the server is shutting down."
+
+    @staticmethod
     def unexpected_error(target: str) -> str:
         return f"An unexpected error occurred invoking '{target}' on the server."
 

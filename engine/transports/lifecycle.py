@@ -8,14 +8,18 @@ stop:
 1. new hub connections are refused (``HubServer.stop()``: the native server
    answers negotiate and upgrades with 503, the ASGI app and the trio-websocket
    server close new WebSockets at once);
-2. every open connection is sent the Close record that allows reconnecting,
+2. invocations and streams running at that moment get up to ``grace`` seconds
+   to finish, and their callers their Completion; new invocations meanwhile
+   are answered with an error Completion (the server is shutting down);
+3. once nothing runs any more (or the grace is over), every open connection is
+   sent the Close record that allows reconnecting,
    ``{"type":7,"allowReconnect":true}``, so the official clients with automatic
    reconnect come back (to another replica, or to this service once restarted);
-   invocations and streams running at that moment are cancelled;
-3. the closing itself (what was queued for the client, the Close record, the
-   transport's close handshake, ``on_disconnected``) gets ``grace`` seconds;
-   each of those steps is bounded by the hub's ``close_timeout`` too;
-4. the listeners are cancelled last and the function returns: exit 0.
+   what still runs at the end of the grace is cancelled;
+4. the closing itself (what was queued for the client, the Close record, the
+   transport's close handshake, ``on_disconnected``) gets what is left of
+   ``grace``; each of those steps is bounded by the hub's ``close_timeout`` too;
+5. the listeners are cancelled last and the function returns: exit 0.
 
 A second signal ends the process at once. Signals are received with
 ``trio.open_signal_receiver``, so SIGINT never becomes a ``KeyboardInterrupt``
@@ -89,8 +93,9 @@ async def run_until_signalled(
     are cancelled last. ``server.stop()`` called by the application ends it the
     same way (and it returns ``None``).
 
-    How long the graceful part lasts: ``grace`` seconds for the connections to
-    close, then what is left is cancelled, except the closing steps, which run
+    How long the graceful part lasts: ``grace`` seconds for the running
+    invocations to finish and the connections to close, then what is left is
+    cancelled, except the closing steps, which run
     shielded, each within the hub's ``close_timeout`` (5 s by default): a client
     that stopped reading can hold its connection up to three of those (the
     queued records and the Close record, the close handshake, ``on_disconnected``).
@@ -106,8 +111,9 @@ async def run_until_signalled(
         server: the hubs; not running yet.
         serves: listeners for it, each a start-protocol callable that takes only
             ``task_status`` (bind the other arguments with ``functools.partial``).
-        grace: seconds the connections get to close after ``server.stop()``
-            before what is left of them is cancelled.
+        grace: seconds the running invocations get to finish, and the
+            connections to close, after ``server.stop()`` before what is left
+            of them is cancelled.
         signals: the signals that begin the shutdown.
 
     Returns:

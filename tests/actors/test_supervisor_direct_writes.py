@@ -75,3 +75,34 @@ async def test_a_direct_write_never_overtakes_queued_records(yields: int) -> Non
         control.send_nowait(b"6")
         nursery.cancel_scope.cancel()
     assert transport.wire == [b"1", b"2", b"3", b"4", b"5", b"6"]
+
+
+async def test_a_run_of_direct_writes_lets_other_tasks_run() -> None:
+    """A stream with no pause of its own, to a transport that takes every record at
+    once (a socket buffer of megabytes), must not keep the scheduler to itself: the
+    soak's ``Counter(10_000_000, 0)`` stalled every other connection for half a
+    second. Records still go out in order, all of them directly."""
+    options = SupervisorOptions()
+    send, receive = trio.open_memory_channel[bytes](16)
+    transport = DirectTransport()
+    others = 0
+
+    async def other_connection() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        control = Control("c", nursery, send, options, transport.send_nowait)
+        nursery.start_soon(_writer, transport, receive, control, options)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(other_connection)
+        await trio.lowlevel.checkpoint()
+        before = others
+        for index in range(1600):
+            await control.send(b"%d" % index)
+        ran = others - before
+        nursery.cancel_scope.cancel()
+    assert transport.wire == [b"%d" % index for index in range(1600)]
+    assert ran >= 1600 // 16 - 1, f"other tasks ran {ran} times during 1600 sends"

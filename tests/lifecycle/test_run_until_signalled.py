@@ -128,6 +128,46 @@ async def test_a_signal_closes_every_connection_for_reconnecting(
     await assert_refused(port)
 
 
+@pytest.mark.parametrize("kind", LISTENERS)
+async def test_a_stream_running_at_sigterm_finishes_before_the_close(
+    nursery: trio.Nursery, kind: str
+) -> None:
+    """The drain: what runs when the signal comes gets the grace to finish (here a
+    stream of five items, 0.2 s apart); a new call meanwhile is refused; then the
+    Close that allows reconnecting."""
+    server = echo_server()
+    running, [(_, port)] = await start(nursery, server, LISTENERS[kind](server))
+    streaming, other = await open_client(port), await open_client(port)
+    await streaming.send_frame(
+        TEXT, b'{"type":4,"invocationId":"s","target":"Counter","arguments":[5,200]}\x1e'
+    )
+    assert await streaming.record(LIMIT) == {"type": 2, "invocationId": "s", "item": 0}
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    # Until the signal is handled and the drain has begun (no public event says
+    # so: the application learns it from run_until_signalled's return).
+    with trio.fail_after(LIMIT):
+        while server.accepting:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    await call(other, "1", "Echo", "too late")
+    assert await other.record(LIMIT) == {
+        "type": 3,
+        "invocationId": "1",
+        "error": "Failed to invoke 'Echo' because the server is shutting down.",
+    }
+
+    records = [await streaming.record(LIMIT) for _ in range(6)]
+    assert records == [
+        *({"type": 2, "invocationId": "s", "item": item} for item in range(1, 5)),
+        {"type": 3, "invocationId": "s"},
+        CLOSE_RECONNECT,
+    ]
+    assert await other.record(LIMIT) == CLOSE_RECONNECT
+    for client in (streaming, other):
+        await hang_up(client)
+    assert await running.outcome() == signal.SIGTERM
+
+
 async def test_sigint_while_clients_are_busy_is_received_not_raised(
     nursery: trio.Nursery,
 ) -> None:

@@ -4,8 +4,11 @@
 runs every pattern (or the ones named) for S seconds against ``/hubs/echo`` and
 the demo's sign-in endpoints, then prints one JSON line: per pattern, how often
 each outcome happened (``{"garbage": {"closed 1011": 40, ...}, ...}``). SIGTERM
-ends it early, with the same line. Its own process, so the load it makes does
-not delay the soak's measuring clients.
+ends it early, with the same line. Its own process, at nice 19 (``--nice``), so
+the load it makes does not delay the soak's measuring clients: it gets the CPU
+the server and the measuring clients leave; the rates below are what it offers
+at most (a hostile client slowed down is a slow client, which the server must
+cope with too).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from ..lifecycle.hubwire import (
 HUB = "/hubs/echo"
 STEP_LIMIT = 10.0
 """Seconds any one request or handshake may take before it counts as ``timeout``."""
+NO_READ_SECONDS = 15.0
+"""How long ``no-read`` stops reading: past the send timeout (10 s) with room to spare."""
 
 
 class Soak:
@@ -131,7 +136,8 @@ class Soak:
             await self.attempt("uploads", once)
 
     async def streams(self) -> None:
-        """Many concurrent server streams (``Counter``), half cancelled, then dropped."""
+        """Many concurrent server streams (``Counter``, 50 items a second each),
+        half cancelled, then dropped."""
 
         async def once() -> str:
             wire = await self.open()
@@ -148,6 +154,9 @@ class Soak:
                         )
                         + b"\x1e"
                     )
+                    # Spread over one 20 ms period: the same 2500 items/s, not
+                    # 50 streams ticking in lockstep (a burst every 20 ms).
+                    await trio.sleep(0.020 / 50)
                 outcome = await hold(wire, 3.0)
                 for index in range(0, 50, 2):
                     await wire.send_text(
@@ -184,7 +193,9 @@ class Soak:
             await trio.sleep(1.0)
 
     async def no_read(self) -> None:
-        """A client that asks for a fast stream and stops reading (tiny receive buffer)."""
+        """A client that asks for a fast stream and stops reading (tiny receive
+        buffer) for longer than the servers' send timeout (``HubOptions``: 10 s),
+        so the server must have closed it by the time it reads again."""
 
         async def once() -> str:
             wire = await self.open(receive_buffer=4096)
@@ -200,7 +211,7 @@ class Soak:
                     )
                     + b"\x1e"
                 )
-                await trio.sleep(5.0)  # not reading: the server must cope
+                await trio.sleep(NO_READ_SECONDS)  # not reading: the server must cut us
                 return await drained_to_close(wire, limit=5.0)
             finally:
                 await wire.aclose()
@@ -296,8 +307,8 @@ class Soak:
             await trio.sleep(0.3)
 
     async def connect_drop(self) -> None:
-        """Bursts of connections dropped at every stage: after TCP connect, after the
-        upgrade request, after the handshake."""
+        """Connections dropped at every stage: after TCP connect, after the upgrade
+        request, after the handshake; 30 a second, evenly."""
 
         async def once(stage: int) -> str:
             wire = await HubWire.connect(self.host, self.hub_port)
@@ -323,7 +334,7 @@ class Soak:
             async with trio.open_nursery() as burst:
                 for stage in range(30):
                     burst.start_soon(self.attempt, "connect-drop", partial(once, stage % 3))
-            await trio.sleep(1.0)
+                    await trio.sleep(1.0 / 30)  # 30 a second, evenly
 
 
 async def hold(wire: HubWire, seconds: float) -> str:
@@ -390,7 +401,11 @@ def main() -> None:
     parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--patterns", default=",".join(PATTERNS))
+    parser.add_argument(
+        "--nice", type=int, default=19, help="niceness to run at (default 19: idle CPU only)"
+    )
     args = parser.parse_args()
+    os.nice(args.nice)
     patterns = [name for name in args.patterns.split(",") if name]
     unknown = set(patterns) - set(PATTERNS)
     if unknown:

@@ -21,6 +21,7 @@ import pathlib
 import subprocess
 import sys
 
+import orjson
 import pytest
 import trio
 
@@ -198,3 +199,30 @@ async def test_out_of_file_descriptors_is_one_warning_and_a_slow_retry(
     tries = int(again[0].rsplit(" after ", 1)[1].split()[0])
     assert tries <= 8 + elapsed, (again, elapsed)
     assert cpu < 0.2 * episode, cpu
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+async def test_a_client_that_stops_reading_a_fast_stream_is_cut_at_the_send_timeout(
+    kind: str,
+) -> None:
+    # The soak's ``no-read``: the client asks for a stream of ten million items
+    # with no delay, reads nothing, and keeps its connection open. Every item
+    # waits for room in the outbox, so the stream is throttled to the writer,
+    # and the writer's write blocks: the send timeout must end it.
+    send_timeout = 0.5
+    options = HubOptions(send_timeout=send_timeout, close_timeout=0.5)
+    async with running(kind, options=options) as served:
+        wire = await Wire.connect(served.port, receive_buffer=4096)
+        await wire.hub_open("/hubs/native")
+        stream = orjson.dumps(
+            {"type": 4, "invocationId": "flood", "target": "Counter", "arguments": [10_000_000, 0]}
+        )
+        started = trio.current_time()
+        await wire.send(Wire.encode(TEXT, stream + b"\x1e"))
+        with trio.fail_after(send_timeout + 5):
+            while not served.journal.ended:
+                await served.journal.changed.wait()
+        assert established(served.port) == 0
+        assert trio.current_time() - started < send_timeout + 5
+        await wire.aclose()
+        await assert_serves(served.port)
