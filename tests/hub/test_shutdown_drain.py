@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import trio
 import trio.testing
 
-from engine import Hub, HubOptions, HubServer
-from engine.protocol import Close
-from engine.testing import HubTestClient, InvocationError, open_test_client
+from triohub import Hub, HubOptions, HubServer
+from triohub.protocol import Close
+from triohub.testing import HubTestClient, InvocationError, open_test_client
 
 PATH = "/hubs/slow"
 GRACE = 5.0

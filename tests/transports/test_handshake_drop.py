@@ -15,10 +15,10 @@ import socket
 import pytest
 import trio
 
-from actors.supervisor import CloseReason
 from demo.echo import EchoHub
-from engine import HubServer
-from engine.transports.native_ws import NativeWebSocketTransport
+from triohub import HubServer
+from triohub.actors.supervisor import CloseReason
+from triohub.transports.native_ws import NativeWebSocketTransport
 
 from .native_wire import TEXT, Wire
 from .support import JSON_HANDSHAKE
