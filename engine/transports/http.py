@@ -32,11 +32,11 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-NO_CACHE = [
+NO_CACHE = (
     (b"cache-control", b"no-cache, no-store"),
     (b"pragma", b"no-cache"),
     (b"expires", b"Thu, 01 Jan 1970 00:00:00 GMT"),
-]
+)
 
 
 BAD_UPGRADE = (400, ((b"sec-websocket-version", b"13"),))
