@@ -232,11 +232,11 @@ class Endpoint:
             self.connections.remove(connection.token)
 
     async def decide(self, request: HttpRequest) -> Action:
+        if "transfer-encoding" in request.headers and "content-length" in request.headers:
+            return Respond(400, BOTH_FRAMINGS, close=True)
         registration, negotiate_route = self.route(request.path)
         if registration is None:
             return Fallback() if self.fallback else _NOT_FOUND
-        if "transfer-encoding" in request.headers and "content-length" in request.headers:
-            return Respond(400, BOTH_FRAMINGS, close=True)
         if request.websocket:
             if negotiate_route:
                 return _NOT_FOUND
