@@ -142,27 +142,20 @@ class SignalRApp:
     # -- WebSockets -------------------------------------------------------------
 
     async def _websocket(self, receive: Receive, send: Send, action: OpenWebSocket) -> None:
+        accepted = False
         try:
-            event = await receive()
-            if event["type"] != "websocket.connect":
-                return
-            try:
+            if (await receive())["type"] == "websocket.connect":
                 await send({"type": "websocket.accept"})
-            except Exception as error:
-                # The server already answered the upgrade (a client that sent
-                # bytes before our 101, hypercorn#225): nothing to serve.
-                log.debug("a WebSocket was not accepted: %s", describe(error))
-                return
-            transport = AsgiWebSocketTransport(receive, send)
-            await self.server.connect(
-                action.registration,
-                transport,
-                connection_id=action.connection_id,
-                principal=action.principal,
-                on_protocol=transport.use_protocol,
-            )
+                accepted = True
+        except Exception as error:
+            # The server already answered the upgrade (a client that sent
+            # bytes before our 101, hypercorn#225): nothing to serve.
+            log.debug("a WebSocket was not accepted: %s", describe(error))
         finally:
-            self.endpoint.release(action.connection)
+            if not accepted:
+                self.endpoint.release(action.connection)
+        if accepted:
+            await self.endpoint.run_websocket(action, AsgiWebSocketTransport(receive, send))
 
 
 def _request(scope: Scope) -> HttpRequest:

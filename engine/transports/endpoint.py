@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
+from ..actors.supervisor import Transport
 from ..auth.principal import Principal
 from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
-from ..protocol import Texts
+from ..protocol import HubProtocol, Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
@@ -75,6 +76,12 @@ BOTH_FRAMINGS = b"Transfer-Encoding and Content-Length together"
 """The 400 body for a request framed both ways (request smuggling)."""
 
 Header = tuple[bytes, bytes]
+
+
+class WebSocketTransport(Transport, Protocol):
+    """A hub transport that frames by the hub protocol (text or binary)."""
+
+    def use_protocol(self, protocol: HubProtocol) -> None: ...
 
 
 @attrs.frozen
@@ -230,6 +237,20 @@ class Endpoint:
         """A WebSocket or event stream ended: its negotiated id is spent."""
         if connection is not None:
             self.connections.remove(connection.token)
+
+    async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
+        """The hub connection of an accepted WebSocket, to its end (in the
+        calling task); its negotiated id is spent afterwards."""
+        try:
+            await self.server.connect(
+                action.registration,
+                transport,
+                connection_id=action.connection_id,
+                principal=action.principal,
+                on_protocol=transport.use_protocol,
+            )
+        finally:
+            self.release(action.connection)
 
     async def decide(self, request: HttpRequest) -> Action:
         if "transfer-encoding" in request.headers and "content-length" in request.headers:

@@ -166,16 +166,9 @@ class _Connection:
         )
         self.handed_over = True  # the transport closes the socket now
         try:
-            await self.server.connect(
-                action.registration,
-                transport,
-                connection_id=action.connection_id,
-                principal=action.principal,
-                on_protocol=transport.use_protocol,
-            )
+            await self.endpoint.run_websocket(action, transport)
         finally:
             await transport.aclose()  # idempotent: normally closed already
-            self.endpoint.release(action.connection)
 
 
 async def serve_native(

@@ -70,24 +70,22 @@ class HttpWire:
 
     # -- reading -----------------------------------------------------------------
 
-    async def _receive(self) -> None:
+    async def _recv(self) -> bytes:
+        """The next bytes from the client; ``b""`` at its end."""
         while True:
             try:
-                data = self.sock.recv(_RECEIVE_SIZE)
+                return self.sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(self.sock)
-                continue
             except OSError:
-                data = b""
-            self._h11.receive_data(data)
-            return
+                return b""
 
     async def _next_event(self) -> object:
         while True:
             event = self._h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            await self._receive()
+            self._h11.receive_data(await self._recv())
 
     async def read_request(self) -> HttpRequest | None:
         """The next request's head; ``None`` when the client closed the connection
@@ -185,16 +183,7 @@ class HttpWire:
     async def wait_disconnect(self) -> None:
         """Returns when the client closes its side, or has sent too much ahead
         while its request is being answered."""
-        while True:
-            try:
-                data = self.sock.recv(_RECEIVE_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
-                continue
-            except OSError:
-                return
-            if not data:
-                return
+        while data := await self._recv():
             self._ahead += len(data)
             if self._ahead > _UNREAD_LIMIT:
                 return

@@ -137,17 +137,7 @@ async def serve_trio_websocket(
             )
             return
         connection = await request.accept()
-        transport = TrioWebSocketTransport(connection)
-        try:
-            await server.connect(
-                action.registration,
-                transport,
-                connection_id=action.connection_id,
-                principal=action.principal,
-                on_protocol=transport.use_protocol,
-            )
-        finally:
-            endpoint.release(action.connection)
+        await endpoint.run_websocket(action, TrioWebSocketTransport(connection))
 
     limit = max((r.options.max_message_size or 0 for r in server.hubs.values()), default=0)
     max_message_size = max(limit * 2, 1024 * 1024)
