@@ -1,5 +1,9 @@
 """``python -m demo --host 127.0.0.1 --port 8000`` (port 0 picks a free one).
 
+``--server hypercorn`` (the default) serves the demo's ASGI app under hypercorn;
+``--server native`` serves the hubs on triohub's own server, every transport, with
+the demo's pages and sign-in as its fallback app, on the same port.
+
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
 work gets ``--shutdown-grace`` seconds, and the process exits 0. A second signal
@@ -17,6 +21,7 @@ import trio
 
 from triohub.transports.hypercorn import serve_hypercorn
 from triohub.transports.lifecycle import run_until_signalled
+from triohub.transports.native import serve_native
 
 from .app import build_app
 
@@ -29,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--server",
+        choices=("hypercorn", "native"),
+        default="hypercorn",
+        help="hypercorn (ASGI, the default) or triohub's own server (native)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--shutdown-grace",
@@ -44,14 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         app = build_app()
+        if args.server == "native":
+            serve = partial(serve_native, app.server, args.host, args.port, fallback=app.fallback)
+        else:
+            serve = partial(serve_hypercorn, app, args.host, args.port)
         async with trio.open_nursery() as nursery:
             [(host, port)] = await nursery.start(
-                partial(
-                    run_until_signalled,
-                    app.server,
-                    partial(serve_hypercorn, app, args.host, args.port),
-                    grace=args.shutdown_grace,
-                )
+                partial(run_until_signalled, app.server, serve, grace=args.shutdown_grace)
             )
             shown = f"[{host}]" if ":" in host else host
             print(f"triohub demo listening on http://{shown}:{port}", flush=True)

@@ -32,6 +32,7 @@ from .http import (
     Receive,
     Scope,
     Send,
+    origin_form,
     parse_headers,
     read_body,
     respond,
@@ -161,7 +162,8 @@ class SignalRApp:
 def _request(scope: Scope) -> HttpRequest:
     raw_path = scope.get("raw_path")
     if isinstance(raw_path, bytes):
-        path = route_path(raw_path.decode("latin-1"))
+        # hypercorn passes an absolute-form target whole.
+        path = route_path(origin_form(raw_path).partition(b"?")[0].decode("latin-1"))
     else:  # a server without raw_path decoded the path already
         path = scope.get("path", "/")
     client = scope.get("client")

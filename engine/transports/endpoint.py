@@ -296,8 +296,9 @@ class Endpoint:
         problem = upgrade_problem(request.http_version, request.headers)
         if problem is not None:
             # Refused before anything else (hypercorn takes any key).
+            log.info("%s %s refused with 400: %s", request.method, request.path, problem)
             status, headers = BAD_UPGRADE
-            return Respond(status, problem.encode(), headers=headers, close=True)
+            return Respond(status, headers=headers, close=True)
         verdict = await self._verdict(request, registration)
         if not verdict.allowed:
             return _refused(verdict)

@@ -22,7 +22,7 @@ import h11
 import trio
 
 from .endpoint import BOTH_FRAMINGS, HttpRequest, Respond
-from .http import parse_headers, route_path
+from .http import origin_form, parse_headers, route_path
 
 __all__ = ["HEAD_LIMIT", "REQUEST_TIMEOUT", "BadRequest", "HttpWire"]
 
@@ -107,15 +107,7 @@ class HttpWire:
         # h11 bounds a head that arrives in pieces; one that came whole is measured here.
         if len(event.target) + sum(len(n) + len(v) + 4 for n, v in raw_headers) > HEAD_LIMIT:
             raise BadRequest(431)
-        target = event.target
-        if target.startswith((b"http://", b"https://")):
-            # Absolute form: the authority goes (Host says it), the query stays.
-            rest = target.split(b"://", 1)[1]
-            slash, query = rest.find(b"/"), rest.find(b"?")
-            if slash < 0 or 0 <= query < slash:
-                target = b"/" + (rest[query:] if query >= 0 else b"")
-            else:
-                target = rest[slash:]
+        target = origin_form(event.target)
         if not target.startswith(b"/"):
             raise BadRequest(400)
         raw_path, _, raw_query = target.partition(b"?")

@@ -3,8 +3,8 @@
 Raw Trio sockets send exact requests and read exact answers: negotiate and
 keep-alive, the WebSocket upgrade and its refusals (bad keys and versions, unknown or
 reused ids, oversized or malformed heads and bodies), bearer authentication and the
-rule that only the negotiating user may use a negotiated id, refusals that log no
-token, and, request by request, the same answers as the ASGI app under hypercorn.
+rule that only the negotiating user may use a negotiated id, and refusals that log no
+token. The answers both servers share are in test_raw_http.py (one table).
 trio-websocket's client stands in for a real client where framing is not the point.
 
 Real time throughout (real sockets); the waits are short.
@@ -23,14 +23,10 @@ import trio
 import trio.testing
 from trio_websocket import ConnectionRejected, open_websocket_url
 
-from triohub import HubOptions
 from triohub.protocol import Texts
-from triohub.transports.asgi import SignalRApp
-from triohub.transports.hypercorn import serve_hypercorn
 
 from ..auth.support import HubSocket, claims, sign
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
-from .native_parity import PARITY, WEBSOCKETS_ONLY, Ask, ask_answer
 from .native_support import HUB, OTHER, PRIVATE, Native, StartNative, authenticator, token_for
 from .native_wire import (
     RFC_ACCEPT,
@@ -465,32 +461,3 @@ async def test_refused_requests_log_no_token(
             assert token not in text
             assert token.split(".")[2] not in text, "a token signature was logged"
         assert "access_token" not in text
-
-
-# -- 3b. the same answers as the ASGI app -------------------------------------------
-
-# The requests (``PARITY``) and how each is asked are in ``native_parity``.
-
-
-@pytest.mark.parametrize("ask", PARITY)
-async def test_answers_match_the_asgi_app(
-    start_native: StartNative, nursery: trio.Nursery, ask: Ask
-) -> None:
-    """One ``HubServer`` (WebSockets only, bearer tokens), served by both: every
-    answer the native server gives is the ASGI app's."""
-    native = await start_native(
-        authenticator=authenticator(),
-        # mypy's attrs plugin reads the frozenset converter's parameter as Iterable[_T_co].
-        options=HubOptions(transports=WEBSOCKETS_ONLY),  # type: ignore[arg-type]
-    )
-    _, asgi_port = await nursery.start(serve_hypercorn, SignalRApp(native.server), "127.0.0.1", 0)
-    tokens = {
-        "alice": token_for("alice"),
-        "bob": token_for("bob"),
-        "expired": sign(claims("alice", now=time.time() - 7200, lifetime=3600)),
-    }
-    answers = {
-        name: await ask_answer(port, ask, tokens)
-        for name, port in (("native", native.port), ("asgi", asgi_port))
-    }
-    assert answers["native"] == answers["asgi"]
