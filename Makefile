@@ -98,10 +98,11 @@ bench: $(BENCH_STAMP) node
 bench-smoke:
 	$(MAKE) bench QUICK=1
 
-# In-process ceilings of the codecs and the router (no network).
+# In-process ceilings of the codecs, the router and the WebSocket framing (no network).
 bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
 	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
+	$(BIN)/python benchmarks/bench_framing.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results build dist

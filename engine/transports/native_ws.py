@@ -55,7 +55,7 @@ _CLOSE_DRAIN = 1.0
 """Seconds to wait for the client's close frame / EOF after ours."""
 
 
-class _FrameCache:
+class FrameCache:
     """The frame of the last payload, per opcode: a fan-out sends the same
     ``bytes`` object to every recipient, so it is framed once."""
 
@@ -77,7 +77,7 @@ class _FrameCache:
         return framed
 
 
-_frames = _FrameCache()
+_frames = FrameCache()
 
 
 class NativeWebSocketTransport:
