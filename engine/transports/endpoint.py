@@ -22,10 +22,12 @@ The rules, in order (``signalr-protocol.md`` sections 1-3):
 5. a server that is stopping opens no new hub connection (503, on negotiate and
    on every request that would start one).
 
-Every refusal after authentication is logged in one line, never with a credential.
-The endpoint touches no socket: its one await is authentication (which may fetch
+Every refusal is logged in one line, never with a credential (refused upgrades
+and authentication refusals at INFO, another user's id at WARNING).
+``decide`` touches no socket: its one await is authentication (which may fetch
 keys); the first poll of a long-polling connection starts that connection's
-supervisor in the hub server's nursery.
+supervisor in the hub server's nursery. ``run_websocket`` runs the hub connection
+of a WebSocket a server has accepted, the same for all three.
 """
 
 from __future__ import annotations
@@ -253,6 +255,7 @@ class Endpoint:
             self.release(action.connection)
 
     async def decide(self, request: HttpRequest) -> Action:
+        """What to do with ``request`` (the rules of the module's docstring, in order)."""
         if "transfer-encoding" in request.headers and "content-length" in request.headers:
             return Respond(400, BOTH_FRAMINGS, close=True)
         registration, negotiate_route = self.route(request.path)
