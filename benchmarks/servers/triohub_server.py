@@ -29,12 +29,12 @@ from triohub import (
     JwtBearerOptions,
     PolicyRegistry,
     Requirement,
+    SignalRApp,
     authorize,
+    serve_hypercorn,
+    serve_native,
+    serve_trio_websocket,
 )
-from triohub.transports.asgi import SignalRApp
-from triohub.transports.hypercorn import serve_hypercorn
-from triohub.transports.native import serve_native
-from triohub.transports.trio_websocket import serve_trio_websocket
 
 
 class BenchScope(Requirement):
