@@ -84,25 +84,29 @@ async def test_a_change_that_raises_changes_nothing_and_reaches_its_writer(
 async def test_a_writer_that_gives_up_does_not_withdraw_its_change(
     nursery: trio.Nursery,
 ) -> None:
-    actor = await start(nursery)
+    actor = AuthorizationActor(AuthorizationState())
     with trio.CancelScope() as scope:
         scope.cancel()
-        await actor.change(lambda state: state.ban("alice"))
-    # Cancelled before it was sent (the send is a checkpoint): nothing happened.
-    assert actor.current.banned == frozenset()
-    sent = trio.Event()
+        await actor.change(lambda state: state.ban("mallory"))
+    # Cancelled before it was sent (the send is a checkpoint): nothing to apply.
+    answered = trio.Event()
 
     async def writer(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         with trio.CancelScope() as own:
             task_status.started(own)
             await actor.change(lambda state: state.ban("alice"))
-            sent.set()  # pragma: no cover - cancelled while waiting for the answer
+            answered.set()  # pragma: no cover - cancelled while waiting for the answer
 
     own = await nursery.start(writer)
+    await trio.testing.wait_all_tasks_blocked()  # sent; waiting for the (idle) actor
     own.cancel()
     await trio.testing.wait_all_tasks_blocked()
+    assert actor.current.banned == frozenset()  # the actor has not run yet
+    await nursery.start(actor.run)
+    await trio.testing.wait_all_tasks_blocked()
     assert actor.current.banned == {"alice"}
-    assert not sent.is_set()
+    assert actor.version == 1
+    assert not answered.is_set()
 
 
 async def test_a_stopped_actor_refuses_changes_and_fails_the_queued_ones() -> None:
