@@ -631,7 +631,8 @@ def test_the_resource_factory_runs_only_if_a_handler_reads_the_resource() -> Non
 
 
 def test_the_evaluator_is_plain_code(tmp_path: pathlib.Path) -> None:
-    """No bytecode inspection and no hand-driven coroutines in the authorization path."""
+    """No bytecode inspection, no hand-driven coroutines, no type: ignore and no
+    reading of other objects' private attributes in the authorization path."""
     package = pathlib.Path(triohub.authorization.__file__).parent
     hub = package.parent / "hub"
     files = [*package.glob("*.py"), hub / "authorizer.py", hub / "guard.py"]
@@ -650,3 +651,13 @@ def test_the_evaluator_is_plain_code(tmp_path: pathlib.Path) -> None:
         assert "send" not in calls, path
         assert "throw" not in calls, path
         assert "type: ignore" not in text, path
+        # Nobody else's private attributes: only self's (and cls's) underscored names.
+        foreign = [
+            ast.unparse(node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})
+        ]
+        assert foreign == [], path
