@@ -39,7 +39,7 @@ from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .longpolling import hold_poll
 from .native_asgi import ASGIApp, serve_asgi_request
 from .native_http import REQUEST_TIMEOUT, BadRequest, HttpWire
-from .native_ws import NativeWebSocketTransport
+from .native_ws import FrameCache, NativeWebSocketTransport
 from .sse import serve_event_stream
 
 if TYPE_CHECKING:
@@ -64,8 +64,10 @@ class _Connection:
         sock: socket.socket,
         client: tuple[str, int],
         local: tuple[str, int],
+        frames: FrameCache,
     ) -> None:
         self.endpoint = endpoint
+        self.frames = frames
         self.server = endpoint.server
         self.fallback = fallback
         self.sock = sock
@@ -162,7 +164,10 @@ class _Connection:
             raise
         limit = action.registration.options.max_message_size
         transport = NativeWebSocketTransport(
-            self.sock, initial, None if limit is None else max(limit * 2, 65536)
+            self.sock,
+            initial,
+            None if limit is None else max(limit * 2, 65536),
+            frames=self.frames,
         )
         self.handed_over = True  # the transport closes the socket now
         try:
@@ -202,6 +207,7 @@ async def serve_native(
     bound = listener.getsockname()[1]
     pacer = AcceptPacer(f"native server on {host}:{bound}")
     endpoint = Endpoint(server, fallback=fallback is not None)
+    frames = FrameCache()  # this server's, shared by its WebSockets
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(endpoint.connections.reap)
@@ -220,7 +226,9 @@ async def serve_native(
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client = (str(address[0]), int(address[1]))
-                    connection = _Connection(endpoint, fallback, sock, client, (host, bound))
+                    connection = _Connection(
+                        endpoint, fallback, sock, client, (host, bound), frames
+                    )
                     nursery.start_soon(
                         isolated, connection.serve, f"{client[0]}:{client[1]}", "HTTP connection"
                     )
