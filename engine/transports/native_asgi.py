@@ -15,8 +15,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import h11
+import trio
 
-from .native_http import HttpWire
+from .native_http import REQUEST_TIMEOUT, HttpWire
 
 __all__ = ["ASGIApp", "serve_asgi_request"]
 
@@ -79,7 +80,8 @@ async def serve_asgi_request(
         elif kind == "http.response.body" and started and not finished:
             body = bytes(message.get("body", b""))
             if body and not head_only:
-                await wire.write(body)
+                with trio.fail_after(REQUEST_TIMEOUT):  # a client that does not read
+                    await wire.write(body)
             if not message.get("more_body", False):
                 finished = True
                 await wire.finish()
