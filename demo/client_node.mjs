@@ -20,19 +20,54 @@ import signalR from "@microsoft/signalr";
 
 const TIMEOUT_MS = 10_000;
 
+const USAGE = "usage: node demo/client_node.mjs BASE_URL USERNAME PASSWORD MESSAGE "
+    + "[--to USER_ID] [--listen SECONDS] [--transport NAME]";
+
+const HELP = `${USAGE}
+
+Chat on the demo's /hubs/chat with the official @microsoft/signalr client: get a bearer
+token from BASE_URL/api/token, say who it is, send MESSAGE to everyone and print what the
+hub sends until it has come back.
+
+positional arguments:
+  BASE_URL              the demo, e.g. http://127.0.0.1:8000
+  USERNAME PASSWORD     a demo user (alice / alice-password, bob / bob-password, ...)
+  MESSAGE               what to send
+
+options:
+  -h, --help            show this help message and exit
+  --to USER_ID          also send MESSAGE as a direct message (username or user id)
+  --listen SECONDS      keep printing this long after the message came back (default: 0)
+  --transport NAME      WebSockets, ServerSentEvents or LongPolling (default: the
+                        client's choice)`;
+
 function usage(message) {
-    console.error(`${message}\nusage: node demo/client_node.mjs BASE_URL USERNAME PASSWORD MESSAGE `
-        + "[--to USER_ID] [--listen SECONDS] [--transport NAME]");
+    console.error(`${USAGE}\nerror: ${message}`);
     process.exit(2);
 }
 
+/** One line for a server that cannot be reached (the same as the Python client's). */
+function cannotConnect(baseUrl, error) {
+    const code = error.cause && error.cause.code;
+    if (code === "ECONNREFUSED") {
+        return `error: cannot connect to ${baseUrl}: connection refused (is the demo running?)`;
+    }
+    return `error: cannot connect to ${baseUrl}: ${(error.cause && error.cause.message) || error.message}`;
+}
+
 async function fetchToken(baseUrl, username, password) {
-    const response = await fetch(`${baseUrl}/api/token`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ username, password }),
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
+    let response;
+    try {
+        response = await fetch(`${baseUrl}/api/token`, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ username, password }),
+            signal: AbortSignal.timeout(TIMEOUT_MS),
+        });
+    } catch (error) {
+        console.error(cannotConnect(baseUrl, error));
+        process.exit(1);
+    }
     if (!response.ok) {
         throw new Error(`POST /api/token answered ${response.status}: ${await response.text()}`);
     }
@@ -58,14 +93,25 @@ class TransportLogger {
 }
 
 async function main() {
-    const { values, positionals } = parseArgs({
-        allowPositionals: true,
-        options: {
-            to: { type: "string" },
-            listen: { type: "string", default: "0" },
-            transport: { type: "string" },
-        },
-    });
+    let parsed;
+    try {
+        parsed = parseArgs({
+            allowPositionals: true,
+            options: {
+                help: { type: "boolean", short: "h" },
+                to: { type: "string" },
+                listen: { type: "string", default: "0" },
+                transport: { type: "string" },
+            },
+        });
+    } catch (error) {
+        usage(error.message);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+        console.log(HELP);
+        return;
+    }
     if (positionals.length !== 4) usage("expected BASE_URL USERNAME PASSWORD MESSAGE");
     const [rawBaseUrl, username, password, message] = positionals;
     const baseUrl = rawBaseUrl.replace(/\/+$/, "");

@@ -44,8 +44,20 @@ def fetch_token(base_url: str, username: str, password: str) -> str:
             token: str = json.load(response)["access_token"]
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
-        sys.exit(f"POST /api/token answered {error.code}: {detail}")
+        sys.exit(f"error: POST /api/token answered {error.code}: {detail}")
+    except urllib.error.URLError as error:
+        sys.exit(cannot_connect(base_url, error.reason))
+    except OSError as error:  # a connection reset or timeout after connecting
+        sys.exit(cannot_connect(base_url, error))
     return token
+
+
+def cannot_connect(base_url: str, reason: object) -> str:
+    """One line for a server that cannot be reached (the same as the Node client's)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return f"error: cannot connect to {base_url}: connection refused (is the demo running?)"
+    text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+    return f"error: cannot connect to {base_url}: {text}"
 
 
 class Chat:

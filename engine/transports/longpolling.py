@@ -37,6 +37,9 @@ class LongPollingTransport:
         max_buffer: bytes held between polls before the writer must wait.
     """
 
+    name = "LongPolling"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(self, max_buffer: int = 1024 * 1024) -> None:
         self.inbound = Inbound()
         self._max_buffer = max_buffer

@@ -89,6 +89,9 @@ class NativeWebSocketTransport:
         max_message_size: the largest message accepted (close 1009 beyond).
     """
 
+    name = "WebSockets"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(
         self, sock: socket.socket, initial: bytes = b"", max_message_size: int | None = None
     ) -> None:

@@ -61,6 +61,9 @@ class Inbound:
 class SseTransport:
     """The hub transport of one SSE connection."""
 
+    name = "ServerSentEvents"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(self, send: Send, inbound: Inbound) -> None:
         self._send = send
         self.inbound = inbound

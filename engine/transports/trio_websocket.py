@@ -40,6 +40,9 @@ _HANDSHAKE_TIMEOUT = 10.0
 class TrioWebSocketTransport:
     """One trio-websocket connection as a hub transport."""
 
+    name = "WebSockets"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(self, connection: WebSocketConnection) -> None:
         self._connection = connection
         self._binary = False
@@ -122,7 +125,7 @@ async def serve_trio_websocket(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
 
     async def handle(request: WebSocketRequest) -> None:
@@ -167,7 +170,7 @@ async def serve_trio_websocket(
                 await handle(request)
             nursery.cancel_scope.cancel()
 
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="trio-websocket server")
     try:
         bound = listener.getsockname()[1]
         async with trio.open_nursery() as nursery:

@@ -19,6 +19,9 @@ class AsgiWebSocketTransport:
     every client splits.
     """
 
+    name = "WebSockets"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
