@@ -1,15 +1,15 @@
 // Chat on the demo's /hubs/chat from Node.js with the official @microsoft/signalr client.
 //
 //   node demo/client_node.mjs http://127.0.0.1:8000 alice alice-password "Hello" \
-//        [--to USER_ID] [--listen SECONDS] [--transport WebSockets|ServerSentEvents|LongPolling]
+//        [--to USER] [--listen SECONDS] [--transport WebSockets|ServerSentEvents|LongPolling]
 //
 // Gets a bearer token from POST /api/token and hands it to the client through
 // accessTokenFactory (sent as "Authorization: Bearer" on negotiate and HTTP requests, and as
 // the access_token query parameter on the WebSocket and SSE requests, which cannot carry
-// headers from a browser). Then it says who it is, sends the message to everyone (and to
-// USER_ID as a direct message with --to), prints what the hub sends until its own message
-// has come back (and the direct message, when sent to itself), listens --listen more
-// seconds and stops. Printed lines (stdout):
+// headers from a browser). Then it says who it is, sends the message to everyone (and,
+// with --to, to USER, a username or a user id, as a direct message), prints what the hub
+// sends until its own message has come back (and the direct message, when sent to itself),
+// listens --listen more seconds and stops. Printed lines (stdout):
 //
 //   connected as alice <alice@contoso.example> roles=Administrators connection=... transport=WebSockets
 //   ReceiveMessage alice: Hello
@@ -21,7 +21,7 @@ import signalR from "@microsoft/signalr";
 const TIMEOUT_MS = 10_000;
 
 const USAGE = "usage: node demo/client_node.mjs BASE_URL USERNAME PASSWORD MESSAGE "
-    + "[--to USER_ID] [--listen SECONDS] [--transport NAME]";
+    + "[--to USER] [--listen SECONDS] [--transport NAME]";
 
 const HELP = `${USAGE}
 
@@ -36,7 +36,7 @@ positional arguments:
 
 options:
   -h, --help            show this help message and exit
-  --to USER_ID          also send MESSAGE as a direct message (username or user id)
+  --to USER             also send MESSAGE as a direct message (username or user id)
   --listen SECONDS      keep printing this long after the message came back (default: 0)
   --transport NAME      WebSockets, ServerSentEvents or LongPolling (default: the
                         client's choice)`;
@@ -154,7 +154,9 @@ async function main() {
         console.log(`connected as ${me.name} <${me.userId}> roles=${roles} `
             + `connection=${me.connectionId} transport=${logger.transport ?? "unknown"}`);
         awaited.add(JSON.stringify(["ReceiveMessage", me.name, message]));
-        if (values.to === me.userId) {
+        // --to takes a username or a user id; to oneself, the direct message comes back too
+        // (and may arrive before SendToUser's answer, so it is awaited from now on).
+        if (values.to === me.userId || values.to === me.name) {
             awaited.add(JSON.stringify(["ReceiveDirectMessage", me.userId, message]));
         }
         await connection.invoke("SendMessage", message);

@@ -3,7 +3,8 @@
     python -m demo.client_pysignalr http://127.0.0.1:8000 alice alice-password "Hello"
 
 Gets a token from ``POST /api/token``, connects, says who it is (``WhoAmI``), sends the
-message to everyone (and, with ``--to USER_ID``, as a direct message), prints what the
+message to everyone (and, with ``--to USER``, a username or a user id, as a direct
+message), prints what the
 hub sends until its own message has come back (and the direct message, when sent to
 itself), then listens ``--listen`` more seconds.
 Printed lines (stdout):
@@ -145,10 +146,9 @@ async def chat(hub_url: str, token: str, message: str, to: str | None, listen: f
         # What must come back before we stop: the broadcast, and a direct message to self.
         awaited = {("ReceiveMessage", me["name"], message)}
         await session.invoke("SendMessage", message)
-        if to is not None:
-            await session.invoke("SendToUser", to, message)
-            if to == me["userId"]:
-                awaited.add(("ReceiveDirectMessage", me["userId"], message))
+        # SendToUser answers with the user id it sent to (an unknown user is refused).
+        if to is not None and await session.invoke("SendToUser", to, message) == me["userId"]:
+            awaited.add(("ReceiveDirectMessage", me["userId"], message))
         while awaited:
             awaited.discard(await session.wait(session.received.get(), "our message back"))
         if listen > 0:
@@ -160,10 +160,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m demo.client_pysignalr", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("base_url", help="the demo, e.g. http://127.0.0.1:8000")
-    parser.add_argument("username")
-    parser.add_argument("password")
-    parser.add_argument("message")
-    parser.add_argument("--to", metavar="USER_ID", help="also send it as a direct message")
+    parser.add_argument("username", help="a demo user: alice, bob, asdf42 or mallory")
+    parser.add_argument("password", help="the user's password (alice-password, ...)")
+    parser.add_argument("message", help="what to send to everyone")
+    parser.add_argument(
+        "--to", metavar="USER", help="also send it as a direct message (username or user id)"
+    )
     parser.add_argument(
         "--listen", type=float, default=0.0, metavar="SECONDS", help="keep printing this long"
     )
