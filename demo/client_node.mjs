@@ -169,7 +169,11 @@ async function main() {
     }
 }
 
+// A HubException is the hub refusing on purpose: its own words, not the reference's
+// "unexpected error" wrapper.
+const HUB_EXCEPTION = /^An unexpected error occurred invoking '[^']*' on the server\. HubException: /;
+
 main().catch((error) => {
-    console.error(`error: ${error.message ?? error}`);
+    console.error(`error: ${String(error.message ?? error).replace(HUB_EXCEPTION, "")}`);
     process.exit(1);
 });

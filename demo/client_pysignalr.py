@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -30,6 +31,9 @@ from pysignalr.messages import CompletionMessage
 
 T = TypeVar("T")
 TIMEOUT = 10.0
+HUB_EXCEPTION = re.compile(
+    r"^An unexpected error occurred invoking '[^']*' on the server\. HubException: "
+)
 
 
 def fetch_token(base_url: str, username: str, password: str) -> str:
@@ -116,7 +120,9 @@ class Chat:
         await self.client.send(method, list(arguments), on_invocation=on_completion)
         completion = await self.wait(done, f"the result of {method}")
         if completion.error:
-            raise RuntimeError(completion.error)
+            # A HubException is the hub refusing on purpose: its own words, not the
+            # reference's "unexpected error" wrapper.
+            raise RuntimeError(HUB_EXCEPTION.sub("", completion.error))
         return completion.result
 
     async def wait(self, awaitable: Awaitable[T], what: str) -> T:
