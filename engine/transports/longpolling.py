@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..protocol import TransportType
 from .sse import Inbound
 
 __all__ = ["LongPollingTransport", "PollOutcome"]
@@ -37,8 +38,8 @@ class LongPollingTransport:
         max_buffer: bytes held between polls before the writer must wait.
     """
 
-    name = "LongPolling"
-    """The transport's name in log lines (``TransportType`` spelling)."""
+    name = TransportType.LONG_POLLING.value
+    """The transport's name in log lines."""
 
     def __init__(self, max_buffer: int = 1024 * 1024) -> None:
         self.inbound = Inbound()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from ..protocol.websocket import (
     BINARY,
     CLOSE,
@@ -89,8 +89,8 @@ class NativeWebSocketTransport:
         max_message_size: the largest message accepted (close 1009 beyond).
     """
 
-    name = "WebSockets"
-    """The transport's name in log lines (``TransportType`` spelling)."""
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(
         self, sock: socket.socket, initial: bytes = b"", max_message_size: int | None = None

@@ -21,7 +21,7 @@ from trio_websocket import (
 
 from ..auth.request import RequestInfo
 from ..hub.access import check_request
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from ..protocol.negotiate import new_connection_id
 from .http import parse_headers, parse_query
 from .listening import BACKLOG, accept_streams, listen_socket
@@ -40,8 +40,8 @@ _HANDSHAKE_TIMEOUT = 10.0
 class TrioWebSocketTransport:
     """One trio-websocket connection as a hub transport."""
 
-    name = "WebSockets"
-    """The transport's name in log lines (``TransportType`` spelling)."""
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(self, connection: WebSocketConnection) -> None:
         self._connection = connection

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from .http import Receive, Send
 
 __all__ = ["AsgiWebSocketTransport"]
@@ -19,8 +19,8 @@ class AsgiWebSocketTransport:
     every client splits.
     """
 
-    name = "WebSockets"
-    """The transport's name in log lines (``TransportType`` spelling)."""
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive

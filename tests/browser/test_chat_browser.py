@@ -230,6 +230,17 @@ def test_chat_page(
     alice.screenshot(path=artifacts / f"chat-alice-{name}.png", full_page=True)
     bob_tabs[0].screenshot(path=artifacts / f"chat-bob-banned-{name}.png", full_page=True)
 
+    # The demo logged each connection with its user id and transport (opened before the
+    # page could call WhoAmI), never the session cookie.
+    log = demo.log()
+    for user in ("alice", "bob"):
+        opened = (
+            rf"connection \S+ opened: hub=ChatHub user={user}@contoso\.example transport={in_use}"
+        )
+        assert re.search(opened, log), log
+    cookie = alice_context.cookies()[0]["value"]
+    assert cookie not in log
+
     for watched in (alice_watched, bob_watched):
         assert watched.page_errors == [], "uncaught errors in the page"
         assert watched.csp_violations == [], "the page broke its own Content-Security-Policy"
