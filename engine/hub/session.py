@@ -68,8 +68,13 @@ _CLOSE_RECORDS: dict[CloseReason, Close] = {
     # A server going down for a restart: let clients come back.
     CloseReason.SHUTDOWN: Close(allow_reconnect=True),
 }
-_CLEAN = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.SHUTDOWN}
-_DETAILED = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED}
+_CLEAN = {
+    CloseReason.CLIENT_CLOSED,
+    CloseReason.ABORTED,
+    CloseReason.ABORTED_WITH_ERROR,
+    CloseReason.SHUTDOWN,
+}
+_DETAILED = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.ABORTED_WITH_ERROR}
 
 
 class HubSession:
@@ -142,6 +147,10 @@ class HubSession:
         registration = self.registration
         self._control = control
         user_id = await resolve_user_id(registration.user_id_provider, self.principal)
+        if registration.authorizer.is_banned(user_id):
+            # Banned after this connection's request was checked: HubServer.ban
+            # could not see it (no user id yet), so it ends here.
+            raise CloseConnection(CloseReason.ABORTED, "the user is banned")
         self._context = HubCallerContext(
             self.connection_id,
             self.principal,
@@ -159,7 +168,7 @@ class HubSession:
             self._make_hub,
             self._send,
             functools.partial(
-                registration.authorizer.check_invocation, registration.hub_class, context
+                registration.authorizer.authorize_invocation, registration.hub_class, context
             ),
             context,
             self.settle,
@@ -330,8 +339,9 @@ class HubSession:
             # No reconnect: coming back would only run into the same limits.
             text = Texts.limits_exceeded(options.max_refusals, options.refusal_window)
             return self._protocol.close(Close(error=text)) or None
-        if reason is CloseReason.ABORTED and self._control is not None and self._control.detail:
-            # ``clients.user(...).abort(error)``: the client is told why.
+        if reason is CloseReason.ABORTED_WITH_ERROR and self._control is not None:
+            # ``clients.user(...).abort(error)``: the client is told why (no
+            # reconnect, as for any abort).
             return self._protocol.close(Close(error=self._control.detail)) or None
         record = _CLOSE_RECORDS.get(reason)
         if record is None:
