@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..protocol import TransportType
 from .sse import Inbound
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ class LongPollingTransport:
     Args:
         max_buffer: bytes held between polls before the writer must wait.
     """
+
+    name = TransportType.LONG_POLLING.value
+    """The transport's name in log lines."""
 
     def __init__(self, max_buffer: int = 1024 * 1024) -> None:
         self.inbound = Inbound()

@@ -201,9 +201,9 @@ async def serve_native(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="native server")
     bound = listener.getsockname()[1]
     pacer = AcceptPacer(f"native server on {host}:{bound}")
     endpoint = Endpoint(server, fallback=fallback is not None)

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from ..protocol import SSE_PREAMBLE, format_sse_event
-from ..protocol.negotiate import TransportType
+from ..protocol import SSE_PREAMBLE, TransportType, format_sse_event
 
 if TYPE_CHECKING:
     from ..auth.principal import Principal
@@ -85,6 +84,9 @@ class Inbound:
 class SseTransport:
     """The hub transport of one SSE connection (its stream attached by
     ``serve_event_stream``)."""
+
+    name = TransportType.SERVER_SENT_EVENTS.value
+    """The transport's name in log lines."""
 
     def __init__(self, inbound: Inbound) -> None:
         self.inbound = inbound

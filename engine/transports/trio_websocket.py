@@ -20,7 +20,7 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from .endpoint import Endpoint, HttpRequest, OpenWebSocket, Respond
 from .http import parse_headers, route_path
 from .listening import BACKLOG, accept_streams, listen_socket
@@ -38,6 +38,9 @@ _HANDSHAKE_TIMEOUT = 10.0
 
 class TrioWebSocketTransport:
     """One trio-websocket connection as a hub transport."""
+
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(self, connection: WebSocketConnection) -> None:
         self._connection = connection
@@ -121,7 +124,7 @@ async def serve_trio_websocket(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
 
     endpoint = Endpoint(server)
@@ -156,7 +159,7 @@ async def serve_trio_websocket(
                 await handle(request)
             nursery.cancel_scope.cancel()
 
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="trio-websocket server")
     try:
         bound = listener.getsockname()[1]
         async with trio.open_nursery() as nursery:
