@@ -16,9 +16,12 @@ transport pick up where they were::
 ``ResumableStream`` holds that state for one connection, server side, and does
 no I/O and reads no clock: times are passed in. It mirrors the official
 client's ``MessageBuffer.ts`` and the server's ``MessageBuffer.cs`` where the
-wire is concerned, and is stricter where they trust the peer (an Ack for a
-record never sent, a Sequence below 1) or can stall (a resend of records we
-already had is acknowledged again, so the peer's buffer empties).
+wire is concerned. It is stricter where they trust the peer (an Ack for a
+record never sent, a Sequence below 1), and more careful where they can stall
+or fail: a resend of records we already had is acknowledged again, so the
+peer's buffer empties; and a peer's Sequence is checked against what we
+received rather than against how far its resend got, because our Ack may have
+covered records whose resend a second cut interrupted.
 """
 
 from __future__ import annotations
@@ -269,7 +272,10 @@ class ResumableStream:
     def _resequence(self, sequence_id: int, now: float) -> None:
         if sequence_id < 1:
             raise RemoteProtocolError(Texts.sequence_not_positive(sequence_id))
-        if sequence_id > self._next_receive_id:
+        # The reference refuses anything past _next_receive_id, but after a resume
+        # we may have acknowledged more than we re-received before the next cut;
+        # only a Sequence past everything received would skip records.
+        if sequence_id > self._latest_received + 1:
             raise RemoteProtocolError(Texts.SEQUENCE_AHEAD)
         self._next_receive_id = sequence_id
         if sequence_id <= self._latest_received:

@@ -253,6 +253,22 @@ def test_a_sequence_past_what_was_received_is_a_protocol_error() -> None:
     assert str(caught.value) == "Sequence ID greater than amount of messages we've received."
 
 
+def test_a_second_cut_during_the_resend_may_resume_past_the_resend() -> None:
+    # We acknowledged #3, the peer resent #1-#3 after a cut, a second cut came
+    # after #1's resend: the peer freed #1-#3 on our Ack and resumes at #4.
+    # The reference (and the JS client as receiver) stops the connection here.
+    stream = ResumableStream(JSON)
+    calls = [Invocation("m", [n]) for n in range(1, 5)]
+    for call in calls[:3]:
+        stream.receive(call, now=0.0)
+    assert stream.ack(now=1.0) == b'{"type":8,"sequenceId":3}\x1e'
+    stream.receive(Sequence(1), now=2.0)
+    assert not stream.receive(calls[0], now=2.0)
+    stream.receive(Sequence(4), now=3.0)
+    assert stream.receive(calls[3], now=3.0)
+    assert stream.latest_received == 4
+
+
 @pytest.mark.parametrize("sequence_id", [0, -1, -(2**63)])
 def test_a_sequence_below_1_is_a_protocol_error(sequence_id: int) -> None:
     stream = ResumableStream(JSON)

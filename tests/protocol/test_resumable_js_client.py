@@ -8,6 +8,9 @@ resumes. The client's own logic decides what it resends, what it drops as a
 duplicate, when it acks, and whether our Sequence is acceptable (a Sequence
 past what it received stops its connection). After every step each side has
 received a prefix of what the other sent, once and in order; healed, all of it.
+The client may stop only through its own double-cut flaw (pinned by
+``test_the_clients_double_cut_limitation``); the example ends there, as the
+real client would start a fresh connection.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from triohub.protocol import JsonHubProtocol, MessagePackHubProtocol
+from triohub.protocol import JsonHubProtocol, MessagePackHubProtocol, Texts
 
 from .test_resumable_properties import BUFFER_SIZE, Peer
 
@@ -55,8 +58,18 @@ class JsClient:
         line = self.process.stdout.readline()
         assert line, f"the node peer died on {op}"
         self.answer = json.loads(line)
-        assert self.answer["stopped"] is None, self.answer["stopped"]
+        stopped = self.answer["stopped"]
+        if stopped is not None:
+            # The one way the client may stop: its own limitation (see
+            # test_the_clients_double_cut_limitation), which needs a Sequence of
+            # ours that was within what it had received, past where its resend got.
+            assert stopped == Texts.SEQUENCE_AHEAD, stopped
+            assert self.answer["next"] < self.answer["sequence"] <= self.answer["latest"] + 1
         return [bytes.fromhex(frame) for frame in self.answer["out"]]
+
+    @property
+    def stopped(self) -> bool:
+        return self.answer.get("stopped") is not None
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +107,8 @@ class AgainstTheJsClient(RuleBasedStateMachine):
         self.client("reset", protocol="messagepack" if msgpack else "json", bufferSize=BUFFER_SIZE)
 
     def started(self) -> bool:
-        return self.server is not None
+        # A client that stopped falls back to a fresh connection: nothing to resume.
+        return self.server is not None and not self.client.stopped
 
     def to_server(self, frames: list[bytes]) -> None:
         assert self.server is not None
@@ -183,12 +197,16 @@ class AgainstTheJsClient(RuleBasedStateMachine):
         if not self.alive:
             self.resume()
         for _ in range(50):
+            if self.client.stopped:
+                return
             self.deliver_to_client(len(self.to_client) or 1)
             self.deliver_to_server(len(self.server.inbound) or 1)
             settled = not (self.server.stream.buffered_count or self.client.answer["buffered"])
             if settled and not self.to_client and not self.server.inbound:
                 break
             self.tick(1.0)
+        if self.client.stopped:
+            return
         assert self.server.received == self.client.sent
         assert self.client.answer["received"] == self.server.sent
         assert self.server.stream.buffered_bytes == 0
@@ -203,7 +221,7 @@ class AgainstTheJsClient(RuleBasedStateMachine):
         assert self.server.received == self.client.sent[: len(self.server.received)]
 
     def teardown(self) -> None:
-        if self.server is not None:
+        if self.started():
             self.heal_and_settle()
 
 
@@ -226,3 +244,31 @@ def test_a_resend_of_what_we_had_is_acknowledged_again(js_client: JsClient) -> N
     link.client_notices()
     link.resume()
     link.heal_and_settle()
+
+
+def test_the_clients_double_cut_limitation(js_client: JsClient) -> None:
+    # The official client's own flaw, pinned so that a fix upstream shows here.
+    # Its Ack timer, armed before a cut, fires after the resume while the resend
+    # of what it had is still under way: it acknowledges #3 although its next
+    # expected id went back to #2. A second cut then, and our Sequence{4} (the
+    # reference server's too) is "greater than amount of messages we've
+    # received": the client stops, and its automatic reconnect starts afresh.
+    link = AgainstTheJsClient(js_client)
+    link.start(msgpack=False)
+    for _ in range(3):
+        link.server_sends()
+    link.deliver_to_client(frames=3)  # the client's Ack timer: due at t=1 s
+    link.cut(server_notices=True)
+    link.client_notices()
+    link.resume()  # we write Sequence{1}, #1, #2, #3
+    link.deliver_to_client(frames=2)  # Sequence{1} and #1 (a duplicate)
+    link.tick(1.0)  # the timer fires: Ack{3}
+    link.deliver_to_server(size=200)
+    assert link.server.stream.buffered_count == 0  # type: ignore[union-attr]
+    link.cut(server_notices=True)
+    link.client_notices()
+    link.resume()
+    link.deliver_to_client(frames=1)  # Sequence{4}
+    assert js_client.stopped
+    assert js_client.answer["stopped"] == Texts.SEQUENCE_AHEAD
+    assert (js_client.answer["next"], js_client.answer["latest"]) == (2, 3)

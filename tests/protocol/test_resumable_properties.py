@@ -150,7 +150,10 @@ class CutProneLink(RuleBasedStateMachine):
             for peer in self.peers():
                 peer.take(bytes(peer.inbound), self.now)
                 peer.inbound.clear()
-            if all(not peer.stream.buffered_count for peer in self.peers()):
+            if all(
+                not peer.stream.buffered_count and peer.stream.ack_deadline is None
+                for peer in self.peers()
+            ):
                 break
             self.tick(1.0)
         for peer in self.peers():

@@ -18,7 +18,8 @@
 // Every answer: {"out": [hex frames written to the live socket since the last answer],
 // "received": [payloads of StreamItems processed], "blocked": sends still held by
 // backpressure, "buffered": records kept for resending, "stopped": the error text if
-// the buffer stopped the connection, else null}.
+// the buffer stopped the connection, else null, "sequence": the last Sequence id read,
+// "next" / "latest": the buffer's next expected and highest received ids}.
 
 import { createRequire } from "node:module";
 import readline from "node:readline";
@@ -46,7 +47,7 @@ let state;
 
 function reset(protocolName, bufferSize) {
   const protocol = protocolName === "json" ? new JsonHubProtocol() : new MessagePackHubProtocol();
-  const peer = { protocol, out: [], received: [], blocked: 0, stopped: null, alive: true };
+  const peer = { protocol, out: [], received: [], blocked: 0, stopped: null, alive: true, sequence: null };
   peer.connection = {
     features: {},
     send: async (data) => {
@@ -82,7 +83,10 @@ function receive(hexText) {
     if (!state.buffer._shouldProcessMessage(message)) continue;
     if (message.type === MessageType.StreamItem) state.received.push(message.item[0]);
     else if (message.type === MessageType.Ack) state.buffer._ack(message);
-    else if (message.type === MessageType.Sequence) state.buffer._resetSequence(message);
+    else if (message.type === MessageType.Sequence) {
+      state.sequence = message.sequenceId;
+      state.buffer._resetSequence(message);
+    }
   }
 }
 
@@ -142,7 +146,11 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
   }
   await settle();
   const { out, received, blocked, stopped } = state;
-  const buffered = state.buffer._messages.length;
-  process.stdout.write(JSON.stringify({ out, received, blocked, buffered, stopped }) + "\n");
+  const { sequence, buffer } = state;
+  const buffered = buffer._messages.length;
+  const next = buffer._nextReceivingSequenceId;
+  const latest = buffer._latestReceivedSequenceId;
+  const answer = { out, received, blocked, buffered, stopped, sequence, next, latest };
+  process.stdout.write(JSON.stringify(answer) + "\n");
   state.out = [];
 }
