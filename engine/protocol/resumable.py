@@ -22,6 +22,20 @@ or fail: a resend of records we already had is acknowledged again, so the
 peer's buffer empties; and a peer's Sequence is checked against what we
 received rather than against how far its resend got, because our Ack may have
 covered records whose resend a second cut interrupted.
+
+How the I/O side uses it (one per connection whose ``HandshakeCompleted``
+says ``stateful_reconnect``):
+
+* the single writer passes every framed record through ``send`` and writes
+  what it returns; before a sequenced record it waits while ``full`` (woken
+  when the reader's ``receive`` of an Ack clears it), and it writes ``ack(now)``
+  whenever ``ack_deadline`` passes, also while it waits for room;
+* the reader passes every message through ``receive`` and dispatches only
+  those it returns True for;
+* a transport that fails without a Close record: ``HubConnection.transport_lost``
+  and ``detach``; the connection lives on for the disconnect timeout;
+* a WebSocket request with the same connection token (authenticated, same
+  user): stop the old writer, write ``resume()`` first, then carry on.
 """
 
 from __future__ import annotations
