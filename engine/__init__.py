@@ -31,6 +31,7 @@ from .auth.user_id import (
 )
 from .authorization import (
     AssertionRequirement,
+    AsyncAssertionRequirement,
     AuthenticatedUserRequirement,
     AuthorizationContext,
     AuthorizationPolicy,
@@ -70,6 +71,7 @@ __all__ = [
     "ANONYMOUS",
     "AmbiguousCredentials",
     "AssertionRequirement",
+    "AsyncAssertionRequirement",
     "AuditRecord",
     "AuthenticatedUserRequirement",
     "AuthenticationFailed",

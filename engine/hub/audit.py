@@ -55,6 +55,12 @@ class Auditor:
                 merged[key] += cell[0]
         return merged
 
+    @property
+    def quiet(self) -> bool:
+        """Nobody listens for an "allowed" record (no hook, no DEBUG audit log):
+        counting it is all there is to do."""
+        return self.hook is None and not log.isEnabledFor(logging.DEBUG)
+
     def cell(self, hub: str, method: str | None, outcome: str = "allowed") -> list[int]:
         """The count of one ``(hub, method, outcome)`` as a one-item list, for a
         guard to bump (``cell[0] += 1``) on every call without building a

@@ -44,9 +44,9 @@ __all__ = ["Dispatcher", "InvocationAuthorizer"]
 
 log = logging.getLogger("triohub.hub")
 
-InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], bool | Awaitable[bool]]
-"""``(method, target as called, arguments) -> allowed``, or an awaitable of it when
-the policy has to await something; supplied by the session."""
+InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], Awaitable[bool]]
+"""``await authorize(method, target as called, arguments)``: whether the call is
+allowed; supplied by the session (``HubAuthorizer.authorize_invocation``)."""
 
 
 class Dispatcher:
@@ -185,8 +185,7 @@ class Dispatcher:
     async def _allowed(self, method: BoundMethod, target: str, arguments: tuple[Any, ...]) -> bool:
         if method.guard.policy is None or self._authorize is None:
             return True
-        verdict = self._authorize(method, target, arguments)
-        return verdict if verdict is True or verdict is False else await verdict
+        return await self._authorize(method, target, arguments)
 
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
@@ -291,13 +290,14 @@ class Dispatcher:
         completion: Completion | None = None
         refusal: str | None = None
         try:
-            if authorize and self._authorize is not None and method.guard.policy is not None:
-                # Not through _allowed: most policies decide without awaiting,
-                # and this runs for every guarded call.
-                verdict = self._authorize(method, target, arguments)
-                if verdict is not True and (verdict is False or not await verdict):
-                    completion = self._error_completion(reply_id, Texts.unauthorized(target))
-                    return
+            if (
+                authorize
+                and method.guard.policy is not None
+                and self._authorize is not None
+                and not await self._authorize(method, target, arguments)
+            ):
+                completion = self._error_completion(reply_id, Texts.unauthorized(target))
+                return
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:

@@ -136,6 +136,10 @@ class HubSession:
         registration = self.registration
         self._control = control
         user_id = await resolve_user_id(registration.user_id_provider, self.principal)
+        if registration.authorizer.is_banned(user_id):
+            # Banned after this connection's request was checked: HubServer.ban
+            # could not see it (no user id yet), so it ends here.
+            raise CloseConnection(CloseReason.ABORTED, "the user is banned")
         self._context = HubCallerContext(
             self.connection_id,
             self.principal,
@@ -153,7 +157,7 @@ class HubSession:
             self._make_hub,
             self._send,
             functools.partial(
-                registration.authorizer.check_invocation, registration.hub_class, context
+                registration.authorizer.authorize_invocation, registration.hub_class, context
             ),
             context,
             self.settle,

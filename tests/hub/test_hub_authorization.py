@@ -526,11 +526,9 @@ async def test_a_slow_policy_delays_nobody_else(
 async def test_a_slow_policy_does_not_hold_back_other_calls_of_its_connection(
     autojump_clock: trio.testing.MockClock, start: StartServer
 ) -> None:
-    """KNOWN BUG (fails): the policy is evaluated in the connection's reader
-    task (``Dispatcher.invoke`` awaits it inline), so while slow's call is
-    being authorized nothing else on that connection is read: with
-    ``max_parallel_invocations=2`` an unguarded call waits the full 10 s. In
-    ASP.NET the check runs inside the invocation, under the parallelism limit."""
+    """The policy runs inside the invocation's own task, under the parallelism
+    limit (as in ASP.NET), not in the connection's reader: while slow's call is
+    being authorized, another call of the same connection is read and answered."""
     server = await start(authorization_timeout=60, options=HubOptions(max_parallel_invocations=2))
     async with (
         open_test_client(server, PATH, principal=user("slow")) as client,
