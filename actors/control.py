@@ -83,6 +83,8 @@ class Control:
         outbox: trio.MemorySendChannel[bytes],
         options: SupervisorOptions,
         direct: Callable[[bytes], bool] | None = None,
+        *,
+        expiry: trio.CancelScope | None = None,
     ) -> None:
         self.connection_id = connection_id
         self.nursery = nursery
@@ -96,6 +98,12 @@ class Control:
         self.last_send = trio.current_time()
         self.dispatching = False
         """The reader is handling a record (the client timeout does not run)."""
+        self.detached = False
+        """The transport is gone and a resume may replace it (stateful reconnect;
+        the client timeout does not run)."""
+        self.expiry = expiry
+        """The cancel scope whose deadline is the credential's expiry (a resume
+        with a fresh credential of the same user moves it)."""
         self.writer_waiting = False
         """The writer is parked on an empty outbox (see ``send``)."""
         self._direct = direct

@@ -55,6 +55,7 @@ def build_app(
     throttle: ThrottleOptions | None = None,
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
+    disconnect_timeout: float = 15.0,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -64,6 +65,9 @@ def build_app(
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
         revocations: where ended sessions are kept; default this process's memory.
+        disconnect_timeout: seconds a dropped WebSocket's connection waits for the
+            client to resume it (both hubs allow stateful reconnect; a page or
+            client opts in with ``withStatefulReconnect()``).
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -90,9 +94,17 @@ def build_app(
         ChatHub,
         factory=lambda: ChatHub(state),
         user_id_provider=email_user_id,
-        options=HubOptions(close_on_authentication_expiration=True),
+        options=HubOptions(
+            close_on_authentication_expiration=True,
+            allow_stateful_reconnect=True,
+            disconnect_timeout=disconnect_timeout,
+        ),
     )
-    server.map_hub("/hubs/echo", EchoHub)
+    server.map_hub(
+        "/hubs/echo",
+        EchoHub,
+        options=HubOptions(allow_stateful_reconnect=True, disconnect_timeout=disconnect_timeout),
+    )
     web = DemoWeb(
         cookies,
         secret,

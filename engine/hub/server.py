@@ -29,7 +29,7 @@ from .filters import HubFilter
 from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
-from .session import HubSession
+from .session import HubSession, Resumable
 
 __all__ = ["HubRegistration", "HubServer"]
 
@@ -391,10 +391,13 @@ class HubServer:
         transfer_formats: Collection[TransferFormat] = (TransferFormat.TEXT, TransferFormat.BINARY),
         keep_alive: bool = True,
         on_protocol: Callable[[HubProtocol], None] | None = None,
+        resumable: Resumable | None = None,
     ) -> CloseReason:
         """Run one connection in the calling task until it ends.
 
-        The principal is fixed here for the connection's life.
+        The principal is fixed here for the connection's life. ``resumable``:
+        ``transport`` is that link, and negotiate granted stateful reconnect
+        (the handshake decides whether it is used).
         """
         if not self.running:
             raise RuntimeError(
@@ -411,6 +414,7 @@ class HubServer:
             transfer_formats,
             on_protocol,
             transport_name=getattr(transport, "name", type(transport).__name__),
+            resumable=resumable,
         )
         scope = trio.CancelScope()
         self._scopes[scope] = session
