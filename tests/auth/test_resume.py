@@ -86,6 +86,18 @@ async def next_records(ws: WebSocketConnection) -> list[dict[str, Any]]:
             return found
 
 
+async def through_proxy(
+    demo: Demo, nursery: trio.Nursery, user: str = "alice", *, stateful: bool = True
+) -> tuple[CuttableProxy, str, str]:
+    """A proxy in front of ``demo``, a connection negotiated by ``user``, and the
+    WebSocket URL of that connection through the proxy."""
+    proxy = CuttableProxy(demo.port)
+    await nursery.start(proxy.serve)
+    credential = token_for(user)
+    token = (await negotiate(demo, credential, stateful=stateful))["connectionToken"]
+    return proxy, token, f"ws://127.0.0.1:{proxy.port}{CHAT}?id={token}&access_token={credential}"
+
+
 def invoke(invocation_id: str, target: str, *arguments: Any) -> str:
     record = {"type": 1, "invocationId": invocation_id, "target": target, "arguments": arguments}
     return json.dumps(record) + "\x1e"
@@ -100,11 +112,7 @@ async def test_negotiate_grants_it_only_to_a_client_that_asks(demo: Demo) -> Non
 async def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(
     demo: Demo, nursery: trio.Nursery
 ) -> None:
-    proxy = CuttableProxy(demo.port)
-    await nursery.start(proxy.serve)
-    alice = token_for("alice")
-    token = (await negotiate(demo, alice))["connectionToken"]
-    url = f"ws://127.0.0.1:{proxy.port}{CHAT}?id={token}&access_token={alice}"
+    proxy, token, url = await through_proxy(demo, nursery)
     async with open_websocket_url(url) as ws:
         await ws.send_message(HANDSHAKE_V2)
         assert await ws.get_message() == "{}\x1e"
@@ -144,11 +152,7 @@ async def test_a_cut_websocket_resumes_with_nothing_lost_or_repeated(
 
 async def cut_connection(demo: Demo, nursery: trio.Nursery, user: str) -> tuple[str, Any]:
     """A resumable chat connection of ``user`` whose socket was cut; its token and link."""
-    proxy = CuttableProxy(demo.port)
-    await nursery.start(proxy.serve)
-    credential = token_for(user)
-    token = (await negotiate(demo, credential))["connectionToken"]
-    url = f"ws://127.0.0.1:{proxy.port}{CHAT}?id={token}&access_token={credential}"
+    proxy, token, url = await through_proxy(demo, nursery, user)
     async with open_websocket_url(url) as ws:
         await ws.send_message(HANDSHAKE_V2)
         assert await ws.get_message() == "{}\x1e"
@@ -196,11 +200,8 @@ async def test_after_the_disconnect_timeout_the_connection_is_gone(
 async def test_a_client_that_did_not_ask_is_not_resumable(
     demo: Demo, nursery: trio.Nursery
 ) -> None:
-    proxy = CuttableProxy(demo.port)
-    await nursery.start(proxy.serve)
+    proxy, token, url = await through_proxy(demo, nursery, stateful=False)
     alice = token_for("alice")
-    token = (await negotiate(demo, alice, stateful=False))["connectionToken"]
-    url = f"ws://127.0.0.1:{proxy.port}{CHAT}?id={token}&access_token={alice}"
     async with open_websocket_url(url) as ws:
         await ws.send_message(HANDSHAKE_V2)  # version 2 without the grant: runs as 1
         assert await ws.get_message() == "{}\x1e"
