@@ -90,6 +90,8 @@ class RedisBackplane:
         self._applied = trio.Event()
         self._sent = trio.Event()
         self._up = trio.Event()
+        self._lost = trio.Event()
+        self._lost.set()
 
     # -- what the hubs use (any task, never blocks) ------------------------------
 
@@ -153,6 +155,9 @@ class RedisBackplane:
     async def wait_connected(self) -> None:
         await self._up.wait()
 
+    async def wait_disconnected(self) -> None:
+        await self._lost.wait()
+
     def _changed(self) -> None:
         self._subscriptions_changed += 1
         self._work.set()
@@ -189,7 +194,9 @@ class RedisBackplane:
 
     def _down(self) -> None:
         self._client = None
-        self._up = trio.Event()
+        if self._up.is_set():
+            self._up = trio.Event()
+        self._lost.set()
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
@@ -215,6 +222,7 @@ class RedisBackplane:
                 subscribed = set(wanted)
                 self._subscriptions_applied = applied
                 self._client = client
+                self._lost = trio.Event()
                 self._up.set()
                 self._linked = True
                 if self._ever_linked:

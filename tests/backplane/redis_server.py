@@ -23,45 +23,54 @@ class RedisServer:
     """One redis-server on ``port``; ``stop``/``kill``/``start`` for fault tests
     (a restart keeps the port, so clients reconnect to the same URL)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, unix_socket: str | None = None) -> None:
         self.port = port or free_port()
+        self.unix_socket = unix_socket
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    @property
+    def unix_url(self) -> str:
+        assert self.unix_socket is not None
+        return f"unix://{self.unix_socket}?db=0"
+
+    def start(self, *, tcp: bool = True) -> None:
+        """``tcp=False``: the unix socket only (``listen_tcp`` opens the port later)."""
         assert self.process is None, "already running"
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        args = [REDIS_SERVER, "--port", str(self.port if tcp else 0), "--bind", "127.0.0.1"]
+        if self.unix_socket is not None:
+            args += ["--unixsocket", self.unix_socket]
+        args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
+                if self.command("PING") == b"PONG":
+                    return
             except OSError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
+
+    def listen_tcp(self) -> None:
+        """Open the TCP port of a server started with ``tcp=False``."""
+        assert self.command("CONFIG", "SET", "port", str(self.port)) == b"OK"
+
+    def _connect(self) -> socket.socket:
+        if self.unix_socket is not None:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(5)
+            try:
+                sock.connect(self.unix_socket)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
 
     def kill(self) -> None:
         """SIGKILL: Redis vanishes as in a crash."""
@@ -76,7 +85,7 @@ class RedisServer:
         for arg in args:
             data = arg.encode()
             parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+        with self._connect() as sock:
             sock.sendall(b"".join(parts))
             with sock.makefile("rb") as reader:
                 return _read_reply(reader)

@@ -40,6 +40,10 @@ class Node:
     def hub(self) -> Any:
         return self.server.hub_context(PATH)
 
+    async def settled(self) -> None:
+        """Every send queued so far is fanned out and handed to the backplane."""
+        await self.server.hubs[PATH].router.barrier()
+
 
 def make_server(url: str, **backplane: Any) -> tuple[HubServer, RedisBackplane]:
     link = RedisBackplane(url, **backplane)
