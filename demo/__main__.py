@@ -1,5 +1,8 @@
 """``python -m demo --host 127.0.0.1 --port 8000`` (port 0 picks a free one).
 
+``--redis redis://127.0.0.1:6379/0``: one node of a cluster; every node on that
+Redis (with the same ``DEMO_JWT_SECRET``) shares the hubs and the ban list.
+
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
 work gets ``--shutdown-grace`` seconds, and the process exits 0. A second signal
@@ -37,13 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long open connections may finish (default: 5)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="scale out on this Redis (redis://[:password@]host:port/db, rediss:// for TLS)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     async def run() -> None:
-        app = build_app()
+        app = build_app(redis_url=args.redis)
         async with trio.open_nursery() as nursery:
             [(host, port)] = await nursery.start(
                 partial(
@@ -53,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                     grace=args.shutdown_grace,
                 )
             )
+            backplane = app.server.backplane
+            if backplane is not None:
+                with trio.move_on_after(10):
+                    await backplane.wait_connected()
             shown = f"[{host}]" if ":" in host else host
             print(f"triohub demo listening on http://{shown}:{port}", flush=True)
 

@@ -4,7 +4,7 @@ guarded methods of the ASP.NET Core SignalR authorization guide."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from triohub import Hub, HubError
 from triohub.authorization import (
@@ -22,12 +22,36 @@ from .users import USERS
 HISTORY_PER_USER = 100
 
 
-class ChatState:
-    """What the chat remembers for the demo's lifetime (per app, no globals)."""
+class BanList(Protocol):
+    """Usernames (``sub``) that may not connect any more."""
+
+    async def contains(self, user_name: str) -> bool: ...
+
+    async def add(self, user_name: str) -> None: ...
+
+
+class MemoryBanList:
+    """This process's bans (a single node)."""
 
     def __init__(self) -> None:
-        self.banned: set[str] = set()
-        """Usernames (``sub``) that may not connect any more."""
+        self.names: set[str] = set()
+
+    async def contains(self, user_name: str) -> bool:
+        return user_name in self.names
+
+    async def add(self, user_name: str) -> None:
+        self.names.add(user_name)
+
+
+class ChatState:
+    """What the chat remembers for the demo's lifetime (per app, no globals).
+
+    The ban list is shared by every node of a cluster (``demo/cluster.py``:
+    a Redis set); the history stays per process.
+    """
+
+    def __init__(self, bans: BanList | None = None) -> None:
+        self.bans: BanList = bans if bans is not None else MemoryBanList()
         self.history: dict[str, deque[str]] = {}
 
     def remember(self, username: str, message: str) -> None:
@@ -58,8 +82,9 @@ class DomainRestrictedRequirement(Requirement):
 def chat_policies(state: ChatState) -> PolicyRegistry:
     registry = PolicyRegistry()
 
-    def not_banned(context: AuthorizationContext) -> bool:
-        return context.user.name_identifier not in state.banned
+    async def not_banned(context: AuthorizationContext) -> bool:
+        name = context.user.name_identifier
+        return name is None or not await state.bans.contains(name)
 
     registry.add_policy(
         "ChatUser", AuthorizationPolicy.build(authenticated=True, assertions=[not_banned])
@@ -91,11 +116,12 @@ class ChatHub(Hub):
     @authorize("Administrators")
     @authorize("DomainRestricted")
     async def ban_user(self, user_name: str) -> None:
-        """Close every connection of ``user_name`` and refuse their new ones."""
+        """Close every connection of ``user_name`` and refuse their new ones
+        (on every node of a cluster)."""
         user = USERS.get(user_name)
         if user is None:
             raise HubError(f"Unknown user '{user_name}'.")
-        self.state.banned.add(user_name)
+        await self.state.bans.add(user_name)
         await self.clients.user(user.email).abort()
 
     @authorize("DomainRestricted")

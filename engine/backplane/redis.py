@@ -99,6 +99,12 @@ class RedisBackplane:
     def connected(self) -> bool:
         return self._client is not None
 
+    @property
+    def client(self) -> coredis.Redis[bytes] | None:
+        """The live coredis client, for an application's own keys (``None``
+        while Redis is unreachable)."""
+        return self._client
+
     def subscribe(self, channel: str, handler: Handler) -> None:
         self._handlers[channel] = handler
         self._changed()
