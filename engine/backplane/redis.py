@@ -130,11 +130,16 @@ class RedisBackplane:
         self._work.set()
 
     async def publish(self, channel: str, data: bytes) -> int:
-        """Publish now and return how many subscribers received it.
+        """Publish after what ``publish_nowait`` queued before it (so a group
+        command never overtakes the sends made before it), and return how many
+        subscribers received it.
 
         Raises:
             BackplaneUnavailable: Redis is unreachable.
         """
+        queued_before = self._removed + len(self._buffer)
+        while self._client is not None and self._removed < queued_before:
+            await self._sent.wait()
         client = self._client
         if client is None:
             raise BackplaneUnavailable("the backplane's Redis is unreachable")

@@ -174,3 +174,18 @@ async def test_subscriptions_follow_what_the_node_holds(redis: RedisServer) -> N
             f"{PREFIX}:internal:ack:{a.backplane.server_name}",
             f"{PREFIX}:internal:return:{a.backplane.server_name}",
         }
+
+
+async def test_a_group_command_never_overtakes_the_sends_before_it(redis: RedisServer) -> None:
+    # A group command is published at once (its PUBLISH count matters) while
+    # sends wait in the link's queue: it must still go after them.
+    async with open_nodes(redis.url, 2) as (a, b), open_clients([(b, "b1", "u")]) as clients:
+        for n in range(20):
+            await a.hub.groups.add("b1", "g")
+            for _ in range(50):  # a backlog in the link's queue
+                await a.hub.clients.client("b1").send("Got", "filler")
+            await a.hub.clients.group("g").send("Got", f"m{n}")
+            await a.hub.groups.remove("b1", "g")
+        await a.hub.clients.all.send("Got", END)
+        received = [x for x in await labels_until(clients["b1"], END) if x != "filler"]
+        assert received == [f"m{n}" for n in range(20)]

@@ -110,16 +110,17 @@ def _copy_rest(stream: IO[bytes], log_path: Path) -> None:
             log.flush()
 
 
-def start_demo(log_path: Path) -> DemoServer:
-    """Start ``python -m demo`` on a free port; returns once it printed its listening line."""
+def start_demo(log_path: Path, *args: str, env: dict[str, str] | None = None) -> DemoServer:
+    """Start ``python -m demo`` on a free port (plus ``args``, e.g. ``--redis URL``);
+    returns once it printed its listening line."""
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("ab") as stderr_log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0", *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr_log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     try:
         base_url = _wait_for_listening_line(process, log_path)
