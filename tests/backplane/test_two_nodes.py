@@ -184,8 +184,8 @@ async def test_a_group_command_never_overtakes_the_sends_before_it(redis: RedisS
             await a.hub.groups.add("b1", "g")
             for _ in range(50):  # a backlog in the link's queue
                 await a.hub.clients.client("b1").send("Got", "filler")
-            await a.hub.clients.group("g").send("Got", f"m{n}")
+            await a.hub.clients.group("g").send("Got", f"m{n:02}")
             await a.hub.groups.remove("b1", "g")
         await a.hub.clients.all.send("Got", END)
         received = [x for x in await labels_until(clients["b1"], END) if x != "filler"]
-        assert received == [f"m{n}" for n in range(20)]
+        assert received == [f"m{n:02}" for n in range(20)]
