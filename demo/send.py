@@ -16,12 +16,13 @@ import trio
 from triohub import HubServer
 from triohub.backplane.redis import RedisBackplane
 
-from .chat import ChatHub
+from .chat import ChatHub, ChatState, chat_policies
 
 
 async def send(url: str, users: list[str], sender: str, message: str) -> None:
     backplane = RedisBackplane(url)
-    server = HubServer(backplane=backplane)
+    # The hub's policies are needed to map it (they are checked at mapping), not used.
+    server = HubServer(backplane=backplane, policies=chat_policies(ChatState()))
     server.map_hub("/hubs/chat", ChatHub)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)

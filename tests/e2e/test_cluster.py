@@ -219,7 +219,12 @@ def test_ban_user_closes_and_refuses_bob_on_every_node(
     finally:
         cluster.redis.command("DEL", BAN_KEY)
     assert results["banned"] == {"value": None}
-    assert results["closes"] == [None, None]  # closed without an error, not to come back
+    # Closed by the server without an error. The JS client sometimes reports the
+    # WebSocket's normal closure (1000) instead of the Close record, on a single node
+    # too (a pre-existing race, not the backplane's): both are a clean server close.
+    assert len(results["closes"]) == 2
+    for close in results["closes"]:
+        assert close is None or close.endswith("status code: 1000 (no reason given)."), close
     assert len(results["refused"]) == 3
     for refused in results["refused"]:
         assert "403" in refused["error"], refused
