@@ -101,12 +101,13 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt | $(BENCH_VENV)/bin/python
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[redis]' -r benchmarks/requirements.txt
 	touch $@
 
 # Exits non-zero if any scenario a server supports produced no number.
-bench: $(BENCH_STAMP) node
+bench: $(BENCH_STAMP) node redis
 	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick,) $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/bench_cluster.py $(if $(QUICK),--quick,)
 
 bench-smoke:
 	$(MAKE) bench QUICK=1

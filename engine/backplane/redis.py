@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import coredis
 import trio
+from coredis.response.types import PubSubMessage
 from coredis.retry import NoRetryPolicy
 
 from .hub import BackplaneUnavailable
@@ -229,7 +230,7 @@ class RedisBackplane:
                 wanted = list(self._handlers)
                 if wanted:
                     with trio.fail_after(self.request_timeout):
-                        await pubsub.subscribe(*wanted)
+                        await pubsub.subscribe(**dict.fromkeys(wanted, self._on_message))
                 subscribed = set(wanted)
                 self._subscriptions_applied = applied
                 self._client = client
@@ -269,7 +270,7 @@ class RedisBackplane:
             gone = subscribed - wanted
             with trio.fail_after(self.request_timeout):
                 if new:
-                    await pubsub.subscribe(*new)
+                    await pubsub.subscribe(**dict.fromkeys(new, self._on_message))
                 if gone:
                     await pubsub.unsubscribe(*gone)
             subscribed -= gone
@@ -299,16 +300,22 @@ class RedisBackplane:
             await trio.lowlevel.checkpoint()
 
     async def _receive(self, pubsub: coredis.patterns.pubsub.PubSub[bytes]) -> None:
+        """Messages coredis did not hand to ``_on_message`` (none are expected)."""
         while True:
             message = await pubsub.get_message()
-            if message is None or message["type"] != "message":
-                continue
+            if message is not None:
+                self._on_message(message)
+
+    def _on_message(self, message: PubSubMessage) -> None:
+        """Called by coredis as each message is read (a channel handler: no
+        queue between the connection and the hub)."""
+        if message["type"] == "message":
             channel = message["channel"]
             name = channel.decode() if isinstance(channel, bytes) else str(channel)
             handler = self._handlers.get(name)
             data = message["data"]
             if handler is None or not isinstance(data, bytes):
-                continue
+                return
             try:
                 handler(data)
             except Exception:
