@@ -142,7 +142,9 @@ def loadgen(cluster: Cluster, config: dict[str, Any], tmp: Path) -> dict[str, An
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"loadgen failed: {done.stderr.decode()[-2000:]}")
+        raise RuntimeError(
+            f"loadgen failed: {done.stdout.decode()[-2000:]}\n{done.stderr.decode()[-2000:]}"
+        )
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
     return result
 
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     "max_lead": 400 if per_user else 4 * receivers,
                     "drain_timeout_ms": 60_000,
                     "reps": reps,
+                    "receivers_invoke_first": True,
                 }
                 if per_user:
                     config["per_user"] = per_user

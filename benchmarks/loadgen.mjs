@@ -509,6 +509,11 @@ function fanoutRunner(target) {
         user: perUser && !target.tokens ? `u${Math.floor(i / perUser)}` : null,
       }));
       for (const receiver of receivers) receiver.onInvocation = onDelivery;
+      // A cluster: a connection is reachable from other nodes once its first
+      // invocation is answered (its subscriptions are in place before that).
+      if (cfg.receivers_invoke_first) {
+        await Promise.all(receivers.map((receiver) => receiver.invoke('Echo', ['ready'])));
+      }
       // A cluster: the sender may sit on another node than the receivers.
       const senderTarget = target.sender ? { ...target, ...target.sender } : target;
       sender = await connect(senderTarget, { token: target.sender_token || null });
