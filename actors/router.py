@@ -84,8 +84,9 @@ class ConnectionEntry:
     protocol: str
     """Key passed to ``Payload.encode``."""
     outbox: Outbox
-    close: Callable[[CloseReason], None]
-    """Asks the connection to close (slow consumer, shutdown); must not block."""
+    close: Callable[[CloseReason, str], None]
+    """Asks the connection to close with a reason and a detail (slow consumer,
+    shutdown, an abort with the error the client is told); must not block."""
     user_id: str | None = None
     handle: Any = None
     """Opaque object for the owner (the engine's per-connection session)."""
@@ -125,7 +126,7 @@ class Backplane(Protocol):
 
     def publish(self, audience: Audience, payload: Payload) -> None: ...
 
-    def close(self, audience: Audience, reason: CloseReason) -> None: ...
+    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None: ...
 
     async def run(
         self, router: Router, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -194,6 +195,7 @@ class _Barrier:
 class _Close:
     audience: Audience
     reason: CloseReason
+    detail: str = ""
     local_only: bool = False
 
 
@@ -274,15 +276,15 @@ class Router:
                         slow_consumers=self._slow_consumers,
                     )
                 )
-            case _Close(audience, reason, local_only):
+            case _Close(audience, reason, detail, local_only):
                 for connection_id in list(self._recipients(audience)):
                     target = self._connections.get(connection_id)
                     if target is not None:
-                        target.close(reason)
+                        target.close(reason, detail)
                 if self._backplane is not None and not local_only:
                     remote = self._remote_part(audience)
                     if remote is not None:
-                        self._backplane.close(remote, reason)
+                        self._backplane.close(remote, reason, detail)
 
     def _remote_part(self, audience: Audience) -> Audience | None:
         """What other nodes must still do for ``audience``: all of it, except a
@@ -301,7 +303,7 @@ class Router:
     def _register(self, entry: ConnectionEntry) -> None:
         if entry.connection_id in self._connections:
             log.error("connection %s registered twice; keeping the first", entry.connection_id)
-            entry.close(CloseReason.INTERNAL_ERROR)
+            entry.close(CloseReason.INTERNAL_ERROR, "registered twice")
             return
         self._connections[entry.connection_id] = entry
         self._interest("connection", entry.connection_id, True)
@@ -382,7 +384,7 @@ class Router:
                 log.warning(
                     "closing connection %s: its outbox is full (slow consumer)", connection_id
                 )
-                entry.close(CloseReason.SLOW_CONSUMER)
+                entry.close(CloseReason.SLOW_CONSUMER, "")
                 self._unregister(connection_id)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # closing already; its unregister is on the way
@@ -428,9 +430,9 @@ class Router:
         only, in mailbox order; never waits (a full mailbox drops it, logged)."""
         self._tell_remote(_Send(audience, payload, local_only=True))
 
-    def close_local(self, audience: Audience, reason: CloseReason) -> None:
+    def close_local(self, audience: Audience, reason: CloseReason, detail: str = "") -> None:
         """A close from another node: local connections only; never waits."""
-        self._tell_remote(_Close(audience, reason, local_only=True))
+        self._tell_remote(_Close(audience, reason, detail, local_only=True))
 
     def _tell_remote(self, command: _Command) -> None:
         try:
@@ -455,9 +457,10 @@ class Router:
     async def stats(self) -> RouterStats:
         return await self._mailbox.ask(_Stats)
 
-    async def close(self, audience: Audience, reason: CloseReason) -> None:
-        """Ask every connection of ``audience`` to close (it then unregisters itself)."""
-        await self._mailbox.tell(_Close(audience, reason))
+    async def close(self, audience: Audience, reason: CloseReason, detail: str = "") -> None:
+        """Ask every connection of ``audience`` to close (it then unregisters
+        itself); ``detail`` goes to each connection's ``close`` callback."""
+        await self._mailbox.tell(_Close(audience, reason, detail))
 
     async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
         await self.close(Audience(everyone=True), reason)

@@ -1,15 +1,21 @@
 """Signing keys from a JWKS document (an OpenID Connect issuer's ``jwks_uri``).
 
-Fetched off the event loop (in a worker thread), cached, and refreshed when a
-token names a key id the cache does not know, at most once per
-``min_refresh_interval`` so a flood of forged ``kid`` values cannot turn into a
-flood of requests to the issuer.
+Fetched off the event loop (``urllib`` in a worker thread: ``fetch_json``),
+cached, and refreshed when a token names a key id the cache does not know, at
+most once per ``min_refresh_interval`` so a flood of forged ``kid`` values
+cannot turn into a flood of requests to the issuer.
+
+The one outgoing request of the package lives here, next to the only code that
+needs it, rather than in ``transports/`` (which serves clients and never calls
+out): authentication decides what to fetch and how far to trust it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,11 +23,31 @@ from urllib.parse import urlsplit
 import jwt
 import trio
 
-__all__ = ["JwksKeySource"]
+__all__ = ["JwksKeySource", "fetch_json"]
 
 log = logging.getLogger("triohub.auth")
 
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def fetch_json(url: str, *, time_limit: float = 10.0) -> dict[str, Any]:
+    """GET ``url`` in a worker thread and parse its JSON object.
+
+    Raises:
+        ValueError: not an http(s) URL, or the document is not a JSON object.
+        OSError: network failures.
+    """
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"only http(s) URLs can be fetched, not {url!r}")
+
+    def get() -> dict[str, Any]:
+        with urllib.request.urlopen(url, timeout=time_limit) as response:
+            document = json.loads(response.read())
+        if not isinstance(document, dict):
+            raise ValueError("the document is not a JSON object")
+        return document
+
+    return await trio.to_thread.run_sync(get, abandon_on_cancel=True)
 
 
 def _secure_url(url: str, allow_http: bool) -> bool:
@@ -83,9 +109,6 @@ class JwksKeySource:
         self.fetches = 0
 
     async def _fetch_url(self) -> dict[str, Any]:
-        # The I/O lives in the transports layer; auth only decides what to fetch.
-        from ..transports.http_client import fetch_json
-
         assert self.url is not None
         return await fetch_json(self.url, time_limit=self._timeout)
 

@@ -1,12 +1,14 @@
-"""Authorization: requirements, handlers, policies, ``@authorize`` metadata, the evaluator.
+"""Authorization: requirements, handlers, policies, ``@authorize`` metadata, the
+evaluator, and the authorization state (bans).
 
-Pure: this package never imports trio and knows nothing of the hub engine;
-the engine hands it principals and resources, and runs evaluations through
-the authorization actor (``triohub.actors.authorization``).
+Pure: this package never imports trio and knows nothing of the hub engine. The
+engine hands it principals and resources and runs each evaluation in the task
+that asks (``triohub.hub.authorizer``); the state's single writer is the
+authorization actor (``triohub.actors.authorization``).
 """
 
 from .context import AuthorizationContext, HubCaller, HubInvocationContext, HubRequestContext
-from .evaluator import AuthorizationResult, evaluate
+from .evaluator import AuthorizationResult, evaluate, evaluate_sync
 from .handlers import AuthorizationHandler, HandlerFunction
 from .metadata import (
     AuthorizeData,
@@ -21,20 +23,26 @@ from .metadata import (
 from .policy import AuthorizationPolicy, PolicyRegistry, UnknownPolicyError
 from .requirements import (
     AssertionRequirement,
+    AsyncAssertionRequirement,
+    AsyncPredicate,
     AuthenticatedUserRequirement,
     ClaimRequirement,
     Predicate,
     Requirement,
     RolesRequirement,
 )
+from .state import AuthorizationState
 
 __all__ = [
     "AssertionRequirement",
+    "AsyncAssertionRequirement",
+    "AsyncPredicate",
     "AuthenticatedUserRequirement",
     "AuthorizationContext",
     "AuthorizationHandler",
     "AuthorizationPolicy",
     "AuthorizationResult",
+    "AuthorizationState",
     "AuthorizeData",
     "ClaimRequirement",
     "HandlerFunction",
@@ -51,6 +59,7 @@ __all__ = [
     "authorize",
     "authorize_data",
     "evaluate",
+    "evaluate_sync",
     "method_allows_anonymous",
     "method_authorize_data",
     "resolve_policy",

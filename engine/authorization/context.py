@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -22,20 +21,6 @@ __all__ = [
 R = TypeVar("R", bound=Requirement)
 
 
-class Deferred(functools.partial):  # type: ignore[type-arg]
-    """A resource built only if a handler looks at it: ``Deferred(cls, *args)``.
-
-    Most policies decide from the principal alone; the engine passes the
-    invocation's resource this way so that they do not pay for building it.
-    (A ``functools.partial``: made in C, on every guarded call.)
-    """
-
-    __slots__ = ()
-
-    def build(self) -> Any:
-        return self()
-
-
 class AuthorizationContext:
     """What handlers see and mark during one evaluation of a policy.
 
@@ -51,6 +36,13 @@ class AuthorizationContext:
             method, a ``HubRequestContext`` for a negotiate or transport
             request, or whatever the application passes.
         requirements: every requirement of the policy, in order.
+
+    Args:
+        resource_factory: makes ``resource`` on first use instead (most
+            policies decide from the principal alone, and the engine's hub
+            method resource is built only for those that look at it).
+        distinct: no requirement equals another (the evaluator knows it from
+            the policy's plan), so ``succeed`` can stop at the first match.
     """
 
     __slots__ = (
@@ -59,6 +51,7 @@ class AuthorizationContext:
         "_failure_reasons",
         "_pending",
         "_resource",
+        "_resource_factory",
         "principal",
         "requirements",
     )
@@ -69,25 +62,26 @@ class AuthorizationContext:
         resource: Any,
         requirements: Iterable[Requirement],
         *,
-        _distinct: bool = False,
+        resource_factory: Callable[[], Any] | None = None,
+        distinct: bool = False,
     ) -> None:
-        """``_distinct``: for the evaluator, which knows from the policy's ``Plan``
-        that no requirement equals another."""
         self.principal = principal
         self._resource = resource
+        self._resource_factory = resource_factory
         self.requirements: tuple[Requirement, ...] = tuple(requirements)
         self._pending: list[Requirement] = list(self.requirements)
         self._fail_called = False
         self._failure_reasons: tuple[str, ...] = ()
-        self._distinct = _distinct
+        self._distinct = distinct
 
     @property
     def resource(self) -> Any:
-        """What is being accessed (built on first use when given as ``Deferred``)."""
-        resource = self._resource
-        if type(resource) is Deferred:
-            resource = self._resource = resource.build()
-        return resource
+        """What is being accessed (made on first use when given a ``resource_factory``)."""
+        factory = self._resource_factory
+        if factory is not None:
+            self._resource_factory = None
+            self._resource = factory()
+        return self._resource
 
     @property
     def user(self) -> Principal:

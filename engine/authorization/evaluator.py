@@ -1,26 +1,37 @@
 """The evaluator: run every handler of a policy, then read the verdict.
 
-Pure: no I/O, no trio. It awaits only what handlers return, so it runs under
-any event loop (and under none, when no handler suspends). Timeouts, failure
-isolation and concurrency belong to the authorization actor.
+Which handlers are awaited is known before the first call: the policy's
+``Plan`` read it from each handler's definition (``async def`` or not) once.
+A plan without an ``async def`` handler is evaluated in place by a plain
+function call (``evaluate_plan``), the fast path; one with an ``async def``
+handler needs ``await evaluate_plan_async(...)``, which awaits those handlers
+and calls the others.
+
+Pure: no I/O, no trio; the async evaluation awaits only what handlers return,
+so it runs under any event loop. Timeouts and failing closed belong to the
+caller (the hub engine's ``HubAuthorizer``).
 """
 
 from __future__ import annotations
 
-import inspect
-import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from ..auth.principal import Principal
 from .context import AuthorizationContext
-from .handlers import code_may_suspend
+from .handlers import returned_something
 from .policy import AuthorizationPolicy, Plan, PolicyRegistry
 from .requirements import Requirement
 
-__all__ = ["AuthorizationResult", "Continuation", "begin", "evaluate"]
+__all__ = [
+    "AuthorizationResult",
+    "evaluate",
+    "evaluate_plan",
+    "evaluate_plan_async",
+    "evaluate_sync",
+]
 
 
 @attrs.frozen
@@ -67,126 +78,73 @@ class AuthorizationResult:
         return "denied (" + "; ".join(parts or ["no requirement succeeded"]) + ")"
 
 
-def _run_to_end(coroutine: Any) -> Any:
-    """The value of a coroutine that has no suspension point, without an event
-    loop: it runs to its end on the first ``send``."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()  # pragma: no cover - code_may_suspend said it could not
-    raise RuntimeError("a coroutine without suspension points suspended")
+_SUCCEEDED = AuthorizationResult(succeeded=True)
 
 
-def _check_returned_none(handler: Any, outcome: Any) -> None:
-    if outcome is not None:
-        # A handler that returns True thinks it granted access; it did not.
-        raise TypeError(
-            f"authorization handler {getattr(handler, '__qualname__', handler)!r} "
-            f"returned {outcome!r}; handlers decide by calling "
-            "context.succeed(requirement) or context.fail(reason) and return None"
-        )
+def _context(
+    plan: Plan, principal: Principal, resource: Any, factory: Callable[[], Any] | None
+) -> AuthorizationContext:
+    return AuthorizationContext(
+        principal, resource, plan.requirements, resource_factory=factory, distinct=plan.distinct
+    )
 
 
-class Continuation:
-    """An evaluation that met a handler whose awaitable may suspend: ``begin``
-    stopped there; ``finish`` awaits it and runs the rest of the plan."""
-
-    __slots__ = ("_awaitable", "_context", "_index", "_plan")
-
-    def __init__(
-        self,
-        context: AuthorizationContext,
-        plan: Plan,
-        index: int,
-        awaitable: Awaitable[Any],
-    ) -> None:
-        self._context = context
-        self._plan = plan
-        self._index = index
-        """Where in ``plan.steps`` the handler that returned ``awaitable`` is."""
-        self._awaitable = awaitable
-
-    async def finish(
-        self, timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None
-    ) -> AuthorizationResult:
-        """Await the pending handler (through ``timed`` when given), then the
-        remaining handlers, awaiting what they return likewise.
-
-        Raises:
-            Exception: whatever a handler raises (see ``evaluate``).
-        """
-        context, plan = self._context, self._plan
-        index = self._index
-        awaitable: Any = self._awaitable
-        while True:
-            _check_returned_none(
-                plan.steps[index][0], await (timed(awaitable) if timed is not None else awaitable)
-            )
-            step = _advance(context, plan, index + 1)
-            if not isinstance(step, Continuation):
-                return step
-            index, awaitable = step._index, step._awaitable
-
-
-def begin(
-    policy: AuthorizationPolicy,
+def evaluate_plan(
+    plan: Plan,
     principal: Principal,
     resource: Any = None,
-    registry: PolicyRegistry | None = None,
-) -> AuthorizationResult | Continuation:
-    """``evaluate`` without an event loop, as far as it goes without one.
+    *,
+    resource_factory: Callable[[], Any] | None = None,
+) -> AuthorizationResult:
+    """Evaluate a plan that awaits nothing (``not plan.awaits``), in place.
 
-    Runs the policy's handlers in order; a plain handler, and an ``async def``
-    that has no suspension point (no ``await``, ``async for``, ``async with``),
-    run to their end here. At the first handler whose awaitable may suspend it
-    stops and returns a ``Continuation`` to ``finish``; otherwise it returns
-    the verdict. The usual policy (claims, roles, a cache lookup) is decided
-    here: no coroutine, no scheduler.
+    Args:
+        resource_factory: makes the resource if a handler looks at it (instead
+            of ``resource``).
 
     Raises:
-        Exception: whatever a handler raises (see ``evaluate``).
+        ValueError: the plan has an ``async def`` handler (use
+            ``evaluate_plan_async``).
+        TypeError: a handler returned something other than ``None``.
+        Exception: whatever a handler raises, unchanged (callers fail closed).
     """
-    plan = (registry if registry is not None else _NO_HANDLERS).plan(policy)
-    context = AuthorizationContext(principal, resource, plan.requirements, _distinct=plan.distinct)
-    return _advance(context, plan, 0)
-
-
-def _advance(
-    context: AuthorizationContext, plan: Plan, start: int
-) -> AuthorizationResult | Continuation:
-    """Run the plan's steps from ``start`` until one returns an awaitable that
-    may suspend (the ``Continuation`` there), or to the end (the verdict)."""
-    steps = plan.steps
-    for index in range(start, len(steps)):
-        handler, finishes = steps[index]
-        outcome: Any = handler(context)  # None or an awaitable, unless it is a mistake
-        if finishes:
-            # An async def that neither suspends nor returns anything but None
-            # (known from its code, at plan time): iterating it runs it to its
-            # end, and its end raises no StopIteration.
-            for _ in outcome.__await__():  # pragma: no cover - the plan said it could not
-                outcome.close()
-                raise RuntimeError(f"authorization handler {handler!r} suspended")
-            continue
-        if outcome is None:
-            continue  # a plain handler
-        elif type(outcome) is types.CoroutineType and not code_may_suspend(outcome.cr_code):
-            outcome = _run_to_end(outcome)
-        elif inspect.isawaitable(outcome):
-            return Continuation(context, plan, index, outcome)
+    if plan.awaits:
+        raise ValueError("this policy has an async def handler: use evaluate_plan_async")
+    context = _context(plan, principal, resource, resource_factory)
+    for handler in plan.handlers:
+        outcome = handler(context)
         if outcome is not None:
-            _check_returned_none(handler, outcome)
-    # context.has_succeeded, read without two calls on every guarded call.
-    if not context._pending and not context._fail_called and plan.requirements:
-        return _SUCCEEDED
+            raise returned_something(handler, outcome)
     return AuthorizationResult.of(context)
 
 
-_SUCCEEDED = AuthorizationResult(succeeded=True)
+async def evaluate_plan_async(
+    plan: Plan,
+    principal: Principal,
+    resource: Any = None,
+    *,
+    resource_factory: Callable[[], Any] | None = None,
+) -> AuthorizationResult:
+    """Evaluate any plan: the ``async def`` handlers awaited, the others called.
 
-_NO_HANDLERS = PolicyRegistry()
-"""Plans for evaluations without a registry: the requirements' own handles."""
+    Raises:
+        TypeError: a handler returned (or an awaited one produced) something
+            other than ``None``.
+        Exception: whatever a handler raises, unchanged (callers fail closed).
+    """
+    context = _context(plan, principal, resource, resource_factory)
+    for step in plan.steps:
+        outcome = step.handler(context)
+        if step.awaited:
+            outcome = await outcome
+        if outcome is not None:
+            raise returned_something(step.handler, outcome)
+    return AuthorizationResult.of(context)
+
+
+def _plan(policy: AuthorizationPolicy, registry: PolicyRegistry | None) -> Plan:
+    # Without a registry: the requirements' own handlers only (no cache to keep).
+    return registry.plan(policy) if registry is not None else Plan.of(policy, ())
 
 
 async def evaluate(
@@ -194,7 +152,6 @@ async def evaluate(
     principal: Principal,
     resource: Any = None,
     registry: PolicyRegistry | None = None,
-    timed: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
 ) -> AuthorizationResult:
     """Evaluate ``policy`` for ``principal`` accessing ``resource``.
 
@@ -202,7 +159,8 @@ async def evaluate(
     first every self-handling requirement's ``handle`` (each distinct
     requirement once, in policy order), then every registered handler whose
     requirement type occurs in the policy (in registration order). All of
-    them run, whatever the earlier ones decided.
+    them run, whatever the earlier ones decided; ``async def`` handlers are
+    awaited, plain ones called.
 
     Args:
         policy: what must hold.
@@ -211,10 +169,6 @@ async def evaluate(
             ``HubRequestContext``, or anything the caller chooses.
         registry: where registered handlers come from; ``None`` = built-in and
             self-handling requirements only.
-        timed: if given, every handler's awaitable that may suspend is awaited
-            as ``await timed(awaitable)`` (the authorization actor's timeout);
-            one that provably cannot suspend (an ``async def`` without
-            ``await``, ``async for`` or ``async with``) runs to its end directly.
 
     Returns:
         The verdict: succeeded iff every requirement succeeded and no handler
@@ -222,10 +176,23 @@ async def evaluate(
 
     Raises:
         Exception: whatever a handler raises, unchanged (callers fail closed;
-            the authorization actor turns it into a deny).
+            the hub engine turns it into a logged deny).
         TypeError: a handler returned something other than ``None``.
     """
-    step = begin(policy, principal, resource, registry)
-    if isinstance(step, Continuation):
-        return await step.finish(timed)
-    return step
+    return await evaluate_plan_async(_plan(policy, registry), principal, resource)
+
+
+def evaluate_sync(
+    policy: AuthorizationPolicy,
+    principal: Principal,
+    resource: Any = None,
+    registry: PolicyRegistry | None = None,
+) -> AuthorizationResult:
+    """``evaluate`` without an event loop, for a policy whose handlers are all
+    plain functions.
+
+    Raises:
+        ValueError: a handler of the policy is an ``async def`` (use ``evaluate``).
+        Exception: as ``evaluate``.
+    """
+    return evaluate_plan(_plan(policy, registry), principal, resource)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from .handlers import AuthorizationHandler, HandlerFunction, as_handler_function, runs_to_end
+from .handlers import AuthorizationHandler, HandlerFunction, as_handler_function, is_async_handler
 from .requirements import (
     AssertionRequirement,
+    AsyncAssertionRequirement,
+    AsyncPredicate,
     AuthenticatedUserRequirement,
     ClaimRequirement,
     Predicate,
@@ -17,7 +19,10 @@ from .requirements import (
     RolesRequirement,
 )
 
-__all__ = ["AuthorizationPolicy", "Plan", "PolicyRegistry", "UnknownPolicyError"]
+if TYPE_CHECKING:
+    from .context import AuthorizationContext
+
+__all__ = ["AuthorizationPolicy", "Plan", "PolicyRegistry", "Step", "UnknownPolicyError"]
 
 
 def _requirements(value: Iterable[Requirement]) -> tuple[Requirement, ...]:
@@ -56,7 +61,7 @@ class AuthorizationPolicy:
         authenticated: bool = False,
         roles: str | Iterable[str] | None = None,
         claims: Mapping[str, Iterable[Any] | str | None] | None = None,
-        assertions: Iterable[Predicate] = (),
+        assertions: Iterable[Predicate | AsyncPredicate] = (),
         requirements: Iterable[Requirement] = (),
     ) -> AuthorizationPolicy:
         """A policy from the common requirements, in this order.
@@ -65,7 +70,9 @@ class AuthorizationPolicy:
             authenticated: require an authenticated user.
             roles: require any one of these roles (a list, or "A, B").
             claims: ``{claim_type: allowed values or None}``; one requirement per claim.
-            assertions: predicates of the context (sync or async), each a requirement.
+            assertions: predicates of the context, each a requirement: an
+                ``AssertionRequirement`` for a plain function, an
+                ``AsyncAssertionRequirement`` for an ``async def``.
             requirements: any other requirements, appended as given.
 
         Raises:
@@ -78,7 +85,11 @@ class AuthorizationPolicy:
             built.append(RolesRequirement(roles))
         for claim_type, values in (claims or {}).items():
             built.append(ClaimRequirement(claim_type, values))
-        built.extend(AssertionRequirement(predicate) for predicate in assertions)
+        for predicate in assertions:
+            if is_async_handler(predicate):
+                built.append(AsyncAssertionRequirement(cast("AsyncPredicate", predicate)))
+            else:
+                built.append(AssertionRequirement(cast("Predicate", predicate)))
         built.extend(requirements)
         return cls(built)
 
@@ -247,19 +258,33 @@ class PolicyRegistry:
 
 
 @attrs.frozen
+class Step:
+    """One function an evaluation calls, and whether it is awaited."""
+
+    handler: Callable[[AuthorizationContext], Any]
+    awaited: bool
+    """An ``async def`` (``handlers.is_async_handler``), read once when the plan
+    is made: its call is awaited. A plain function's is not, and must be ``None``."""
+
+
+@attrs.frozen
 class Plan:
     """An evaluation of one policy, prepared: every function it calls, in
-    order, and what is known of each before the first call."""
+    order, and which of them are awaited."""
 
     requirements: tuple[Requirement, ...]
-    steps: tuple[tuple[HandlerFunction, bool], ...]
+    steps: tuple[Step, ...]
     """Each requirement's own ``handle`` (each distinct requirement once, not
     the base class's, which decides nothing), then the registered handlers
-    serving the policy; each with whether it is an ``async def`` that never
-    suspends and returns only ``None`` (``handlers.runs_to_end``), whose
-    coroutine is run to its end on the spot."""
+    serving the policy."""
     distinct: bool
     """No requirement equals another, so ``succeed`` removes just the one."""
+    awaits: bool
+    """Some step is awaited: the evaluation needs an event loop (and the engine
+    puts the server's ``authorization_timeout`` around it). Otherwise every
+    step is a plain call and the evaluation runs in place."""
+    handlers: tuple[Callable[[AuthorizationContext], Any], ...]
+    """The steps' handlers, in order (what a plan that never awaits calls)."""
 
     @classmethod
     def of(cls, policy: AuthorizationPolicy, handlers: Iterable[HandlerFunction]) -> Plan:
@@ -270,7 +295,14 @@ class Plan:
             for i, a in enumerate(requirements)
             for b in requirements[i + 1 :]
         )
-        return cls(requirements, tuple((f, runs_to_end(f)) for f in functions), distinct)
+        steps = tuple(Step(f, is_async_handler(f)) for f in functions)
+        return cls(
+            requirements,
+            steps,
+            distinct,
+            awaits=any(step.awaited for step in steps),
+            handlers=tuple(step.handler for step in steps),
+        )
 
 
 def _own_handles(requirements: tuple[Requirement, ...]) -> list[HandlerFunction]:

@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 
+from .handlers import is_async_handler, returned_something
+
 if TYPE_CHECKING:
     from .context import AuthorizationContext
 
 __all__ = [
     "AssertionRequirement",
+    "AsyncAssertionRequirement",
+    "AsyncPredicate",
     "AuthenticatedUserRequirement",
     "ClaimRequirement",
     "Predicate",
@@ -33,7 +37,8 @@ class Requirement:
 
     Subclass it to define a requirement. Either register handlers for the new
     type with ``PolicyRegistry.add_handler``, or make the requirement its own
-    handler by overriding ``handle`` (sync or ``async def``)::
+    handler by overriding ``handle`` (a plain method, the fast path, or an
+    ``async def``, awaited)::
 
         @attrs.frozen
         class DomainRestricted(Requirement):
@@ -173,17 +178,29 @@ class ClaimRequirement(Requirement):
         return any(item == allowed for item in present for allowed in self.allowed_values)
 
 
-Predicate: TypeAlias = "Callable[[AuthorizationContext], bool | Awaitable[bool]]"
-"""``predicate(context)`` returns a bool, or an awaitable of one."""
+Predicate: TypeAlias = "Callable[[AuthorizationContext], bool]"
+"""``predicate(context)``: whether the requirement holds."""
+
+AsyncPredicate: TypeAlias = "Callable[[AuthorizationContext], Awaitable[bool]]"
+"""``await predicate(context)``: whether the requirement holds."""
+
+
+def _predicate_name(predicate: object) -> str:
+    return getattr(predicate, "__qualname__", None) or repr(predicate)
 
 
 @attrs.frozen
 class AssertionRequirement(Requirement):
     """Holds when ``predicate(context)`` is true (ASP.NET's ``AssertionRequirement``).
 
-    The predicate may be a plain function or an ``async def``; it sees the
-    whole context (principal, resource, requirements). A predicate that raises
-    makes the evaluation raise, which the authorization actor turns into a deny.
+    The predicate is a plain function of the whole context (principal,
+    resource, requirements), called in place: the fast path. For one that
+    awaits, use ``AsyncAssertionRequirement`` (``AuthorizationPolicy.build``
+    picks the right one). A predicate that raises makes the evaluation raise,
+    which the engine turns into a logged deny.
+
+    Raises:
+        TypeError: ``predicate`` is not callable, or is an ``async def``.
     """
 
     predicate: Predicate = attrs.field()
@@ -192,15 +209,51 @@ class AssertionRequirement(Requirement):
     def _check_predicate(self, _: object, value: object) -> None:
         if not callable(value):
             raise TypeError(f"AssertionRequirement needs a callable predicate, got {value!r}")
+        if is_async_handler(value):
+            raise TypeError(
+                f"the predicate {_predicate_name(value)!r} is async: "
+                "use AsyncAssertionRequirement for it"
+            )
 
     @property
     def description(self) -> str:
-        name = getattr(self.predicate, "__qualname__", None) or repr(self.predicate)
-        return f"assertion {name}"
+        return f"assertion {_predicate_name(self.predicate)}"
+
+    def handle(self, context: AuthorizationContext) -> None:
+        outcome: object = self.predicate(context)  # a bool, unless the predicate is wrong
+        if inspect.isawaitable(outcome):
+            raise returned_something(self.predicate, outcome)
+        if outcome:
+            context.succeed(self)
+
+
+@attrs.frozen
+class AsyncAssertionRequirement(Requirement):
+    """Holds when ``await predicate(context)`` is true: ``AssertionRequirement``
+    for a predicate that awaits (a directory lookup, a cache behind a lock).
+
+    The evaluation awaits it in the caller's task, under the server's
+    ``authorization_timeout`` (past it: denied).
+
+    Raises:
+        TypeError: ``predicate`` is not an ``async def`` (or an object whose
+            ``__call__`` is one).
+    """
+
+    predicate: AsyncPredicate = attrs.field()
+
+    @predicate.validator
+    def _check_predicate(self, _: object, value: object) -> None:
+        if not callable(value) or not is_async_handler(value):
+            raise TypeError(
+                f"AsyncAssertionRequirement needs an async def predicate, got {value!r}; "
+                "use AssertionRequirement for a plain function"
+            )
+
+    @property
+    def description(self) -> str:
+        return f"assertion {_predicate_name(self.predicate)}"
 
     async def handle(self, context: AuthorizationContext) -> None:
-        outcome = self.predicate(context)
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
+        if await self.predicate(context):
             context.succeed(self)

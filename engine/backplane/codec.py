@@ -147,6 +147,8 @@ class CloseCommand:
     excluded: tuple[str, ...]
     reason: str
     origin: str
+    detail: str = ""
+    """Why, for the connection's Close record (``abort(error)``)."""
 
 
 def _pack(value: Any) -> bytes:
@@ -302,6 +304,7 @@ def encode_close(command: CloseCommand) -> bytes:
             list(command.excluded),
             command.reason,
             command.origin,
+            command.detail,
         ]
     )
 
@@ -311,8 +314,9 @@ def decode_close(data: bytes) -> CloseCommand:
     if len(items) < 7 or not isinstance(items[0], bool):
         raise CodecError("a close command has seven items")
     reason, origin = items[5], items[6]
-    if not isinstance(reason, str) or not isinstance(origin, str):
-        raise CodecError("a close command's reason and origin are strings")
+    detail = items[7] if len(items) > 7 else ""
+    if not all(isinstance(v, str) for v in (reason, origin, detail)):
+        raise CodecError("a close command's reason, origin and detail are strings")
     return CloseCommand(
         everyone=items[0],
         connections=_strings(items[1], "connections"),
@@ -321,4 +325,5 @@ def decode_close(data: bytes) -> CloseCommand:
         excluded=_strings(items[4], "excluded"),
         reason=reason,
         origin=origin,
+        detail=detail,
     )

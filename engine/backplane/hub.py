@@ -180,7 +180,7 @@ class HubNode:
         for channel in targets:
             self.link.publish_nowait(channel, data)
 
-    def close(self, audience: Audience, reason: CloseReason) -> None:
+    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None:
         command = codec.CloseCommand(
             everyone=audience.everyone,
             connections=tuple(sorted(audience.connections)),
@@ -189,6 +189,7 @@ class HubNode:
             excluded=tuple(sorted(audience.exclude)),
             reason=reason.name,
             origin=self.server,
+            detail=detail,
         )
         self.link.publish_nowait(self.channels.close, codec.encode_close(command))
 
@@ -319,7 +320,7 @@ class HubNode:
             groups=frozenset(command.groups),
             exclude=frozenset(command.excluded),
         )
-        self._router.close_local(audience, reason)
+        self._router.close_local(audience, reason, command.detail)
 
     def _on_ack(self, data: bytes) -> None:
         ack = codec.decode_ack(data)

@@ -12,6 +12,7 @@ import attrs
 from ..auth.authenticator import AuthenticationOutcome, authenticate_request
 from ..auth.principal import Principal
 from ..auth.request import RequestInfo
+from ..auth.user_id import resolve_user_id
 
 if TYPE_CHECKING:
     from .server import HubRegistration, HubServer
@@ -81,13 +82,19 @@ async def check_request(
 
     Runs before anything else looks at the request, as ASP.NET's
     authorization middleware does: an unauthenticated caller learns nothing
-    about connection ids.
+    about connection ids. A banned user (``HubServer.ban``) gets a 403 here,
+    before the hub's policy runs.
     """
     outcome = await authenticate_request(server.authenticator, request)
     principal = outcome.principal
     challenge = _challenge_headers(outcome)
     if outcome.refused is not None:
         return Verdict(principal, 403, reason=str(outcome.refused))
+    if server.banned:
+        user_id = await resolve_user_id(registration.user_id_provider, principal)
+        if server.authorizer.is_banned(user_id):
+            log.info("refused a request of a banned user (%s %s)", request.method, request.path)
+            return Verdict(principal, 403, reason="the user is banned")
     allowed = await server.authorize_hub(registration, principal, request)
     if allowed:
         return Verdict(principal, headers=challenge)

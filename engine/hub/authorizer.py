@@ -1,22 +1,39 @@
-"""Authorization in the hub engine: policies resolved once at registration,
-checked through the authorization actor for every HTTP request of a protected
-hub and every invocation of a protected method, each decision audited."""
+"""The hub's policy runner: ``@authorize`` policies resolved once at
+registration, evaluated in the task that asks for every HTTP request of a
+protected hub and every invocation of a protected method, each decision
+audited; and the reading side of the server's authorization state (bans).
+
+Evaluations do not go through an actor: the task that asks (a request
+handler, a connection's invocation task) is already a task of its own, so a
+slow handler delays only its own caller. What an evaluation runs is known
+from the policy's plan (``triohub.authorization.policy.Plan``):
+
+* every handler a plain ``def``: the fast path, evaluated in place by a
+  function call. No timeout applies: Trio cancels only at a checkpoint, and a
+  plain function has none.
+* some handler an ``async def``: awaited, under ``trio.move_on_after(timeout)``;
+  past the timeout the call is denied.
+
+Either way it fails closed: a handler that raises, or returns anything but
+``None``, denies, logged (logger ``triohub.authorization``) with what was
+guarded, never with credentials.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
-from ..actors.authorization import AuthorizationActor, Decision
-from ..actors.kit import ActorStopped
+from ..actors.authorization import AuthorizationActor
 from ..auth.principal import Principal
 from ..auth.request import RequestInfo
 from ..authorization import (
-    AuthorizationPolicy,
-    AuthorizeData,
+    AuthorizationResult,
+    AuthorizationState,
     HubInvocationContext,
     HubRequestContext,
     PolicyRegistry,
@@ -25,70 +42,64 @@ from ..authorization import (
     method_authorize_data,
     resolve_policy,
 )
-from ..authorization.context import Deferred
-from ..authorization.evaluator import AuthorizationResult, Continuation, begin
+from ..authorization.evaluator import evaluate_plan, evaluate_plan_async
+from ..authorization.policy import Plan
 from .audit import Auditor, AuditRecord
-from .audit import log as _audit_log
 from .context import HubCallerContext
+from .guard import OPEN, Guard, guard_label
 
 if TYPE_CHECKING:
     from .binding import BoundMethod
 
-__all__ = ["Guard", "HubAuthorizer"]
+__all__ = ["HubAuthorizer"]
 
 log = logging.getLogger("triohub.authorization")
-_DEBUG = logging.DEBUG
 
 
 @attrs.frozen
-class Guard:
-    """The resolved policy of a hub or a hub method, and how to name it in audits."""
+class _FailedClosed:
+    """An evaluation that produced no verdict, and so denies."""
 
-    policy: AuthorizationPolicy | None
-    label: str
-    subject: str = ""
-    """What is guarded, for logs: ``"ChatHub.ban_user policy=Administrators"``."""
-    hub: str = ""
-    """The hub class's name, for audit records and counters."""
-    method: str | None = None
-    """The method's wire name; ``None`` for the hub itself (its HTTP requests)."""
-    allowed: list[int] = attrs.field(factory=lambda: [0], eq=False, repr=False)
-    """The auditor's count of this guard's "allowed" decisions (``Auditor.cell``),
-    bumped on every allowed call that needs no record."""
-
-    @property
-    def open(self) -> bool:
-        return self.policy is None
+    error: str
+    """``"timeout"`` or the exception's type name."""
 
 
-OPEN = Guard(None, "none")
+_Outcome = AuthorizationResult | _FailedClosed
 
-_Where = tuple[Guard, Principal, HubCallerContext | None]
+_Where = tuple[Guard, Principal, HubCallerContext | str | None]
 """Whose check it was, for its audit record: the guard, the principal, and the
-connection's caller context (``None`` for an HTTP request of the hub)."""
-
-
-def _label(data: Sequence[AuthorizeData]) -> str:
-    parts = []
-    for datum in data:
-        if datum.policy is not None:
-            parts.append(datum.policy)
-        if datum.roles is not None:
-            parts.append("roles=" + "|".join(datum.roles))
-        if datum.uses_default_policy:
-            parts.append("default")
-    return "+".join(parts) or "none"
+connection's caller context (for an HTTP request of the hub, before any
+connection exists: the user id the hub's provider gives the principal)."""
 
 
 class HubAuthorizer:
-    """Owned by the ``HubServer``; one per server."""
+    """Owned by the ``HubServer``; one per server.
+
+    Args:
+        registry: the server's policies and handlers.
+        auditor: where decisions are recorded.
+        state: the server's authorization state (its single writer); read here.
+        timeout: seconds an evaluation with an ``async def`` handler may take
+            before it denies (``math.inf`` for none).
+
+    Raises:
+        ValueError: ``timeout`` is not positive.
+    """
 
     def __init__(
-        self, registry: PolicyRegistry, actor: AuthorizationActor, auditor: Auditor
+        self,
+        registry: PolicyRegistry,
+        auditor: Auditor,
+        state: AuthorizationActor[AuthorizationState],
+        *,
+        timeout: float = 5.0,
     ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive (seconds, or math.inf), got {timeout!r}")
         self.registry = registry
-        self.actor = actor
         self.auditor = auditor
+        self.timeout = timeout
+        self._state = state
 
     # -- registration (startup; errors here name the hub and method) ------------
 
@@ -99,7 +110,7 @@ class HubAuthorizer:
         policy = resolve_policy(self.registry, data, where=hub_class.__name__)
         if policy is None:
             return OPEN
-        label = _label(data)
+        label = guard_label(data)
         hub = hub_class.__name__
         subject = f"{hub}.<connect> policy={label}"
         return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None))
@@ -111,134 +122,143 @@ class HubAuthorizer:
         policy = resolve_policy(self.registry, data, where=f"{hub_class.__name__}.{name}")
         if policy is None:
             return OPEN
-        label = _label(data)
+        label = guard_label(data)
         hub, method = hub_class.__name__, wire_name or name
         subject = f"{hub}.{method} policy={label}"
         return Guard(policy, label, subject, hub, method, self.auditor.cell(hub, method))
 
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def state(self) -> AuthorizationState:
+        """The current authorization state (a snapshot; read without waiting)."""
+        return self._state.current
+
+    def is_banned(self, user_id: str | None) -> bool:
+        return self._state.current.is_banned(user_id)
+
     # -- checks -----------------------------------------------------------------
 
     async def authorize_request(
-        self, hub_class: type, path: str, guard: Guard, principal: Principal, request: RequestInfo
+        self,
+        hub_class: type,
+        path: str,
+        guard: Guard,
+        principal: Principal,
+        request: RequestInfo,
+        *,
+        user_id: str | None = None,
     ) -> bool:
+        """Whether ``principal`` may make ``request`` of the hub (its ``@authorize``).
+
+        ``user_id`` is what the hub's user-id provider makes of the principal:
+        the audit record names the user by it, as the method checks do.
+        """
         policy = guard.policy
         if policy is None:
             return True
         resource = HubRequestContext(request=request, hub=hub_class, path=path)
-        where = (guard, principal, None)
-        try:
-            first = self.actor.decide_now(
-                begin,
-                policy,
-                principal,
-                resource,
-                self.registry,
-                label=guard.subject,
-                later=Continuation,
-            )
-        except ActorStopped:
-            return self._stopped(where)
-        verdict = self._settle(first, where)
-        return verdict if verdict is True or verdict is False else await verdict
+        outcome = await self._evaluate(self.registry.plan(policy), guard, principal, resource)
+        return self._conclude(outcome, (guard, principal, user_id))
 
-    def check_invocation(
+    async def authorize_invocation(
         self,
         hub_class: type,
         caller: HubCallerContext,
         method: BoundMethod,
         target: str,
         arguments: tuple[Any, ...],
-    ) -> bool | Awaitable[bool]:
-        """Whether ``caller`` may invoke ``method``: the verdict when the policy
-        decided without awaiting anything (the usual case), otherwise an
-        awaitable of it.
+    ) -> bool:
+        """Whether ``caller`` may invoke ``method`` (its ``@authorize``).
 
-        In the calling task, not the actor's: every caller here is already a
-        task of its own, and the trip through the actor cost more than a
-        typical policy. This runs on every guarded call, so it is written flat
-        (each Python call a guarded call makes shows in ``make bench``).
+        Runs on every guarded call: a plan of plain functions is evaluated
+        without a cancel scope, and an allowed call nobody listens for (no
+        audit hook, no DEBUG audit log) is only counted.
         """
-        guard: Guard = method.guard
+        guard = method.guard
         policy = guard.policy
         if policy is None:
             return True
+        plan = self.registry.plan(policy)
         principal = caller.principal
-        try:
-            first = self.actor.decide_now(
-                begin,
-                policy,
-                principal,
-                # Built only if a handler reads context.resource (most decide
-                # from the principal): one object less on every guarded call.
-                Deferred(
-                    HubInvocationContext,
-                    caller,
-                    hub_class,
-                    target,
-                    method.name,
-                    method.wire_name,
-                    arguments,
-                ),
-                self.registry,
-                label=guard.subject,
-                later=Continuation,
-            )
-        except ActorStopped:
-            return self._stopped((guard, principal, caller))
-        if (
-            type(first) is Decision
-            and first.allowed
-            and self.auditor.hook is None
-            and not _audit_log.isEnabledFor(_DEBUG)
-        ):
-            guard.allowed[0] += 1  # allowed, and nobody listens for the record: counted
+        # The resource is made only if a handler reads context.resource (most
+        # decide from the principal).
+        factory = functools.partial(
+            HubInvocationContext,
+            caller,
+            hub_class,
+            target,
+            method.name,
+            method.wire_name,
+            arguments,
+        )
+        if plan.awaits:
+            outcome = await self._evaluate(plan, guard, principal, None, factory)
+        else:
+            outcome = self._evaluate_now(plan, guard, principal, None, factory)
+        if type(outcome) is AuthorizationResult and outcome.succeeded and self.auditor.quiet:
+            guard.allowed[0] += 1
             return True
-        return self._settle(first, (guard, principal, caller))
+        return self._conclude(outcome, (guard, principal, caller))
 
-    def _settle(self, first: Decision[Any] | Continuation, where: _Where) -> bool | Awaitable[bool]:
-        """What follows ``decide_now``: the verdict (recorded), or the rest of
-        an evaluation that awaits."""
-        if isinstance(first, Continuation):
-            return self._finish(first, where)
-        return self._conclude(first, where)
-
-    async def _finish(
+    def _evaluate_now(
         self,
-        rest: Continuation,
-        where: _Where,
-    ) -> bool:
-        """The evaluation of a handler that awaits, under the actor's timeout."""
+        plan: Plan,
+        guard: Guard,
+        principal: Principal,
+        resource: Any,
+        factory: functools.partial[Any] | None = None,
+    ) -> _Outcome:
+        """A plan of plain functions, evaluated in place (no timeout: nothing to cancel at)."""
         try:
-            decision = await self.actor.evaluate_here(
-                rest.finish, label=where[0].subject, cooperative=True
-            )
-        except ActorStopped:
-            return self._stopped(where)
-        return self._conclude(decision, where)
+            return evaluate_plan(plan, principal, resource, resource_factory=factory)
+        except Exception as exc:
+            return self._raised(guard, exc)
 
-    def _stopped(self, where: _Where) -> bool:
-        log.warning("authorization actor stopped: denying %s", where[0].subject)
-        self._record(where, "denied", "actor stopped")
-        return False
-
-    def _conclude(
+    async def _evaluate(
         self,
-        decision: Decision[AuthorizationResult],
-        where: _Where,
-    ) -> bool:
-        if decision.allowed:
+        plan: Plan,
+        guard: Guard,
+        principal: Principal,
+        resource: Any,
+        factory: functools.partial[Any] | None = None,
+    ) -> _Outcome:
+        """Any plan; one with an ``async def`` handler under the timeout."""
+        if not plan.awaits:
+            return self._evaluate_now(plan, guard, principal, resource, factory)
+        outcome: _Outcome | None = None
+        with trio.move_on_after(self.timeout) as scope:
+            try:
+                outcome = await evaluate_plan_async(
+                    plan, principal, resource, resource_factory=factory
+                )
+            except Exception as exc:
+                outcome = self._raised(guard, exc)
+        if scope.cancel_called or outcome is None:  # even if a handler swallowed Cancelled
+            log.warning(
+                "authorization of %s took longer than %s s; denied", guard.subject, self.timeout
+            )
+            return _FailedClosed("timeout")
+        return outcome
+
+    @staticmethod
+    def _raised(guard: Guard, exc: Exception) -> _FailedClosed:
+        error = type(exc).__name__
+        log.error("authorization of %s raised %s; denied", guard.subject, error, exc_info=exc)
+        return _FailedClosed(error)
+
+    def _conclude(self, outcome: _Outcome, where: _Where) -> bool:
+        if isinstance(outcome, _FailedClosed):
+            detail = f"evaluation failed closed ({outcome.error})"
+            self._record(where, "denied", outcome.error, detail)
+            return False
+        if outcome.succeeded:
             self._record(where, "allowed")
             return True
-        result = decision.result
-        if result is not None:
-            failed = result.failed_requirement_name or (
-                "fail() called" if result.fail_called else None
-            )
-            detail = result.description
-        else:
-            failed = decision.error or "error"
-            detail = f"evaluation failed closed ({decision.error})"
-        self._record(where, "denied", failed, detail)
+        failed = outcome.failed_requirement_name or (
+            "fail() called" if outcome.fail_called else None
+        )
+        self._record(where, "denied", failed, outcome.description)
         return False
 
     def _record(
@@ -249,10 +269,10 @@ class HubAuthorizer:
         detail: str = "",
     ) -> None:
         guard, principal, caller = where
-        if caller is not None:
+        if isinstance(caller, HubCallerContext):
             user_id, connection_id = caller.user_id, caller.connection_id
         else:
-            user_id, connection_id = principal.name_identifier, None
+            user_id, connection_id = caller, None
         self.auditor.record(
             AuditRecord(
                 hub=guard.hub,
@@ -263,5 +283,6 @@ class HubAuthorizer:
                 connection_id=connection_id,
                 failed_requirement=failed,
                 detail=detail,
+                anonymous=not principal.is_authenticated,
             )
         )

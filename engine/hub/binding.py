@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from .authorizer import OPEN, Guard
+from .guard import OPEN, Guard
 from .streams import ClientStream
 
 __all__ = ["BindingError", "BoundMethod", "MethodKind", "bind_hub", "hub_method", "wire_names"]

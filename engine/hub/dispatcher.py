@@ -44,9 +44,9 @@ __all__ = ["Dispatcher", "InvocationAuthorizer"]
 
 log = logging.getLogger("triohub.hub")
 
-InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], bool | Awaitable[bool]]
-"""``(method, target as called, arguments) -> allowed``, or an awaitable of it when
-the policy has to await something; supplied by the session."""
+InvocationAuthorizer = Callable[[BoundMethod, str, tuple[Any, ...]], Awaitable[bool]]
+"""``await authorize(method, target as called, arguments)``: whether the call is
+allowed; supplied by the session (``HubAuthorizer.authorize_invocation``)."""
 
 
 class Dispatcher:
@@ -185,8 +185,7 @@ class Dispatcher:
     async def _allowed(self, method: BoundMethod, target: str, arguments: tuple[Any, ...]) -> bool:
         if method.guard.policy is None or self._authorize is None:
             return True
-        verdict = self._authorize(method, target, arguments)
-        return verdict if verdict is True or verdict is False else await verdict
+        return await self._authorize(method, target, arguments)
 
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
@@ -230,10 +229,10 @@ class Dispatcher:
         """The converted arguments, or the error text to answer with."""
         given = message.arguments
         if len(given) != method.argument_count:
+            why = Texts.argument_count(len(given), method.argument_count)
+            self.log.info("%s not invoked: %s", clip(message.target, 100), why)
             return self._with_detail(
-                Texts.invocation_failed(message.target),
-                "InvalidDataException",
-                Texts.argument_count(len(given), method.argument_count),
+                Texts.invocation_failed(message.target), "InvalidDataException", why
             )
         try:
             return tuple(
@@ -241,6 +240,14 @@ class Dispatcher:
                 for coerce, value in zip(method.coercers, given, strict=True)
             )
         except (TypeError, ValueError):
+            # The client is told only that binding failed (the reference's
+            # answer); the developer reads here which argument and why.
+            self.log.info(
+                "%s not invoked: %s (%s)",
+                clip(message.target, 100),
+                Texts.ARGUMENT_BINDING,
+                _binding_failure(method.coercers, given),
+            )
             return self._with_detail(
                 Texts.invocation_failed(message.target),
                 "InvalidDataException",
@@ -291,13 +298,14 @@ class Dispatcher:
         completion: Completion | None = None
         refusal: str | None = None
         try:
-            if authorize and self._authorize is not None and method.guard.policy is not None:
-                # Not through _allowed: most policies decide without awaiting,
-                # and this runs for every guarded call.
-                verdict = self._authorize(method, target, arguments)
-                if verdict is not True and (verdict is False or not await verdict):
-                    completion = self._error_completion(reply_id, Texts.unauthorized(target))
-                    return
+            if (
+                authorize
+                and method.guard.policy is not None
+                and self._authorize is not None
+                and not await self._authorize(method, target, arguments)
+            ):
+                completion = self._error_completion(reply_id, Texts.unauthorized(target))
+                return
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
         except HubError as error:
@@ -506,3 +514,15 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
+
+
+def _binding_failure(coercers: tuple[Any, ...], given: tuple[Any, ...]) -> str:
+    """Which argument did not fit, and why (``argument 2: expected an integer, got str``)."""
+    for position, (coerce, value) in enumerate(zip(coercers, given, strict=True), 1):
+        if coerce is None:
+            continue
+        try:
+            coerce(value)
+        except (TypeError, ValueError) as error:
+            return f"argument {position}: {clip(error, 100)}"
+    return "unknown"  # pragma: no cover - called only after a coercer failed

@@ -17,16 +17,17 @@ from ..actors.supervisor import CloseReason, SupervisorOptions, Transport, super
 from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
-from ..auth.user_id import UserIdProvider, default_user_id
-from ..authorization import PolicyRegistry
+from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
+from ..authorization import AuthorizationState, PolicyRegistry
 from ..backplane.hub import HubNode, Link
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
-from .authorizer import Guard, HubAuthorizer
+from .authorizer import HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
 from .drain import Drain
 from .filters import HubFilter
+from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
 from .session import HubSession
@@ -87,8 +88,9 @@ class HubServer:
         authenticator: how requests are authenticated (``JwtBearerAuthenticator``,
             ``CookieAuthenticator``, ``FirstOf(...)``); ``None``: everyone is anonymous.
         policies: named authorization policies and handlers for ``@authorize``.
-        authorization_timeout: seconds a policy evaluation may take before it
-            denies (fail closed).
+        authorization_timeout: seconds a policy evaluation with an ``async def``
+            handler may take before it denies (fail closed); plain handlers are
+            called in place and have none.
         audit_hook: called with every authorization decision (``AuditRecord``).
         filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
@@ -118,8 +120,11 @@ class HubServer:
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
         self._auditor = Auditor(audit_hook)
-        self._authorization = AuthorizationActor(authorization_timeout)
-        self.authorizer = HubAuthorizer(self.policies, self._authorization, self._auditor)
+        self._authorization = AuthorizationActor(AuthorizationState())
+        """The single writer of the authorization state (bans)."""
+        self.authorizer = HubAuthorizer(
+            self.policies, self._auditor, self._authorization, timeout=authorization_timeout
+        )
         self.user_id_provider = user_id_provider
         self.protocols = dict(protocols) if protocols is not None else default_protocols()
         self._clock = clock
@@ -331,9 +336,67 @@ class HubServer:
         self, registration: HubRegistration, principal: Principal, request: RequestInfo
     ) -> bool:
         """The hub-level policy (``@authorize`` on the hub class) for one request."""
+        guard = registration.guard
+        if guard.open:
+            return True
+        # Audited under the same user id as the connection's method checks.
+        user_id = await resolve_user_id(registration.user_id_provider, principal)
         return await self.authorizer.authorize_request(
-            registration.hub_class, registration.path, registration.guard, principal, request
+            registration.hub_class, registration.path, guard, principal, request, user_id=user_id
         )
+
+    # -- bans -------------------------------------------------------------------
+
+    @property
+    def banned(self) -> frozenset[str]:
+        """The banned user ids (a snapshot)."""
+        return self.authorizer.state.banned
+
+    async def ban(self, user_id: str) -> int:
+        """Ban a user: refuse their new connections and close their open ones.
+
+        ``user_id`` is a user id as the hubs' user-id providers give it (what
+        ``clients.user(...)`` takes). From the moment this returns, negotiate and
+        every transport request of that user get a 403 on every hub, a
+        connection that was past those checks is closed when its handshake
+        completes, and every open connection of the user has been sent
+        ``{"type":7}`` without ``allowReconnect`` and is closing. The ban lasts
+        until ``unban`` (it is kept in memory, per server).
+
+        Returns:
+            how many open connections were closed.
+
+        Raises:
+            ValueError: ``user_id`` is not a non-empty string.
+            RuntimeError: the server is not running.
+        """
+        self._check_running()
+        await self._authorization.change(lambda state: state.ban(user_id))
+        # Every connection whose user id was known before the change is here;
+        # one that learns its user id later checks the ban itself (HubSession).
+        closed = 0
+        for session in list(self._scopes.values()):
+            context = session.context
+            if context is not None and context.user_id == user_id:
+                context.abort()
+                closed += 1
+        return closed
+
+    async def unban(self, user_id: str) -> None:
+        """Lift a ban (nothing happens if ``user_id`` is not banned).
+
+        Raises:
+            RuntimeError: the server is not running.
+        """
+        self._check_running()
+        await self._authorization.change(lambda state: state.unban(user_id))
+
+    def _check_running(self) -> None:
+        # Changes are applied by the authorization actor, which runs with the server.
+        if not self.running:
+            raise RuntimeError(
+                "the HubServer is not running; start it with nursery.start(server.run)"
+            )
 
     @property
     def authorization_counters(self) -> Mapping[tuple[str, str | None, str], int]:
@@ -371,7 +434,14 @@ class HubServer:
             with trio.move_on_after(self.options.close_timeout):
                 await transport.aclose()  # shutting down: no new connections
             return CloseReason.SHUTDOWN
-        session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
+        session = HubSession(
+            registration,
+            connection_id,
+            principal,
+            transfer_formats,
+            on_protocol,
+            transport_name=getattr(transport, "name", type(transport).__name__),
+        )
         scope = trio.CancelScope()
         self._scopes[scope] = session
         self._live += 1

@@ -41,7 +41,7 @@ from .http import (
     upgrade_problem,
 )
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
-from .native_ws import NativeWebSocketTransport
+from .native_ws import FrameCache, NativeWebSocketTransport
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
@@ -167,9 +167,11 @@ class _Connection:
         table: ConnectionTable,
         sock: socket.socket,
         client: tuple[str, int],
+        frames: FrameCache,
     ) -> None:
         self.server = server
         self.table = table
+        self.frames = frames
         self.sock = sock
         self.client = client
         self.buffer = bytearray()
@@ -430,7 +432,10 @@ class _Connection:
             raise
         limit = registration.options.max_message_size
         transport = NativeWebSocketTransport(
-            self.sock, bytes(self.buffer), None if limit is None else max(limit * 2, 65536)
+            self.sock,
+            bytes(self.buffer),
+            None if limit is None else max(limit * 2, 65536),
+            frames=self.frames,
         )
         self.handed_over = True  # the transport closes the socket now
         self.buffer = bytearray()
@@ -474,12 +479,13 @@ async def serve_native(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="native server")
     pacer = AcceptPacer(f"native server on {host}:{listener.getsockname()[1]}")
     try:
         table = ConnectionTable()
+        frames = FrameCache()  # this server's, shared by its WebSockets
         async with trio.open_nursery() as nursery:
             nursery.start_soon(table.reap)
             task_status.started((host, listener.getsockname()[1]))
@@ -497,7 +503,7 @@ async def serve_native(
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client = (str(address[0]), int(address[1]))
-                    connection = _Connection(server, table, sock, client)
+                    connection = _Connection(server, table, sock, client, frames)
                     nursery.start_soon(
                         isolated, connection.serve, f"{client[0]}:{client[1]}", "HTTP connection"
                     )

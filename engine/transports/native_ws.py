@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from ..protocol.websocket import (
     BINARY,
     CLOSE,
@@ -42,7 +42,7 @@ from ..protocol.websocket import (
     parse_close,
 )
 
-__all__ = ["NativeWebSocketTransport"]
+__all__ = ["FrameCache", "NativeWebSocketTransport"]
 
 log = logging.getLogger("triohub.transports")
 
@@ -55,9 +55,10 @@ _CLOSE_DRAIN = 1.0
 """Seconds to wait for the client's close frame / EOF after ours."""
 
 
-class _FrameCache:
+class FrameCache:
     """The frame of the last payload, per opcode: a fan-out sends the same
-    ``bytes`` object to every recipient, so it is framed once."""
+    ``bytes`` object to every recipient, so it is framed once. One per server
+    (``serve_native``), shared by its connections."""
 
     __slots__ = ("_binary", "_text")
 
@@ -77,9 +78,6 @@ class _FrameCache:
         return framed
 
 
-_frames = _FrameCache()
-
-
 class NativeWebSocketTransport:
     """A hub transport over one accepted, upgraded, non-blocking socket.
 
@@ -87,12 +85,22 @@ class NativeWebSocketTransport:
         sock: the connected socket (non-blocking); the transport closes it.
         initial: bytes read after the upgrade request (the first frames).
         max_message_size: the largest message accepted (close 1009 beyond).
+        frames: the server's frame cache (default: one of its own).
     """
 
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
+
     def __init__(
-        self, sock: socket.socket, initial: bytes = b"", max_message_size: int | None = None
+        self,
+        sock: socket.socket,
+        initial: bytes = b"",
+        max_message_size: int | None = None,
+        *,
+        frames: FrameCache | None = None,
     ) -> None:
         self._sock = sock
+        self._frames = frames if frames is not None else FrameCache()
         self._decoder = FrameDecoder(max_message_size)
         self._events: deque[Message | ControlFrame] = deque()
         self._opcode = TEXT
@@ -205,7 +213,7 @@ class NativeWebSocketTransport:
         """
         if self._out or self._flushing or self._close_sent:
             return False
-        self._queue(_frames.frame(self._opcode, data))
+        self._queue(self._frames.frame(self._opcode, data))
         return True
 
     async def send(self, chunks: Sequence[bytes]) -> None:
@@ -215,7 +223,7 @@ class NativeWebSocketTransport:
             raise trio.ClosedResourceError("the WebSocket is closing")
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if data:
-            self._out += _frames.frame(self._opcode, data)
+            self._out += self._frames.frame(self._opcode, data)
         await self._flush()
 
     def _queue(self, frame: bytes) -> None:

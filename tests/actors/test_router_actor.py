@@ -23,14 +23,19 @@ class Conn:
         self.id = connection_id
         send, self.outbox = trio.open_memory_channel[bytes](size)
         self.closes: list[CloseReason] = []
+        self.details: list[str] = []
         self.entry = ConnectionEntry(
             connection_id=connection_id,
             protocol=protocol,
             outbox=send,
-            close=self.closes.append,
+            close=self.close,
             user_id=user,
             handle=f"handle-{connection_id}",
         )
+
+    def close(self, reason: CloseReason, detail: str) -> None:
+        self.closes.append(reason)
+        self.details.append(detail)
 
     def received(self) -> list[bytes]:
         found = []
@@ -352,7 +357,7 @@ class RecordingBackplane:
 
     def __init__(self) -> None:
         self.published: list[tuple[Audience, object]] = []
-        self.closed: list[tuple[Audience, CloseReason]] = []
+        self.closed: list[tuple[Audience, CloseReason, str]] = []
         self.interest_log: list[tuple[str, str, bool]] = []
         self.router: Router | None = None
 
@@ -362,8 +367,8 @@ class RecordingBackplane:
     def publish(self, audience: Audience, payload: object) -> None:
         self.published.append((audience, payload))
 
-    def close(self, audience: Audience, reason: CloseReason) -> None:
-        self.closed.append((audience, reason))
+    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None:
+        self.closed.append((audience, reason, detail))
 
     async def run(
         self, router: Router, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -426,10 +431,12 @@ async def test_only_connections_held_elsewhere_are_published(nursery: trio.Nurse
     payload = CountingPayload()
     await router.send(Audience(connections=frozenset({"a"})), payload)
     await router.send(Audience(connections=frozenset({"a", "far"})), payload)
-    await router.close(Audience(connections=frozenset({"far"})), CloseReason.ABORTED)
+    await router.close(Audience(connections=frozenset({"far"})), CloseReason.ABORTED, "why")
     await router.barrier()
     assert backplane.published == [(Audience(connections=frozenset({"far"})), payload)]
-    assert backplane.closed == [(Audience(connections=frozenset({"far"})), CloseReason.ABORTED)]
+    assert backplane.closed == [
+        (Audience(connections=frozenset({"far"})), CloseReason.ABORTED, "why")
+    ]
 
 
 async def test_a_connection_is_in_at_most_max_groups_per_connection_groups(
@@ -452,3 +459,12 @@ async def test_a_connection_is_in_at_most_max_groups_per_connection_groups(
     await router.remove_from_group("a", "g1")
     assert await router.add_to_group("a", "g3")
     assert (await router.stats()).groups == 2  # g2 (a), g3 (a, b)
+
+
+async def test_close_passes_its_detail_to_the_audience_only(router: Router) -> None:
+    banned, other = Conn("c1", user="mallory"), Conn("c2", user="bob")
+    await register(router, banned, other)
+    await router.close(Audience(users=frozenset({"mallory"})), CloseReason.ABORTED, "banned")
+    await router.stats()
+    assert (banned.closes, banned.details) == ([CloseReason.ABORTED], ["banned"])
+    assert other.closes == []

@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
+import trio
 
 from triohub.auth.principal import ANONYMOUS, Principal
-from triohub.authorization import AuthorizationContext, HubInvocationContext, Requirement
+from triohub.authorization import (
+    AuthorizationContext,
+    AuthorizationPolicy,
+    AuthorizationResult,
+    HubInvocationContext,
+    PolicyRegistry,
+    Requirement,
+    evaluate,
+    evaluate_sync,
+)
 
-T = TypeVar("T")
-
-__all__ = ["ANONYMOUS", "Caller", "Marker", "invocation", "run_pure", "user"]
+__all__ = ["ANONYMOUS", "Caller", "Marker", "invocation", "run_policy", "user"]
 
 
-def run_pure(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends, without any event loop.
-
-    The evaluator is pure: with handlers that do not wait on I/O it completes
-    on the first step. If it suspended, it would be waiting for an event loop
-    it must not need.
-    """
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise AssertionError("the evaluation suspended; it should not need an event loop")
+def run_policy(
+    policy: AuthorizationPolicy,
+    principal: Principal,
+    resource: Any = None,
+    registry: PolicyRegistry | None = None,
+) -> AuthorizationResult:
+    """Evaluate from a synchronous test: in place when every handler is a plain
+    function (``evaluate_sync``, the engine's fast path), else under ``trio.run``."""
+    plan = (registry if registry is not None else PolicyRegistry()).plan(policy)
+    if not plan.awaits:
+        return evaluate_sync(policy, principal, resource, registry)
+    return trio.run(evaluate, policy, principal, resource, registry)
 
 
 def user(name: str = "alice", *roles: str, **claims: Any) -> Principal:

@@ -20,13 +20,12 @@ from triohub.authorization import (
     allows_anonymous,
     authorize,
     authorize_data,
-    evaluate,
     method_allows_anonymous,
     method_authorize_data,
     resolve_policy,
 )
 
-from .support import ANONYMOUS, invocation, run_pure, user
+from .support import ANONYMOUS, invocation, run_policy, user
 
 # -- the decorators only attach data --------------------------------------------
 
@@ -293,5 +292,5 @@ def test_the_demo_matrix(principal: object, method: str, target: str, expected: 
         allowed = True
     else:
         resource = invocation(principal, target)  # type: ignore[arg-type]
-        allowed = run_pure(evaluate(policy, principal, resource, registry)).succeeded  # type: ignore[arg-type]
+        allowed = run_policy(policy, principal, resource, registry).succeeded  # type: ignore[arg-type]
     assert allowed is expected

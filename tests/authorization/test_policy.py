@@ -7,6 +7,7 @@ import pytest
 
 from triohub.authorization import (
     AssertionRequirement,
+    AsyncAssertionRequirement,
     AuthenticatedUserRequirement,
     AuthorizationContext,
     AuthorizationPolicy,
@@ -22,6 +23,20 @@ from .support import Marker
 
 def is_alice(context: AuthorizationContext) -> bool:
     return context.principal.name_identifier == "alice"
+
+
+async def is_bob(context: AuthorizationContext) -> bool:
+    return context.principal.name_identifier == "bob"
+
+
+def test_build_picks_the_assertion_for_each_kind_of_predicate() -> None:
+    policy = AuthorizationPolicy.build(assertions=[is_alice, is_bob])
+    assert policy.requirements == (
+        AssertionRequirement(is_alice),
+        AsyncAssertionRequirement(is_bob),
+    )
+    assert not PolicyRegistry().plan(AuthorizationPolicy.build(assertions=[is_alice])).awaits
+    assert PolicyRegistry().plan(policy).awaits
 
 
 def test_build_puts_requirements_in_a_fixed_order() -> None:

@@ -6,12 +6,15 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
+import trio.lowlevel
 from hypothesis import given
 from hypothesis import strategies as st
 
 from triohub.auth.principal import Principal
 from triohub.authorization import (
     AssertionRequirement,
+    AsyncAssertionRequirement,
     AuthenticatedUserRequirement,
     AuthorizationContext,
     AuthorizationPolicy,
@@ -19,15 +22,14 @@ from triohub.authorization import (
     HubInvocationContext,
     Requirement,
     RolesRequirement,
-    evaluate,
 )
 
-from .support import ANONYMOUS, invocation, run_pure, user
+from .support import ANONYMOUS, invocation, run_policy, user
 
 
 def allowed(requirement: Requirement, principal: Principal, resource: Any = None) -> bool:
     policy = AuthorizationPolicy([requirement])
-    return run_pure(evaluate(policy, principal, resource)).succeeded
+    return run_policy(policy, principal, resource).succeeded
 
 
 # -- authenticated user -----------------------------------------------------
@@ -157,10 +159,37 @@ def test_assertion_sync() -> None:
 
 def test_assertion_async() -> None:
     async def is_alice(context: AuthorizationContext) -> bool:
+        await trio.lowlevel.checkpoint()
         return context.principal.name_identifier == "alice"
 
-    assert allowed(AssertionRequirement(is_alice), user("alice"))
-    assert not allowed(AssertionRequirement(is_alice), user("bob"))
+    assert allowed(AsyncAssertionRequirement(is_alice), user("alice"))
+    assert not allowed(AsyncAssertionRequirement(is_alice), user("bob"))
+    assert AsyncAssertionRequirement(is_alice).description.endswith("is_alice")
+
+
+def test_each_assertion_takes_its_kind_of_predicate() -> None:
+    async def is_alice(context: AuthorizationContext) -> bool:
+        return context.principal.name_identifier == "alice"
+
+    def is_bob(context: AuthorizationContext) -> bool:
+        return context.principal.name_identifier == "bob"
+
+    with pytest.raises(TypeError, match="use AsyncAssertionRequirement"):
+        AssertionRequirement(is_alice)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="use AssertionRequirement"):
+        AsyncAssertionRequirement(is_bob)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="async def predicate"):
+        AsyncAssertionRequirement(None)  # type: ignore[arg-type]
+
+
+def test_a_plain_predicate_returning_an_awaitable_is_an_error_not_a_grant() -> None:
+    """A coroutine is truthy: taken for a verdict, it would allow everyone."""
+
+    async def lookup(context: AuthorizationContext) -> bool:  # pragma: no cover - never run
+        return False
+
+    with pytest.raises(TypeError, match="declare it 'async def'"):
+        allowed(AssertionRequirement(lambda c: lookup(c)), user())  # type: ignore[arg-type,return-value]
 
 
 def test_assertion_sees_the_resource() -> None:

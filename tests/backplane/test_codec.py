@@ -129,10 +129,12 @@ def test_a_returned_completion() -> None:
 
 
 def test_a_close_command() -> None:
-    golden = b"\x97\xc2\x90\x91" + s("bob") + b"\x90\x90" + s("ABORTED") + s("s1")
+    golden = b"\x98\xc2\x90\x91" + s("bob") + b"\x90\x90" + s("ABORTED") + s("s1") + s("why")
     command = codec.decode_close(golden)
-    assert command == CloseCommand(False, (), ("bob",), (), (), "ABORTED", "s1")
+    assert command == CloseCommand(False, (), ("bob",), (), (), "ABORTED", "s1", "why")
     assert codec.encode_close(command) == golden
+    # Seven items (no detail) still read.
+    assert codec.decode_close(golden[:1].replace(b"\x98", b"\x97") + golden[1:-4]).detail == ""
 
 
 @pytest.mark.parametrize(

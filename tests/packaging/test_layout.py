@@ -128,3 +128,189 @@ def test_the_readme_imports_exist() -> None:
         module = importlib.import_module(node.module or "")
         missing = [alias.name for alias in node.names if not hasattr(module, alias.name)]
         assert missing == [], f"README: from {node.module} import {missing}"
+
+
+# -- the layering, from the import graph ------------------------------------------------
+#
+# Every import statement of engine/ and actors/ counts, at module level or inside a
+# function, except those under `if TYPE_CHECKING:` (annotations only: they never run,
+# so they cannot make an import cycle or pull trio in at run time).
+
+
+def module_name(path: Path) -> str:
+    """The installed name of a file of engine/ or actors/ (``triohub.hub.server``)."""
+    for package, folder in sorted(FOLDERS.items(), key=lambda item: -len(item[0])):
+        if path.is_relative_to(folder):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            return ".".join([package, *parts])
+    raise ValueError(f"{path} is in neither engine/ nor actors/")
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """The ids of the nodes under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        }:
+            skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return skipped
+
+
+def imports_of(source: str, module: str, is_package: bool) -> set[str]:
+    """Absolute names a module imports at run time: ``from x import y`` gives ``x``
+    and ``x.y`` (``y`` may be a submodule), relative imports resolved."""
+    tree = ast.parse(source)
+    skipped = _type_checking_only(tree)
+    here = module.split(".") if is_package else module.split(".")[:-1]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of engine/ and actors/ (installed names) and every name it imports
+    at run time."""
+    imports = {}
+    for folder in FOLDERS.values():
+        for path in folder.rglob("*.py"):
+            if "__pycache__" in path.parts:
+                continue
+            module = module_name(path)
+            imports[module] = imports_of(path.read_text(), module, path.name == "__init__.py")
+    return imports
+
+
+def import_graph(imports: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The edges between the package's own modules."""
+    return {
+        module: {name for name in names if name in imports and name != module}
+        for module, names in imports.items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_reads_relative_and_type_checking_imports() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "import trio\n"
+        "from . import clients\n"
+        "from ..actors.router import Router\n"
+        "if TYPE_CHECKING:\n"
+        "    from .server import HubServer\n"
+        "def later():\n"
+        "    from ..transports import asgi\n"
+    )
+    names = imports_of(source, "triohub.hub.session", is_package=False)
+    assert "triohub.hub.clients" in names
+    assert "triohub.actors.router" in names
+    assert "triohub.transports.asgi" in names  # a function-level import counts
+    assert "trio" in names
+    assert "triohub.hub.server" not in names  # TYPE_CHECKING only: excluded
+    package = imports_of("from .router import Router", "triohub.actors", is_package=True)
+    assert "triohub.actors.router" in package
+    assert module_name(FOLDERS["triohub"] / "hub" / "server.py") == "triohub.hub.server"
+    assert module_name(FOLDERS["triohub.actors"] / "__init__.py") == "triohub.actors"
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_actors_import_nothing_from_the_engine() -> None:
+    offenders = {
+        module: sorted(
+            name
+            for name in names
+            if name.split(".")[0] in OLD_NAMES
+            or (name.startswith("triohub") and not name.startswith("triohub.actors"))
+        )
+        for module, names in package_imports().items()
+        if module.startswith("triohub.actors")
+    }
+    assert len(offenders) >= 5
+    assert {module: found for module, found in offenders.items() if found} == {}
+
+
+def is_trio(name: str) -> bool:
+    """trio itself or a trio_* library (trio_websocket): not triohub."""
+    top = name.split(".")[0]
+    return top == "trio" or top.startswith("trio_")
+
+
+def test_the_protocol_imports_no_trio() -> None:
+    assert [is_trio(n) for n in ("trio", "trio.lowlevel", "trio_websocket", "triohub")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    offenders = {
+        module: sorted(name for name in names if is_trio(name))
+        for module, names in package_imports().items()
+        if module.startswith("triohub.protocol")
+    }
+    assert len(offenders) >= 5
+    assert {module: found for module, found in offenders.items() if found} == {}
+
+
+def test_no_import_cycle_runs_through_the_hub() -> None:
+    graph = import_graph(package_imports())
+    assert "triohub.actors.router" in graph["triohub.hub.server"]
+    through_hub = [
+        component
+        for component in cycles(graph)
+        if any(module.startswith("triohub.hub.") for module in component)
+    ]
+    assert through_hub == []
