@@ -53,6 +53,10 @@ class RedisBackplane:
     buffer_size: publishes held while Redis is unreachable.
     backoff_max: the longest wait between two reconnect attempts, seconds.
     request_timeout: how long a PUBLISH may take before the link counts as lost.
+    batch: publishes sent in one pipelined round trip, at most.
+    coalesce: how long a small batch (under ``batch // 8``) waits for more
+        publishes before it goes, seconds: a cross-node send's added latency
+        when the node is quiet, for half the CPU per send when it is busy.
     server_name: this node's name in the ack and return channels.
     """
 
@@ -64,6 +68,7 @@ class RedisBackplane:
         backoff_max: float = 2.0,
         request_timeout: float = 5.0,
         batch: int = 256,
+        coalesce: float = 0.001,
         server_name: str | None = None,
     ) -> None:
         if buffer_size < 1:
@@ -74,6 +79,7 @@ class RedisBackplane:
         self.backoff_max = backoff_max
         self.request_timeout = request_timeout
         self._batch = batch
+        self.coalesce = coalesce
         self._handlers: dict[str, Handler] = {}
         self._buffer: deque[tuple[str, bytes]] = deque()
         self.dropped = 0
@@ -281,6 +287,10 @@ class RedisBackplane:
 
     async def _send_buffer(self, client: coredis.Redis[bytes]) -> None:
         while self._buffer:
+            if len(self._buffer) < self._batch // 8:
+                # A small batch waits a moment for company: one pipelined round
+                # trip costs coredis about as much CPU as one PUBLISH alone.
+                await trio.sleep(self.coalesce)
             first = self._removed
             batch = [self._buffer[i] for i in range(min(self._batch, len(self._buffer)))]
             with trio.fail_after(self.request_timeout):
