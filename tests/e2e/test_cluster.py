@@ -10,8 +10,10 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -265,3 +267,84 @@ def test_a_node_killed_with_sigkill_leaves_nothing_in_redis(cluster: Cluster) ->
             assert await again.next_received() == ["welcome back"]
 
     run(scenario())
+
+
+class Balancer:
+    """A TCP balancer on loopback: each connection goes to the first node that
+    accepts it (a node that died refuses, so its clients land on the next)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        for port in self.ports:
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
+            except OSError:
+                continue
+            upstream.settimeout(None)
+            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            _pipe(client, upstream)
+            return
+        client.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_clients_of_a_sigkilled_node_reconnect_to_another(
+    node_client: NodeClient, cluster: Cluster
+) -> None:
+    doomed = cluster.start_node()
+    survivor = cluster.nodes[0]
+    ports = [int(node.base_url.rsplit(":", 1)[1]) for node in (doomed, survivor)]
+    balancer = Balancer(ports)
+    base = f"http://127.0.0.1:{balancer.port}"
+    command = [node_client.node, str(CLUSTER_SCRIPT), "failover", "WebSockets", "json"]
+    process = subprocess.Popen(
+        [*command, base, cluster.bases(2)[1]],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"READY\n"
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        doomed.process.wait()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        balancer.close()
+    lines = out.decode().strip().splitlines()
+    assert process.returncode == 0, f"{out.decode()}\n{err.decode()}"
+    results = json.loads(lines[-1])["results"]
+    assert results == {
+        "events": ["reconnecting: error", "reconnected"],
+        "newConnection": True,
+        "received": ["back"],
+    }

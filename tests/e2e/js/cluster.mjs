@@ -8,6 +8,10 @@
 //            across nodes, client results across nodes. Reports what each got.
 //   ban      /hubs/chat: alice on node 0 bans bob, connected to the other nodes; reports
 //            how bob's connections closed and what his new ones got on every node.
+//   failover /hubs/echo: a client with automatic reconnect through BASE_URL0 (a balancer
+//            in front of the nodes) prints "READY" and waits; once its node is killed it
+//            reconnects (through the balancer, to another node), joins a group again and
+//            gets a send from a connection on BASE_URL1.
 //
 // Prints ONE JSON line, {"ok": true, "results": {...}}; failures print {"ok": false}.
 import signalR from "@microsoft/signalr";
@@ -33,7 +37,7 @@ function build(base, hub, accessToken) {
     let builder = new signalR.HubConnectionBuilder()
         .withUrl(`${base}${hub}`, {
             transport: signalR.HttpTransportType[transport],
-            accessTokenFactory: () => accessToken,
+            ...(accessToken ? { accessTokenFactory: () => accessToken } : {}),
         })
         .configureLogging(signalR.LogLevel.Warning);
     if (protocol === "messagepack") {
@@ -148,7 +152,43 @@ async function ban() {
     return { banned, closes, refused };
 }
 
-const scenarios = { targets, ban };
+async function failover() {
+    const client = new signalR.HubConnectionBuilder()
+        .withUrl(`${bases[0]}/hubs/echo`, { transport: signalR.HttpTransportType[transport] })
+        .withAutomaticReconnect([0, 200, 500, 1000, 1000, 1000, 1000, 1000])
+        .configureLogging(signalR.LogLevel.Warning)
+        .build();
+    const received = [];
+    let got;
+    const gotBack = new Promise((resolve) => (got = resolve));
+    client.on("Receive", (label) => {
+        received.push(label);
+        if (label === "back") got();
+    });
+    let reconnected;
+    const back = new Promise((resolve) => (reconnected = resolve));
+    const events = [];
+    client.onreconnecting((error) => events.push(`reconnecting: ${error ? "error" : "no error"}`));
+    client.onreconnected(() => {
+        events.push("reconnected");
+        reconnected();
+    });
+    await client.start();
+    const before = (await client.invoke("WhoAmI")).connectionId;
+    await client.invoke("JoinGroup", "failover");
+    process.stdout.write("READY\n");
+    await within(back, "the client to reconnect");
+    const after = (await client.invoke("WhoAmI")).connectionId;
+    await client.invoke("JoinGroup", "failover"); // membership died with the node
+    const sender = build(bases[1], "/hubs/echo", null);
+    await sender.start();
+    await sender.invoke("SendToGroup", "failover", "back");
+    await within(gotBack, "the group send after the reconnect");
+    await Promise.all([client.stop(), sender.stop()]);
+    return { events, newConnection: before !== after, received };
+}
+
+const scenarios = { targets, ban, failover };
 try {
     const results = await scenarios[scenario]();
     process.stdout.write(JSON.stringify({ ok: true, results }) + "\n");
