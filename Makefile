@@ -9,6 +9,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 8000
 PORT2   ?= 8001
 REDIS_PORT ?= 6390
+SERVER  ?= hypercorn
 QUICK   ?=
 BENCH_ARGS ?=
 BENCH_VENV := .venv-bench
@@ -19,6 +20,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
+	@echo "              (SERVER=native: on triohub's own server instead of hypercorn)"
 	@echo "make demo-cluster - one redis-server and two demo nodes (ports $(PORT) and $(PORT2))"
 	@echo "make test   - set everything up and run lint, typecheck and all tests"
 	@echo "make bench  - triohub vs aiosignalr vs the floor (QUICK=1: short smoke run;"
@@ -87,7 +89,7 @@ soak: $(STAMP) node
 	$(BIN)/python -m pytest tests/soak -m soak -s $(PYTEST_ARGS)
 
 demo: $(STAMP) node
-	$(BIN)/python -m demo --host $(HOST) --port $(PORT)
+	$(BIN)/python -m demo --host $(HOST) --port $(PORT) --server $(SERVER)
 
 # Scale-out, for a person with two browsers: a redis-server on REDIS_PORT (no
 # persistence) and two demo nodes sharing it. Ctrl+C stops all three.
@@ -112,10 +114,11 @@ bench: $(BENCH_STAMP) node redis
 bench-smoke:
 	$(MAKE) bench QUICK=1
 
-# In-process ceilings of the codecs and the router (no network).
+# In-process ceilings of the codecs, the router and the WebSocket framing (no network).
 bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
 	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
+	$(BIN)/python benchmarks/bench_framing.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results build dist

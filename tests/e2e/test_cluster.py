@@ -44,7 +44,7 @@ class Cluster:
 
     def start_node(self) -> DemoServer:
         log = self.logs / f"node-{len(self.nodes)}-{secrets.token_hex(2)}.log"
-        node = start_demo(log, "--redis", self.redis.url, env={"DEMO_JWT_SECRET": SECRET})
+        node = start_demo(log, args=("--redis", self.redis.url), env={"DEMO_JWT_SECRET": SECRET})
         self.nodes.append(node)
         return node
 

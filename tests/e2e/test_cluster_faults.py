@@ -29,8 +29,8 @@ def two_nodes(tmp_path: Path) -> Iterator[tuple[RedisServer, DemoServer, DemoSer
     env = {"DEMO_JWT_SECRET": SECRET}
     nodes = []
     try:
-        nodes.append(start_demo(tmp_path / "node0.log", "--redis", redis.url, env=env))
-        nodes.append(start_demo(tmp_path / "node1.log", "--redis", redis.unix_url, env=env))
+        nodes.append(start_demo(tmp_path / "node0.log", args=("--redis", redis.url), env=env))
+        nodes.append(start_demo(tmp_path / "node1.log", args=("--redis", redis.unix_url), env=env))
         yield redis, nodes[0], nodes[1]
     finally:
         for node in nodes:
