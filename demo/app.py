@@ -55,6 +55,7 @@ def build_app(
     throttle: ThrottleOptions | None = None,
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
+    redis_url: str | None = None,
     disconnect_timeout: float = 15.0,
 ) -> SignalRApp:
     """The whole demo.
@@ -65,6 +66,8 @@ def build_app(
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
         revocations: where ended sessions are kept; default this process's memory.
+        redis_url: share the hubs and the ban list with every node on this Redis
+            (``demo/cluster.py``); default: this process only, no Redis loaded.
         disconnect_timeout: seconds a dropped WebSocket's connection waits for the
             client to resume it (both hubs allow stateful reconnect; a page or
             client opts in with ``withStatefulReconnect()``).
@@ -83,11 +86,18 @@ def build_app(
         revocations=revocations,
         proxies=trusted,
     )
+    backplane = None
     state = ChatState()
+    if redis_url is not None:
+        from .cluster import RedisBanList, redis_backplane
+
+        backplane = redis_backplane(redis_url)
+        state = ChatState(RedisBanList(backplane))
     server = HubServer(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        backplane=backplane,
     )
     server.map_hub(
         "/hubs/chat",

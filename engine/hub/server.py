@@ -19,6 +19,7 @@ from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry
+from ..backplane.hub import HubNode, Link
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
@@ -61,6 +62,8 @@ class HubRegistration:
     filters: tuple[HubFilter, ...] = ()
     drain: Drain = attrs.Factory(Drain)
     """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
+    node: HubNode | None = None
+    """The hub's side of the server's backplane, if it has one."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -92,6 +95,8 @@ class HubServer:
         filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
+        backplane: share the hubs with other processes (``RedisBackplane(url)``
+            from ``triohub.backplane.redis``); ``None``: this process only.
     """
 
     def __init__(
@@ -106,8 +111,11 @@ class HubServer:
         audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
+        backplane: Link | None = None,
     ) -> None:
         self.options = options or HubOptions()
+        self.backplane = backplane
+        self._prefixes: set[str] = set()
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
@@ -142,8 +150,13 @@ class HubServer:
         factory: Callable[[], H] | None = None,
         user_id_provider: UserIdProvider | None = None,
         filters: Sequence[HubFilter] = (),
+        channel_prefix: str | None = None,
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
+
+        ``channel_prefix`` names the hub's backplane channels (default: the
+        class's ``module.QualifiedName``, as ASP.NET uses its type's full name);
+        every process serving or sending to the hub must use the same one.
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
@@ -159,9 +172,22 @@ class HubServer:
         if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
             raise TypeError(f"{hub_class!r} is not a Hub subclass")
         hub_options = options or self.options
+        node: HubNode | None = None
+        if self.backplane is not None:
+            prefix = channel_prefix or f"{hub_class.__module__}.{hub_class.__qualname__}"
+            if prefix in self._prefixes:
+                raise ValueError(f"channel prefix {prefix!r} is used twice; pass channel_prefix")
+            self._prefixes.add(prefix)
+            node = HubNode(
+                self.backplane,
+                prefix,
+                self.protocols,
+                result_timeout=hub_options.client_result_timeout,
+            )
         router = Router(
             mailbox_size=max(1024, hub_options.outbox_size),
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            backplane=node,
         )
         lifetime = _Lifetime(
             router,
@@ -169,6 +195,7 @@ class HubServer:
             hub_options.client_result_timeout,
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            node=node,
         )
         registration = HubRegistration(
             path=path,
@@ -184,6 +211,7 @@ class HubServer:
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
             drain=self._drain,
+            node=node,
         )
         self._hubs[path] = registration
         return registration
@@ -252,6 +280,8 @@ class HubServer:
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)
+                if self.backplane is not None:
+                    await actors.start(self.backplane.run)
                 for registration in self._hubs.values():
                     await actors.start(registration.router.run)
                 async with trio.open_nursery() as connections:
