@@ -23,6 +23,11 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--issuer", default="triohub-bench")
     parser.add_argument("--audience", default="triohub-bench")
     parser.add_argument("--redis", metavar="URL", help="triohub only: a node of a cluster")
+    parser.add_argument(
+        "--stateful-reconnect",
+        action="store_true",
+        help="triohub only: allow stateful reconnect (bench_resume.py)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # 5,000 connections and their listener need more descriptors than some defaults.

@@ -93,7 +93,11 @@ def build_server(args: Any) -> HubServer:
 
         backplane = RedisBackplane(args.redis)
     server = HubServer(authenticator=authenticator, policies=policies(), backplane=backplane)
-    server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
+    options = HubOptions(
+        close_on_authentication_expiration=True,
+        allow_stateful_reconnect=args.stateful_reconnect,
+    )
+    server.map_hub(args.path, BenchHub, options=options)
     return server
 
 

@@ -47,7 +47,7 @@ from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
-from .resumable import ResumableLink
+from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class Endpoint:
         link: ResumableLink | None = None
         if connection is not None and connection.stateful:
             options = action.registration.options
-            link = ResumableLink(
+            link = resumable_link(
                 transport,
                 connection_id=action.connection_id,
                 disconnect_timeout=options.disconnect_timeout,

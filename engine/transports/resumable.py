@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -35,7 +35,7 @@ from ..protocol.resumable import SEQUENCED_TYPES, ResumableStream
 if TYPE_CHECKING:
     from .endpoint import WebSocketTransport
 
-__all__ = ["ResumableLink"]
+__all__ = ["DirectResumableLink", "ResumableLink", "resumable_link"]
 
 log = logging.getLogger("triohub.transports")
 
@@ -76,6 +76,7 @@ class ResumableLink:
         self._room = trio.Event()
         self._ack_wake = trio.Event()
         self._closed = False
+        self._waker: Callable[[], None] | None = None
         self.resumes = 0
         """Resumes so far (for tests and logs)."""
 
@@ -211,8 +212,10 @@ class ResumableLink:
             return
         async with self._lock:
             out: list[bytes] = []
+            flush = False
             for frame in chunks:
                 if not frame:
+                    flush = True  # a DirectTransport's wake-up: flush what it kept
                     continue
                 kind = stream.record_type(frame)
                 if kind in SEQUENCED_TYPES and stream.full:
@@ -227,7 +230,7 @@ class ResumableLink:
             ack = stream.ack(trio.current_time())
             if ack is not None:
                 out.append(ack)
-            await self._write(out)
+            await self._write(out or ([b""] if flush else out))
 
     async def _write(self, frames: list[bytes]) -> None:
         """Write to the current WebSocket (the lock held); a failure detaches."""
@@ -274,6 +277,9 @@ class ResumableLink:
             return
         assert self._protocol is not None
         transport.use_protocol(self._protocol)
+        attach = getattr(transport, "attach", None)
+        if attach is not None and self._waker is not None:
+            attach(self._waker)
         async with self._lock:
             old = self._inner
             self._inner = transport
@@ -310,3 +316,51 @@ def _nothing() -> None:
 
 def _nothing_resumed(deadline: float | None) -> None:
     pass
+
+
+class DirectResumableLink(ResumableLink):
+    """A ``ResumableLink`` over a ``DirectTransport`` (triohub's own server): a
+    record the router hands over while the writer is idle goes straight to the
+    socket, numbered on the way, as it would without stateful reconnect."""
+
+    def attach(self, waker: Callable[[], None]) -> None:
+        self._waker = waker
+        inner: Any = self._inner
+        if inner is not None:
+            inner.attach(waker)
+
+    def send_nowait(self, data: bytes) -> bool:
+        """``DirectTransport.send_nowait``; ``False`` (queue it for the writer)
+        while detached, while the buffer is full, or while a write is under way."""
+        inner: Any = self._inner
+        if inner is None or self._lock.locked():
+            return False
+        stream = self._stream
+        if stream is None:
+            return bool(inner.send_nowait(data))
+        if not stream.attached:
+            return False
+        kind = stream.record_type(data)
+        if kind in SEQUENCED_TYPES and stream.full:
+            return False
+        if not inner.send_nowait(data):
+            return False
+        stream.send(kind, data)
+        return True
+
+
+def resumable_link(
+    transport: WebSocketTransport,
+    *,
+    connection_id: str,
+    disconnect_timeout: float,
+    send_timeout: float,
+) -> ResumableLink:
+    """The link for ``transport``: direct writes when the transport has them."""
+    kind = DirectResumableLink if hasattr(transport, "send_nowait") else ResumableLink
+    return kind(
+        transport,
+        connection_id=connection_id,
+        disconnect_timeout=disconnect_timeout,
+        send_timeout=send_timeout,
+    )
