@@ -24,23 +24,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import jwt
-
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks"
-RESULTS = BENCH / "results"
-PATH = "/hubs/bench"
-SECRET = "bench-resume-secret-" + "x" * 32
-
-
-def token() -> str:
-    now = int(time.time())
-    claims = {"sub": "bench", "iss": "triohub-bench", "aud": "triohub-bench", "iat": now}
-    return jwt.encode({**claims, "exp": now + 3600}, SECRET, algorithm="HS256")
+from bench_cluster import BENCH, PATH, RESULTS, ROOT, SECRET, token
 
 
 def cpu_seconds(pid: int) -> float:
@@ -82,7 +69,7 @@ def run(stateful: bool, receivers: int, messages: int, cut_ms: int) -> dict[str,
                 str(messages),
                 "1" if stateful else "0",
                 str(cut_ms),
-                token(),
+                token("bench"),
             ],
             cwd=ROOT,
             capture_output=True,
