@@ -1,5 +1,5 @@
 """Authorization: requirements, handlers, policies, ``@authorize`` metadata, the
-evaluator, and the authorization state (bans).
+evaluator, and the authorization state (bans, revocations).
 
 Pure: this package never imports trio and knows nothing of the hub engine. The
 engine hands it principals and resources and runs each evaluation in the task
@@ -31,6 +31,7 @@ from .requirements import (
     Requirement,
     RolesRequirement,
 )
+from .revocation import Revocation, Revocations
 from .state import AuthorizationState
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "PolicyRegistry",
     "Predicate",
     "Requirement",
+    "Revocation",
+    "Revocations",
     "RolesRequirement",
     "UnknownPolicyError",
     "allow_anonymous",

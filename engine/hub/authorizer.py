@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -37,6 +39,7 @@ from ..authorization import (
     HubInvocationContext,
     HubRequestContext,
     PolicyRegistry,
+    Revocation,
     allows_anonymous,
     authorize_data,
     method_authorize_data,
@@ -80,6 +83,7 @@ class HubAuthorizer:
         state: the server's authorization state (its single writer); read here.
         timeout: seconds an evaluation with an ``async def`` handler may take
             before it denies (``math.inf`` for none).
+        clock: Unix time, against which revocations are in force.
 
     Raises:
         ValueError: ``timeout`` is not positive.
@@ -92,12 +96,14 @@ class HubAuthorizer:
         state: AuthorizationActor[AuthorizationState],
         *,
         timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive (seconds, or math.inf), got {timeout!r}")
         self.registry = registry
         self.auditor = auditor
         self.timeout = timeout
+        self._clock = clock
         self._state = state
 
     # -- registration (startup; errors here name the hub and method) ------------
@@ -135,6 +141,13 @@ class HubAuthorizer:
 
     def is_banned(self, user_id: str | None) -> bool:
         return self._state.current.is_banned(user_id)
+
+    def revoked(self, principal: Principal, user_id: str | None) -> Revocation | None:
+        """The revocation refusing ``principal``'s credential now, if any."""
+        revocations = self._state.current.revocations
+        if not revocations:
+            return None
+        return revocations.refusing(principal, user_id, self._clock())
 
     # -- checks -----------------------------------------------------------------
 

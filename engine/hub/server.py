@@ -18,7 +18,7 @@ from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id
-from ..authorization import AuthorizationState, PolicyRegistry
+from ..authorization import AuthorizationState, PolicyRegistry, Revocation, Revocations
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
@@ -92,6 +92,9 @@ class HubServer:
         filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
+        credential_lifetime: the longest lifetime (seconds) of a credential
+            the authenticator accepts; a revocation is remembered this long
+            after the newest credential it can match was issued.
     """
 
     def __init__(
@@ -106,16 +109,26 @@ class HubServer:
         audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
+        credential_lifetime: float = 24 * 3600.0,
     ) -> None:
+        if not credential_lifetime > 0:
+            raise ValueError(
+                f"credential_lifetime must be positive (seconds), got {credential_lifetime!r}"
+            )
         self.options = options or HubOptions()
+        self.credential_lifetime = credential_lifetime
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
         self._auditor = Auditor(audit_hook)
         self._authorization = AuthorizationActor(AuthorizationState())
-        """The single writer of the authorization state (bans)."""
+        """The single writer of the authorization state (bans, revocations)."""
         self.authorizer = HubAuthorizer(
-            self.policies, self._auditor, self._authorization, timeout=authorization_timeout
+            self.policies,
+            self._auditor,
+            self._authorization,
+            timeout=authorization_timeout,
+            clock=clock,
         )
         self.user_id_provider = user_id_provider
         self.protocols = dict(protocols) if protocols is not None else default_protocols()
@@ -355,6 +368,86 @@ class HubServer:
         """
         self._check_running()
         await self._authorization.change(lambda state: state.unban(user_id))
+
+    # -- revocations --------------------------------------------------------------
+
+    async def revoke(
+        self,
+        *,
+        user: str | None = None,
+        token_id: str | None = None,
+        issued_before: float | None = None,
+        expires_at: float | None = None,
+    ) -> int:
+        """Refuse credentials before their own expiry, and close their connections.
+
+        What is refused is every credential that matches all the arguments given:
+
+        * ``user``: the credentials of this user id (as the hubs' user-id
+          providers give it); alone, every credential of the user issued
+          before now (new sign-ins work);
+        * ``token_id``: the credential whose ``jti`` (or, without one, ``sid``)
+          claim is this;
+        * ``issued_before``: credentials whose ``iat`` is before this Unix time
+          (one without an ``iat`` is refused: it cannot show it is newer).
+
+        From the moment this returns, negotiate and every transport request
+        with such a credential get a 401 (``error="invalid_token"``, "The
+        credential has been revoked."), a connection that was past those
+        checks is closed when its handshake completes, and every open
+        connection holding one has been sent
+        ``{"type":7,"error":"Authentication revoked."}`` (no ``allowReconnect``)
+        and is closing. The revocation is kept until ``expires_at`` (the
+        credential's own expiry, if known) or else until ``credential_lifetime``
+        after the newest credential it can match was issued; then it is
+        forgotten, the credentials having expired anyway.
+
+        Returns:
+            how many open connections were closed.
+
+        Raises:
+            ValueError: none of ``user``, ``token_id``, ``issued_before`` is given,
+                or one is not of its type.
+            RuntimeError: the server is not running.
+        """
+        if user is None and token_id is None and issued_before is None:
+            raise ValueError("revoke what? give a user, a token_id or an issued_before")
+        now = self._clock()
+        if token_id is None and issued_before is None:
+            issued_before = now
+        newest = now if issued_before is None else min(now, issued_before)
+        until = expires_at if expires_at is not None else newest + self.credential_lifetime
+        return await self.apply_revocation(
+            Revocation(until=until, user_id=user, token_id=token_id, issued_before=issued_before)
+        )
+
+    async def apply_revocation(self, revocation: Revocation) -> int:
+        """Put ``revocation`` in force here (``revoke`` builds one; a backplane
+        delivers those of other nodes) and close the connections it matches.
+
+        Returns:
+            how many open connections were closed.
+
+        Raises:
+            RuntimeError: the server is not running.
+        """
+        self._check_running()
+        now = self._clock()
+        await self._authorization.change(lambda state: state.revoke(revocation, now))
+        # As for bans: every connection whose user id is known is here; one
+        # that learns it later checks the revocation itself (HubSession.opened).
+        closed = 0
+        for session in list(self._scopes.values()):
+            context = session.context
+            if context is not None and revocation.matches(context.principal, context.user_id):
+                session.close(CloseReason.REVOKED)
+                closed += 1
+        return closed
+
+    @property
+    def revocations(self) -> Revocations:
+        """The revocations in force (a snapshot)."""
+        return self.authorizer.state.revocations
 
     def _check_running(self) -> None:
         # Changes are applied by the authorization actor, which runs with the server.

@@ -65,6 +65,8 @@ _CLOSE_RECORDS: dict[CloseReason, Close] = {
     CloseReason.SLOW_CONSUMER: _ERROR_CLOSE,
     CloseReason.INTERNAL_ERROR: _ERROR_CLOSE,
     CloseReason.EXPIRED: Close(error=Texts.AUTHENTICATION_EXPIRED, allow_reconnect=True),
+    # Revoked: the client's credential is refused, so reconnecting cannot work.
+    CloseReason.REVOKED: Close(error=Texts.AUTHENTICATION_REVOKED),
     # A server going down for a restart: let clients come back.
     CloseReason.SHUTDOWN: Close(allow_reconnect=True),
 }
@@ -140,6 +142,9 @@ class HubSession:
             # Banned after this connection's request was checked: HubServer.ban
             # could not see it (no user id yet), so it ends here.
             raise CloseConnection(CloseReason.ABORTED, "the user is banned")
+        if registration.authorizer.revoked(self.principal, user_id) is not None:
+            # Revoked after this connection's request was checked (as a ban above).
+            raise CloseConnection(CloseReason.REVOKED)
         self._context = HubCallerContext(
             self.connection_id,
             self.principal,
@@ -182,6 +187,11 @@ class HubSession:
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    def close(self, reason: CloseReason) -> None:
+        """Close this connection with ``reason`` (its close record tells the client)."""
+        if self._control is not None:
+            self._control.close(reason)
 
     def _mark_sent(self) -> None:
         self._sent = True

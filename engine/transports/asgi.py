@@ -155,7 +155,7 @@ class SignalRApp:
 
     @staticmethod
     async def _refuse(send: Send, verdict: Verdict) -> None:
-        await respond(send, verdict.status, b"", headers=verdict.headers)
+        await respond(send, verdict.status, verdict.body, headers=verdict.headers)
 
     # -- HTTP -------------------------------------------------------------------
 

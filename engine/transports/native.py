@@ -377,7 +377,7 @@ class _Connection:
         verdict = await check_request(self.server, registration, info)
         if not verdict.allowed:
             log_refusal(info, verdict)
-            await self._respond(verdict.status, b"", headers=verdict.headers)
+            await self._respond(verdict.status, verdict.body, headers=verdict.headers)
         return verdict
 
     async def _negotiate(
