@@ -20,6 +20,7 @@ from .echo import EchoHub
 from .users import (
     AUDIENCE,
     ISSUER,
+    MAX_TOKEN_LIFETIME,
     jwt_secret,
     session_max_age,
     signin_throttle,
@@ -84,7 +85,10 @@ def build_app(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        # Revocations are kept as long as the longest credential the demo issues.
+        credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
     )
+    state.server = server
     server.map_hub(
         "/hubs/chat",
         ChatHub,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from triohub import Hub, HubError
+from triohub import Hub, HubError, HubServer
 from triohub.authorization import (
     AuthorizationContext,
     AuthorizationPolicy,
@@ -29,6 +29,8 @@ class ChatState:
         self.banned: set[str] = set()
         """Usernames (``sub``) that may not connect any more."""
         self.history: dict[str, deque[str]] = {}
+        self.server: HubServer | None = None
+        """The server hosting the chat (``RevokeSessions`` revokes there)."""
 
     def remember(self, username: str, message: str) -> None:
         self.history.setdefault(username, deque(maxlen=HISTORY_PER_USER)).append(message)
@@ -97,6 +99,18 @@ class ChatHub(Hub):
             raise HubError(f"Unknown user '{user_name}'.")
         self.state.banned.add(user_name)
         await self.clients.user(user.email).abort()
+
+    @authorize("Administrators")
+    @authorize("DomainRestricted")
+    async def revoke_sessions(self, user_name: str) -> int:
+        """End every session of ``user_name`` now: their connections close (no
+        reconnect) and their tokens and cookies issued before now are refused;
+        signing in again works. Returns how many connections were closed."""
+        user = USERS.get(user_name)
+        if user is None:
+            raise HubError(f"Unknown user '{user_name}'.")
+        assert self.state.server is not None, "the app sets ChatState.server"
+        return await self.state.server.revoke(user=user.email)
 
     @authorize("DomainRestricted")
     async def view_user_history(self, user_name: str) -> list[dict[str, str]]:
