@@ -53,3 +53,8 @@ class Hub:
 
     async def on_disconnected(self, error: BaseException | None) -> None:
         """Called once when the connection ends (``error`` if it ended with one)."""
+
+    async def on_authentication_refreshed(self) -> None:
+        """Called after the connection's credential was refreshed in place
+        (``self.context.principal`` is the new one). Raising is logged; the
+        refresh stands."""

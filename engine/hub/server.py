@@ -18,12 +18,13 @@ from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id
-from ..authorization import AuthorizationState, PolicyRegistry, Revocation, Revocations
+from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
+from .credentials import Credentials, Refreshed
 from .drain import Drain
 from .filters import HubFilter
 from .guard import Guard
@@ -111,12 +112,7 @@ class HubServer:
         clock: Callable[[], float] = time.time,
         credential_lifetime: float = 24 * 3600.0,
     ) -> None:
-        if not credential_lifetime > 0:
-            raise ValueError(
-                f"credential_lifetime must be positive (seconds), got {credential_lifetime!r}"
-            )
         self.options = options or HubOptions()
-        self.credential_lifetime = credential_lifetime
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
@@ -140,6 +136,19 @@ class HubServer:
         self._stopped = trio.Event()
         self._live = 0
         self._scopes: dict[trio.CancelScope, HubSession] = {}
+        self._sessions: dict[str, HubSession] = {}
+        """The same connections, by connection id."""
+        self.credentials = Credentials(
+            self._authorization,
+            self._sessions,
+            check_running=self._check_running,
+            clock=clock,
+            credential_lifetime=credential_lifetime,
+            deadline_for=lambda principal, session: self.deadline_for(
+                principal, session.registration
+            ),
+        )
+        """Bans, revocations and refreshes."""
         self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
@@ -323,53 +332,25 @@ class HubServer:
             registration.hub_class, registration.path, registration.guard, principal, request
         )
 
-    # -- bans -------------------------------------------------------------------
+    # -- bans, revocations, refresh (``credentials.Credentials``) --------------------
 
     @property
     def banned(self) -> frozenset[str]:
         """The banned user ids (a snapshot)."""
         return self.authorizer.state.banned
 
+    @property
+    def revocations(self) -> Revocations:
+        """The revocations in force (a snapshot)."""
+        return self.credentials.revocations
+
     async def ban(self, user_id: str) -> int:
-        """Ban a user: refuse their new connections and close their open ones.
-
-        ``user_id`` is a user id as the hubs' user-id providers give it (what
-        ``clients.user(...)`` takes). From the moment this returns, negotiate and
-        every transport request of that user get a 403 on every hub, a
-        connection that was past those checks is closed when its handshake
-        completes, and every open connection of the user has been sent
-        ``{"type":7}`` without ``allowReconnect`` and is closing. The ban lasts
-        until ``unban`` (it is kept in memory, per server).
-
-        Returns:
-            how many open connections were closed.
-
-        Raises:
-            ValueError: ``user_id`` is not a non-empty string.
-            RuntimeError: the server is not running.
-        """
-        self._check_running()
-        await self._authorization.change(lambda state: state.ban(user_id))
-        # Every connection whose user id was known before the change is here;
-        # one that learns its user id later checks the ban itself (HubSession).
-        closed = 0
-        for session in list(self._scopes.values()):
-            context = session.context
-            if context is not None and context.user_id == user_id:
-                context.abort()
-                closed += 1
-        return closed
+        """Refuse a user's new connections and close their open ones (``Credentials.ban``)."""
+        return await self.credentials.ban(user_id)
 
     async def unban(self, user_id: str) -> None:
-        """Lift a ban (nothing happens if ``user_id`` is not banned).
-
-        Raises:
-            RuntimeError: the server is not running.
-        """
-        self._check_running()
-        await self._authorization.change(lambda state: state.unban(user_id))
-
-    # -- revocations --------------------------------------------------------------
+        """Lift a ban (``Credentials.unban``)."""
+        await self.credentials.unban(user_id)
 
     async def revoke(
         self,
@@ -379,75 +360,14 @@ class HubServer:
         issued_before: float | None = None,
         expires_at: float | None = None,
     ) -> int:
-        """Refuse credentials before their own expiry, and close their connections.
-
-        What is refused is every credential that matches all the arguments given:
-
-        * ``user``: the credentials of this user id (as the hubs' user-id
-          providers give it); alone, every credential of the user issued
-          before now (new sign-ins work);
-        * ``token_id``: the credential whose ``jti`` (or, without one, ``sid``)
-          claim is this;
-        * ``issued_before``: credentials whose ``iat`` is before this Unix time
-          (one without an ``iat`` is refused: it cannot show it is newer).
-
-        From the moment this returns, negotiate and every transport request
-        with such a credential get a 401 (``error="invalid_token"``, "The
-        credential has been revoked."), a connection that was past those
-        checks is closed when its handshake completes, and every open
-        connection holding one has been sent
-        ``{"type":7,"error":"Authentication revoked."}`` (no ``allowReconnect``)
-        and is closing. The revocation is kept until ``expires_at`` (the
-        credential's own expiry, if known) or else until ``credential_lifetime``
-        after the newest credential it can match was issued; then it is
-        forgotten, the credentials having expired anyway.
-
-        Returns:
-            how many open connections were closed.
-
-        Raises:
-            ValueError: none of ``user``, ``token_id``, ``issued_before`` is given,
-                or one is not of its type.
-            RuntimeError: the server is not running.
-        """
-        if user is None and token_id is None and issued_before is None:
-            raise ValueError("revoke what? give a user, a token_id or an issued_before")
-        now = self._clock()
-        if token_id is None and issued_before is None:
-            issued_before = now
-        newest = now if issued_before is None else min(now, issued_before)
-        until = expires_at if expires_at is not None else newest + self.credential_lifetime
-        return await self.apply_revocation(
-            Revocation(until=until, user_id=user, token_id=token_id, issued_before=issued_before)
+        """Refuse matching credentials and close their connections (``Credentials.revoke``)."""
+        return await self.credentials.revoke(
+            user=user, token_id=token_id, issued_before=issued_before, expires_at=expires_at
         )
 
-    async def apply_revocation(self, revocation: Revocation) -> int:
-        """Put ``revocation`` in force here (``revoke`` builds one; a backplane
-        delivers those of other nodes) and close the connections it matches.
-
-        Returns:
-            how many open connections were closed.
-
-        Raises:
-            RuntimeError: the server is not running.
-        """
-        self._check_running()
-        now = self._clock()
-        await self._authorization.change(lambda state: state.revoke(revocation, now))
-        # As for bans: every connection whose user id is known is here; one
-        # that learns it later checks the revocation itself (HubSession.opened).
-        closed = 0
-        for session in list(self._scopes.values()):
-            context = session.context
-            if context is not None and revocation.matches(context.principal, context.user_id):
-                session.close(CloseReason.REVOKED)
-                closed += 1
-        return closed
-
-    @property
-    def revocations(self) -> Revocations:
-        """The revocations in force (a snapshot)."""
-        return self.authorizer.state.revocations
+    async def refresh_authentication(self, connection_id: str, principal: Principal) -> Refreshed:
+        """Replace a live connection's principal and expiry (``Credentials.refresh``)."""
+        return await self.credentials.refresh(connection_id, principal)
 
     def _check_running(self) -> None:
         # Changes are applied by the authorization actor, which runs with the server.
@@ -482,7 +402,8 @@ class HubServer:
     ) -> CloseReason:
         """Run one connection in the calling task until it ends.
 
-        The principal is fixed here for the connection's life.
+        The principal is fixed here, until a refresh replaces it
+        (``refresh_authentication``).
         """
         if not self.running:
             raise RuntimeError(
@@ -493,8 +414,12 @@ class HubServer:
                 await transport.aclose()  # shutting down: no new connections
             return CloseReason.SHUTDOWN
         session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
+        deadline = self.deadline_for(principal, registration)
+        if deadline is not None:
+            session.expiry.deadline = deadline
         scope = trio.CancelScope()
         self._scopes[scope] = session
+        self._sessions[connection_id] = session
         self._live += 1
         self._idle = trio.Event() if self._live == 1 else self._idle
         try:
@@ -504,11 +429,13 @@ class HubServer:
                     transport,
                     session,
                     registration.supervisor_options(keep_alive=keep_alive),
-                    expires_at=self.deadline_for(principal, registration),
+                    expiry=session.expiry,
                 )
             return CloseReason.SHUTDOWN  # cancelled by run() after the grace
         finally:
             self._scopes.pop(scope, None)
+            if self._sessions.get(connection_id) is session:
+                del self._sessions[connection_id]
             self._live -= 1
             if self._live == 0:
                 self._idle.set()

@@ -99,6 +99,9 @@ class HubSession:
         self._connected = False  # on_connected ran without raising
         self._pending: dict[str, Reply[Any]] = {}
         self._next_result_id = 0
+        self.expiry = trio.CancelScope()
+        """Enforces the credential's expiry (``close_on_authentication_expiration``):
+        the server sets its deadline at the handshake and at each refresh."""
 
     @property
     def context(self) -> HubCallerContext | None:
@@ -187,6 +190,34 @@ class HubSession:
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    @property
+    def open(self) -> bool:
+        """Past the handshake and not closing."""
+        control = self._control
+        return (
+            self._context is not None
+            and control is not None
+            and control.reason is None
+            and not self.expiry.cancel_called
+        )
+
+    def replace_principal(self, principal: Principal, deadline: float) -> None:
+        """A refreshed credential: hub code and policies see ``principal`` from
+        now on, and the connection expires at ``deadline`` (Trio time) instead."""
+        assert self._context is not None
+        self.principal = principal
+        self._context.principal = principal
+        self.expiry.deadline = deadline
+
+    async def authentication_refreshed(self) -> None:
+        """The hub's ``on_authentication_refreshed`` (its errors are logged)."""
+        try:
+            await self._make_hub().on_authentication_refreshed()
+        except Exception:
+            log.exception(
+                "on_authentication_refreshed of %s raised", self.registration.hub_class.__name__
+            )
 
     def close(self, reason: CloseReason) -> None:
         """Close this connection with ``reason`` (its close record tells the client)."""
