@@ -37,6 +37,9 @@ class Verdict:
     """For logs only (never credentials)."""
     body: bytes = b""
     """The response's text (a revoked credential says so)."""
+    description: str = ""
+    """What the caller may be told of a 401: why the credential was refused
+    (the scheme's error description, as in the challenge)."""
 
     @property
     def allowed(self) -> bool:
@@ -122,13 +125,21 @@ async def check_request(
                 _revoked_challenge(outcome, principal),
                 reason="the credential is revoked",
                 body=REVOKED_TEXT,
+                description=REVOKED_TEXT.decode(),
             )
     allowed = await server.authorize_hub(registration, principal, request)
     if allowed:
         return Verdict(principal, headers=challenge)
     if principal.is_authenticated:
         return Verdict(principal, 403, reason="hub policy denied the user")
-    return Verdict(principal, 401, challenge, reason="authentication required")
+    failure = outcome.failure
+    return Verdict(
+        principal,
+        401,
+        challenge,
+        reason="authentication required",
+        description=failure.description if failure is not None else "",
+    )
 
 
 def check_bound(verdict: Verdict, bound: Principal, request: RequestInfo) -> Verdict:
