@@ -25,6 +25,8 @@ class CloseReason(enum.Enum):
     CLIENT_CLOSED = "client closed"
     TRANSPORT_CLOSED = "transport closed"
     ABORTED = "aborted by the server"
+    ABORTED_WITH_ERROR = "aborted by the server with an error"
+    """An abort that tells the client why: the detail is the Close record's error."""
     PROTOCOL_ERROR = "protocol error"
     CLIENT_TIMEOUT = "client timeout"
     HANDSHAKE_FAILED = "handshake failed"

@@ -78,8 +78,9 @@ class ConnectionEntry:
     protocol: str
     """Key passed to ``Payload.encode``."""
     outbox: Outbox
-    close: Callable[[CloseReason], None]
-    """Asks the connection to close (slow consumer, shutdown); must not block."""
+    close: Callable[[CloseReason, str], None]
+    """Asks the connection to close with a reason and a detail (slow consumer,
+    shutdown, an abort with the error the client is told); must not block."""
     user_id: str | None = None
     handle: Any = None
     """Opaque object for the owner (the engine's per-connection session)."""
@@ -165,6 +166,7 @@ class _Barrier:
 class _Close:
     audience: Audience
     reason: CloseReason
+    detail: str = ""
 
 
 _Command = _Register | _Unregister | _Join | _Leave | _Send | _Lookup | _Stats | _Close | _Barrier
@@ -259,16 +261,16 @@ class Router:
                         slow_consumers=self._slow_consumers,
                     )
                 )
-            case _Close(audience, reason):
+            case _Close(audience, reason, detail):
                 for connection_id in list(self._recipients(audience)):
                     target = self._connections.get(connection_id)
                     if target is not None:
-                        target.close(reason)
+                        target.close(reason, detail)
 
     def _register(self, entry: ConnectionEntry) -> None:
         if entry.connection_id in self._connections:
             log.error("connection %s registered twice; keeping the first", entry.connection_id)
-            entry.close(CloseReason.INTERNAL_ERROR)
+            entry.close(CloseReason.INTERNAL_ERROR, "registered twice")
             return
         self._connections[entry.connection_id] = entry
         if entry.user_id is not None:
@@ -332,7 +334,7 @@ class Router:
                 log.warning(
                     "closing connection %s: its outbox is full (slow consumer)", connection_id
                 )
-                entry.close(CloseReason.SLOW_CONSUMER)
+                entry.close(CloseReason.SLOW_CONSUMER, "")
                 self._unregister(connection_id)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # closing already; its unregister is on the way
@@ -381,9 +383,10 @@ class Router:
     async def stats(self) -> RouterStats:
         return await self._mailbox.ask(_Stats)
 
-    async def close(self, audience: Audience, reason: CloseReason) -> None:
-        """Ask every connection of ``audience`` to close (it then unregisters itself)."""
-        await self._mailbox.tell(_Close(audience, reason))
+    async def close(self, audience: Audience, reason: CloseReason, detail: str = "") -> None:
+        """Ask every connection of ``audience`` to close (it then unregisters
+        itself); ``detail`` goes to each connection's ``close`` callback."""
+        await self._mailbox.tell(_Close(audience, reason, detail))
 
     async def close_all(self, reason: CloseReason = CloseReason.SHUTDOWN) -> None:
         await self.close(Audience(everyone=True), reason)

@@ -1,5 +1,8 @@
 """``python -m demo --host 127.0.0.1 --port 8000`` (port 0 picks a free one).
 
+Serves the chat demo (the page, sign-in, ``/api/token``, ``/hubs/chat``) and the
+anonymous conformance hub ``/hubs/echo`` on one port.
+
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
 work gets ``--shutdown-grace`` seconds, and the process exits 0. A second signal
@@ -9,27 +12,56 @@ stops it at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from functools import partial
 
 import trio
 
-from triohub.transports.hypercorn import serve_hypercorn
-from triohub.transports.lifecycle import run_until_signalled
+from triohub import ListenError, run_until_signalled, serve_hypercorn
+from triohub.transports.listening import http_address
 
 from .app import build_app
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-def main(argv: list[str] | None = None) -> int:
+ENVIRONMENT = """\
+environment variables:
+  DEMO_JWT_SECRET               key of the bearer tokens and session cookies; keeps them
+                                valid across restarts (default: a random key per process)
+  DEMO_SESSION_MAX_AGE          seconds a browser sign-in lasts (default: 28800, 8 hours)
+  DEMO_SIGNIN_ACCOUNT_FAILURES  failed sign-ins per account before 429 (default: 5)
+  DEMO_SIGNIN_ADDRESS_FAILURES  failed sign-ins per client address before 429 (default: 20)
+  DEMO_SIGNIN_WINDOW            seconds over which failed sign-ins are forgiven (default: 300)
+  DEMO_TRUSTED_PROXIES          comma-separated proxy addresses or networks whose
+                                X-Forwarded-For / -Proto are believed (default: none)
+"""
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m demo",
         description=__doc__,
+        epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on; 0 picks a free one (default: 8000)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="what the server logs to stderr (default: INFO)",
+    )
     parser.add_argument(
         "--shutdown-grace",
         type=float,
@@ -37,9 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long open connections may finish (default: 5)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def cannot_listen(error: ListenError) -> str:
+    """The one line printed when the demo cannot listen, with the fix."""
+    if error.errno == errno.EADDRINUSE:
+        fix = f"choose another port: make demo PORT={error.port + 1} (PORT=0 picks a free one)"
+    else:
+        fix = "choose another address: make demo HOST=127.0.0.1"
+    return f"error: {error}; {fix}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
     async def run() -> None:
@@ -53,14 +98,26 @@ def main(argv: list[str] | None = None) -> int:
                     grace=args.shutdown_grace,
                 )
             )
-            shown = f"[{host}]" if ":" in host else host
-            print(f"triohub demo listening on http://{shown}:{port}", flush=True)
+            print(f"triohub demo listening on {http_address(host, port)}", flush=True)
 
+    status = 0
     try:
         trio.run(run)
+    except* ListenError as group:
+        # One line, no traceback: the address and the fix.
+        print(cannot_listen(first_leaf(group)), file=sys.stderr, flush=True)
+        status = 1
     except* KeyboardInterrupt:
         pass  # Ctrl+C before the signal handlers were in place (start-up): exit 0
-    return 0
+    return status
+
+
+def first_leaf(group: BaseExceptionGroup[ListenError]) -> ListenError:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ListenError)
+    return leaf
 
 
 if __name__ == "__main__":

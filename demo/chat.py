@@ -1,5 +1,19 @@
 """The seed's ChatHub: authenticated chat, direct messages, and the two
-guarded methods of the ASP.NET Core SignalR authorization guide."""
+guarded methods of the ASP.NET Core SignalR authorization guide.
+
+Who may do what (the page's rules card says the same):
+
+* every signed-in user who is not banned (policy ``ChatUser``, on the hub):
+  ``SendMessage``, ``SendToUser``, ``WhoAmI``;
+* ``ViewUserHistory``: policy ``DomainRestricted`` (an ``@contoso.example`` email);
+* ``BanUser``: ``Administrators`` and ``DomainRestricted`` (which also refuses
+  ``BanUser`` to asdf42): only alice among the demo users;
+* ``RevokeSessions`` (from the browser console): ``Administrators`` and
+  ``DomainRestricted``: alice and asdf42.
+
+Methods that name a user take a username (``bob``) or a user id (the email,
+``bob@contoso.example``); an unknown one is refused with ``Unknown user 'X'.``
+"""
 
 from __future__ import annotations
 
@@ -17,9 +31,11 @@ from triohub.authorization import (
 )
 
 from .echo import describe_caller
-from .users import USERS
+from .users import User, find_user
 
 HISTORY_PER_USER = 100
+MAX_MESSAGE_LENGTH = 500
+"""Characters a chat or direct message may have; longer ones are refused."""
 
 
 class ChatState:
@@ -71,6 +87,26 @@ def chat_policies(state: ChatState) -> PolicyRegistry:
     return registry
 
 
+def find(identifier: str) -> User:
+    """The user named by a username or a user id.
+
+    Raises:
+        HubError: nobody is so named (the caller sees the text).
+    """
+    user = find_user(identifier)
+    if user is None:
+        raise HubError(f"Unknown user '{identifier}'.")
+    return user
+
+
+def check_length(message: str) -> None:
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise HubError(
+            f"Messages may have at most {MAX_MESSAGE_LENGTH} characters; "
+            f"this one has {len(message)}."
+        )
+
+
 @authorize("ChatUser")
 class ChatHub(Hub):
     """``/hubs/chat``: every caller is authenticated and not banned."""
@@ -79,42 +115,52 @@ class ChatHub(Hub):
         self.state = state
 
     async def send_message(self, message: str) -> None:
+        check_length(message)
         principal = self.context.principal
         username = principal.name_identifier or ""
         self.state.remember(username, message)
         await self.clients.all.send("ReceiveMessage", principal.name or username, message)
 
-    async def send_to_user(self, user_id: str, message: str) -> None:
-        await self.clients.user(user_id).send("ReceiveDirectMessage", self.context.user_id, message)
+    async def send_to_user(self, user: str, message: str) -> str:
+        """Send to every connection of ``user`` (a username or a user id); returns
+        the user id it went to."""
+        check_length(message)
+        recipient = find(user)
+        await self.clients.user(recipient.email).send(
+            "ReceiveDirectMessage", self.context.user_id, message
+        )
+        return recipient.email
 
     async def who_am_i(self) -> dict[str, Any]:
         return describe_caller(self.context)
 
     @authorize("Administrators")
     @authorize("DomainRestricted")
-    async def ban_user(self, user_name: str) -> None:
-        """Close every connection of ``user_name`` and refuse their new ones."""
-        user = USERS.get(user_name)
-        if user is None:
-            raise HubError(f"Unknown user '{user_name}'.")
-        self.state.banned.add(user_name)
-        await self.clients.user(user.email).abort()
+    async def ban_user(self, user: str) -> str:
+        """Close every connection of ``user`` (a username or a user id), telling
+        them who banned them, and refuse their new ones; returns the user id."""
+        banned = find(user)
+        self.state.banned.add(banned.username)
+        by = self.context.principal.name or self.context.user_id
+        await self.clients.user(banned.email).abort(f"You were banned from the chat by {by}.")
+        return banned.email
 
     @authorize("Administrators")
     @authorize("DomainRestricted")
-    async def revoke_sessions(self, user_name: str) -> int:
-        """End every session of ``user_name`` now: their connections close (no
-        reconnect) and their tokens and cookies issued before now are refused;
-        signing in again works. Returns how many connections were closed."""
-        user = USERS.get(user_name)
-        if user is None:
-            raise HubError(f"Unknown user '{user_name}'.")
+    async def revoke_sessions(self, user: str) -> int:
+        """End every session of ``user`` (a username or a user id) now: their
+        connections close (no reconnect) and their tokens and cookies issued
+        before now are refused; signing in again works. Returns how many
+        connections were closed."""
+        revoked = find(user)
         assert self.state.server is not None, "the app sets ChatState.server"
-        return await self.state.server.revoke(user=user.email)
+        return await self.state.server.revoke(user=revoked.email)
 
     @authorize("DomainRestricted")
-    async def view_user_history(self, user_name: str) -> list[dict[str, str]]:
+    async def view_user_history(self, user: str) -> list[dict[str, str]]:
+        """What ``user`` (a username or a user id) said, oldest first."""
+        author = find(user)
         return [
-            {"user": user_name, "message": message}
-            for message in self.state.history.get(user_name, ())
+            {"user": author.username, "message": message}
+            for message in self.state.history.get(author.username, ())
         ]

@@ -3,7 +3,8 @@
     python -m demo.client_pysignalr http://127.0.0.1:8000 alice alice-password "Hello"
 
 Gets a token from ``POST /api/token``, connects, says who it is (``WhoAmI``), sends the
-message to everyone (and, with ``--to USER_ID``, as a direct message), prints what the
+message to everyone (and, with ``--to USER``, a username or a user id, as a direct
+message), prints what the
 hub sends until its own message has come back (and the direct message, when sent to
 itself), then listens ``--listen`` more seconds.
 Printed lines (stdout):
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -29,6 +31,9 @@ from pysignalr.messages import CompletionMessage
 
 T = TypeVar("T")
 TIMEOUT = 10.0
+HUB_EXCEPTION = re.compile(
+    r"^An unexpected error occurred invoking '[^']*' on the server\. HubException: "
+)
 
 
 def fetch_token(base_url: str, username: str, password: str) -> str:
@@ -44,8 +49,20 @@ def fetch_token(base_url: str, username: str, password: str) -> str:
             token: str = json.load(response)["access_token"]
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
-        sys.exit(f"POST /api/token answered {error.code}: {detail}")
+        sys.exit(f"error: POST /api/token answered {error.code}: {detail}")
+    except urllib.error.URLError as error:
+        sys.exit(cannot_connect(base_url, error.reason))
+    except OSError as error:  # a connection reset or timeout after connecting
+        sys.exit(cannot_connect(base_url, error))
     return token
+
+
+def cannot_connect(base_url: str, reason: object) -> str:
+    """One line for a server that cannot be reached (the same as the Node client's)."""
+    if isinstance(reason, ConnectionRefusedError):
+        return f"error: cannot connect to {base_url}: connection refused (is the demo running?)"
+    text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+    return f"error: cannot connect to {base_url}: {text}"
 
 
 class Chat:
@@ -103,7 +120,9 @@ class Chat:
         await self.client.send(method, list(arguments), on_invocation=on_completion)
         completion = await self.wait(done, f"the result of {method}")
         if completion.error:
-            raise RuntimeError(completion.error)
+            # A HubException is the hub refusing on purpose: its own words, not the
+            # reference's "unexpected error" wrapper.
+            raise RuntimeError(HUB_EXCEPTION.sub("", completion.error))
         return completion.result
 
     async def wait(self, awaitable: Awaitable[T], what: str) -> T:
@@ -133,10 +152,9 @@ async def chat(hub_url: str, token: str, message: str, to: str | None, listen: f
         # What must come back before we stop: the broadcast, and a direct message to self.
         awaited = {("ReceiveMessage", me["name"], message)}
         await session.invoke("SendMessage", message)
-        if to is not None:
-            await session.invoke("SendToUser", to, message)
-            if to == me["userId"]:
-                awaited.add(("ReceiveDirectMessage", me["userId"], message))
+        # SendToUser answers with the user id it sent to (an unknown user is refused).
+        if to is not None and await session.invoke("SendToUser", to, message) == me["userId"]:
+            awaited.add(("ReceiveDirectMessage", me["userId"], message))
         while awaited:
             awaited.discard(await session.wait(session.received.get(), "our message back"))
         if listen > 0:
@@ -148,10 +166,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m demo.client_pysignalr", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("base_url", help="the demo, e.g. http://127.0.0.1:8000")
-    parser.add_argument("username")
-    parser.add_argument("password")
-    parser.add_argument("message")
-    parser.add_argument("--to", metavar="USER_ID", help="also send it as a direct message")
+    parser.add_argument("username", help="a demo user: alice, bob, asdf42 or mallory")
+    parser.add_argument("password", help="the user's password (alice-password, ...)")
+    parser.add_argument("message", help="what to send to everyone")
+    parser.add_argument(
+        "--to", metavar="USER", help="also send it as a direct message (username or user id)"
+    )
     parser.add_argument(
         "--listen", type=float, default=0.0, metavar="SECONDS", help="keep printing this long"
     )

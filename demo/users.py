@@ -48,6 +48,16 @@ USERS: dict[str, User] = {
 }
 
 
+def find_user(identifier: str) -> User | None:
+    """The user named by ``identifier``: a username (``bob``) or a user id, which in
+    the chat is the email (``bob@contoso.example``, any case)."""
+    user = USERS.get(identifier)
+    if user is not None:
+        return user
+    folded = identifier.strip().casefold()
+    return next((user for user in USERS.values() if user.email.casefold() == folded), None)
+
+
 def check_password(username: str, password: str) -> User | None:
     """The user, if the password matches (compared in constant time)."""
     user = USERS.get(username)

@@ -64,6 +64,7 @@ from .hub.streams import ClientStream, ClientStreamError
 from .transports.asgi import SignalRApp
 from .transports.hypercorn import serve_hypercorn
 from .transports.lifecycle import run_until_signalled
+from .transports.listening import ListenError
 from .transports.native import serve_native
 from .transports.trio_websocket import serve_trio_websocket
 
@@ -103,6 +104,7 @@ __all__ = [
     "JwtBearerAuthenticator",
     "JwtBearerOptions",
     "LimitExceeded",
+    "ListenError",
     "MemoryRevocationStore",
     "PolicyRegistry",
     "Principal",

@@ -1,7 +1,9 @@
-"""Helpers for testing hubs without a network: an in-memory client.
+"""Helpers for testing hubs: an in-memory client, and bearer tokens to test with.
 
     async with open_test_client(server, "/hubs/echo") as client:
         assert await client.invoke("Add", 1, 2) == 3
+
+    token = mint_token(SECRET, subject="alice", issuer=ISSUER, audience=AUDIENCE)
 
 The client speaks the real protocol (JSON or MessagePack bytes) to a real
 connection supervisor, so keep-alive, timeouts and close records all apply;
@@ -11,10 +13,12 @@ combine it with Trio's ``autojump_clock`` to test time-dependent behaviour.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import jwt
 import trio
 
 from .auth.principal import ANONYMOUS, Principal
@@ -30,7 +34,50 @@ from .protocol import (
 )
 from .transports.memory import MemoryTransport, memory_transport_pair
 
-__all__ = ["HubTestClient", "InvocationError", "open_test_client"]
+__all__ = ["HubTestClient", "InvocationError", "mint_token", "open_test_client"]
+
+
+def mint_token(
+    key: str,
+    *,
+    subject: str,
+    issuer: str,
+    audience: str,
+    lifetime: float = 3600.0,
+    roles: Sequence[str] = (),
+    algorithm: str = "HS256",
+    now: float | None = None,
+    **claims: Any,
+) -> str:
+    """A signed JWT for tests and local development (production tokens come
+    from your identity provider).
+
+    It carries ``sub``, ``iss``, ``aud``, ``iat``, ``nbf``, ``exp`` and, when
+    given, ``role``; ``claims`` adds or overrides any other (``email=...``).
+
+    Args:
+        key: the shared secret (HS256; at least 32 bytes) or a private key in
+            PEM for ``algorithm="RS256"`` and the like.
+        subject: ``sub``, the user id by default.
+        issuer: ``iss``, as ``JwtBearerOptions.issuer`` expects it.
+        audience: ``aud``, as ``JwtBearerOptions.audience`` expects it.
+        lifetime: seconds until ``exp``.
+        roles: the ``role`` claim (what ``@authorize(roles=...)`` checks).
+        now: the issue time (Unix seconds); the current time by default.
+    """
+    issued = int(time.time() if now is None else now)
+    payload: dict[str, Any] = {
+        "sub": subject,
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": int(issued + lifetime),
+    }
+    if roles:
+        payload["role"] = list(roles)
+    payload.update(claims)
+    return jwt.encode(payload, key, algorithm=algorithm)
 
 
 class InvocationError(Exception):

@@ -305,17 +305,32 @@
 
   // -- forms ------------------------------------------------------------------------------
 
-  /** Runs ``action`` on submit; the rejected invoke's message is shown verbatim. */
+  // A HubException is the hub refusing on purpose ("Unknown user 'zed'."): the reference's
+  // wrapper around it says "unexpected", which it is not, so the page shows the hub's words.
+  const HUB_EXCEPTION = /^An unexpected error occurred invoking '[^']*' on the server\. HubException: /;
+
+  function refusal(error) {
+    return String(error.message || error).replace(HUB_EXCEPTION, "");
+  }
+
+  /** Runs ``action`` on submit; a refusal is shown in the server's words. A status line
+   * lasts until the next submit or edit of its form: never a stale one. */
   function onSubmit(form, resultElement, action) {
+    const clear = () => {
+      resultElement.hidden = true;
+      resultElement.textContent = "";
+      delete resultElement.dataset.outcome;
+    };
+    form.addEventListener("input", clear);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      clear();
       const fields = Object.fromEntries(new FormData(form));
       try {
         const text = await action(fields);
-        if (text === undefined) resultElement.hidden = true;
-        else showResult(resultElement, "ok", text);
+        if (text !== undefined) showResult(resultElement, "ok", text);
       } catch (error) {
-        showResult(resultElement, "error", error.message);
+        showResult(resultElement, "error", refusal(error));
       }
     });
   }
@@ -327,15 +342,17 @@
     return undefined;
   });
 
+  // SendToUser and BanUser answer with the user id they reached: the page names that user
+  // only once the hub has found it (an unknown one is refused instead).
   onSubmit(ui.dmForm, ui.dmStatus, async ({ to, message }) => {
-    await connection.invoke("SendToUser", to, message);
+    const userId = await connection.invoke("SendToUser", to, message);
     ui.dmForm.elements.message.value = "";
-    return `Sent to ${to}.`;
+    return `Sent to ${userId}.`;
   });
 
   onSubmit(ui.banForm, ui.banResult, async ({ user }) => {
-    await connection.invoke("BanUser", user);
-    return `Banned ${user}: their connections were closed and new ones are refused.`;
+    const userId = await connection.invoke("BanUser", user);
+    return `Banned ${userId}: their connections were closed and new ones are refused.`;
   });
 
   onSubmit(ui.historyForm, ui.historyResult, async ({ user }) => {

@@ -27,12 +27,14 @@ class AuditRecord:
     outcome: str
     """``"allowed"`` or ``"denied"``."""
     user_id: str | None = None
-    """The connection's user id for method checks; for hub-level checks (HTTP
-    requests, before any connection exists) the principal's name identifier."""
+    """The user id (from the hub's user-id provider), the same for hub-level
+    checks (HTTP requests, before any connection exists) and method checks."""
     connection_id: str | None = None
     failed_requirement: str | None = None
     """The first unmet requirement, or why the decision failed closed."""
     detail: str = ""
+    anonymous: bool = False
+    """The caller presented no credential."""
 
 
 class Auditor:
@@ -74,8 +76,15 @@ class Auditor:
             cell[0] += 1
         else:
             self._counts[key] += 1
-        # Allowed decisions happen on every poll and call: DEBUG; denials: WARNING.
-        level = logging.DEBUG if record.outcome == "allowed" else logging.WARNING
+        # Allowed decisions happen on every poll and call: DEBUG. Denials: WARNING,
+        # except for anonymous callers (a browser before sign-in, a probe): INFO,
+        # since being asked for a credential is how they learn to sign in.
+        if record.outcome == "allowed":
+            level = logging.DEBUG
+        elif record.anonymous:
+            level = logging.INFO
+        else:
+            level = logging.WARNING
         # Checked first: asdict() below is costly and would be built for nothing.
         if log.isEnabledFor(level):
             log.log(

@@ -69,9 +69,10 @@ class _FailedClosed:
 
 _Outcome = AuthorizationResult | _FailedClosed
 
-_Where = tuple[Guard, Principal, HubCallerContext | None]
+_Where = tuple[Guard, Principal, HubCallerContext | str | None]
 """Whose check it was, for its audit record: the guard, the principal, and the
-connection's caller context (``None`` for an HTTP request of the hub)."""
+connection's caller context (for an HTTP request of the hub, before any
+connection exists: the user id the hub's provider gives the principal)."""
 
 
 class HubAuthorizer:
@@ -152,15 +153,26 @@ class HubAuthorizer:
     # -- checks -----------------------------------------------------------------
 
     async def authorize_request(
-        self, hub_class: type, path: str, guard: Guard, principal: Principal, request: RequestInfo
+        self,
+        hub_class: type,
+        path: str,
+        guard: Guard,
+        principal: Principal,
+        request: RequestInfo,
+        *,
+        user_id: str | None = None,
     ) -> bool:
-        """Whether ``principal`` may make ``request`` of the hub (its ``@authorize``)."""
+        """Whether ``principal`` may make ``request`` of the hub (its ``@authorize``).
+
+        ``user_id`` is what the hub's user-id provider makes of the principal:
+        the audit record names the user by it, as the method checks do.
+        """
         policy = guard.policy
         if policy is None:
             return True
         resource = HubRequestContext(request=request, hub=hub_class, path=path)
         outcome = await self._evaluate(self.registry.plan(policy), guard, principal, resource)
-        return self._conclude(outcome, (guard, principal, None))
+        return self._conclude(outcome, (guard, principal, user_id))
 
     async def authorize_invocation(
         self,
@@ -270,10 +282,10 @@ class HubAuthorizer:
         detail: str = "",
     ) -> None:
         guard, principal, caller = where
-        if caller is not None:
+        if isinstance(caller, HubCallerContext):
             user_id, connection_id = caller.user_id, caller.connection_id
         else:
-            user_id, connection_id = principal.name_identifier, None
+            user_id, connection_id = caller, None
         self.auditor.record(
             AuditRecord(
                 hub=guard.hub,
@@ -284,5 +296,6 @@ class HubAuthorizer:
                 connection_id=connection_id,
                 failed_requirement=failed,
                 detail=detail,
+                anonymous=not principal.is_authenticated,
             )
         )

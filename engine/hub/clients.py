@@ -108,10 +108,19 @@ class ClientProxy:
         if self._mark is not None:
             self._mark()
 
-    async def abort(self) -> None:
+    async def abort(self, error: str | None = None) -> None:
         """Close every connection of this audience (each gets ``{"type":7}``,
-        without ``allowReconnect``, so clients do not come back on their own)."""
-        await self._lifetime.router.close(self._audience, CloseReason.ABORTED)
+        without ``allowReconnect``, so clients do not come back on their own).
+
+        Args:
+            error: what the clients are told, as the Close record's ``error``
+                (``"You were banned from the chat."``: the official clients
+                report it as the reason their connection closed); none by default.
+        """
+        if error:
+            await self._lifetime.router.close(self._audience, CloseReason.ABORTED_WITH_ERROR, error)
+        else:
+            await self._lifetime.router.close(self._audience, CloseReason.ABORTED)
 
 
 class SingleClientProxy(ClientProxy):

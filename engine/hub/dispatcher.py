@@ -229,10 +229,10 @@ class Dispatcher:
         """The converted arguments, or the error text to answer with."""
         given = message.arguments
         if len(given) != method.argument_count:
+            why = Texts.argument_count(len(given), method.argument_count)
+            self.log.info("%s not invoked: %s", clip(message.target, 100), why)
             return self._with_detail(
-                Texts.invocation_failed(message.target),
-                "InvalidDataException",
-                Texts.argument_count(len(given), method.argument_count),
+                Texts.invocation_failed(message.target), "InvalidDataException", why
             )
         try:
             return tuple(
@@ -240,6 +240,14 @@ class Dispatcher:
                 for coerce, value in zip(method.coercers, given, strict=True)
             )
         except (TypeError, ValueError):
+            # The client is told only that binding failed (the reference's
+            # answer); the developer reads here which argument and why.
+            self.log.info(
+                "%s not invoked: %s (%s)",
+                clip(message.target, 100),
+                Texts.ARGUMENT_BINDING,
+                _binding_failure(method.coercers, given),
+            )
             return self._with_detail(
                 Texts.invocation_failed(message.target),
                 "InvalidDataException",
@@ -506,3 +514,15 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
+
+
+def _binding_failure(coercers: tuple[Any, ...], given: tuple[Any, ...]) -> str:
+    """Which argument did not fit, and why (``argument 2: expected an integer, got str``)."""
+    for position, (coerce, value) in enumerate(zip(coercers, given, strict=True), 1):
+        if coerce is None:
+            continue
+        try:
+            coerce(value)
+        except (TypeError, ValueError) as error:
+            return f"argument {position}: {clip(error, 100)}"
+    return "unknown"  # pragma: no cover - called only after a coercer failed

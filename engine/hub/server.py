@@ -17,7 +17,7 @@ from ..actors.supervisor import CloseReason, SupervisorOptions, Transport, super
 from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
-from ..auth.user_id import UserIdProvider, default_user_id
+from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
@@ -328,8 +328,13 @@ class HubServer:
         self, registration: HubRegistration, principal: Principal, request: RequestInfo
     ) -> bool:
         """The hub-level policy (``@authorize`` on the hub class) for one request."""
+        guard = registration.guard
+        if guard.open:
+            return True
+        # Audited under the same user id as the connection's method checks.
+        user_id = await resolve_user_id(registration.user_id_provider, principal)
         return await self.authorizer.authorize_request(
-            registration.hub_class, registration.path, registration.guard, principal, request
+            registration.hub_class, registration.path, guard, principal, request, user_id=user_id
         )
 
     # -- bans, revocations, refresh (``credentials.Credentials``) --------------------
@@ -413,7 +418,14 @@ class HubServer:
             with trio.move_on_after(self.options.close_timeout):
                 await transport.aclose()  # shutting down: no new connections
             return CloseReason.SHUTDOWN
-        session = HubSession(registration, connection_id, principal, transfer_formats, on_protocol)
+        session = HubSession(
+            registration,
+            connection_id,
+            principal,
+            transfer_formats,
+            on_protocol,
+            transport_name=getattr(transport, "name", type(transport).__name__),
+        )
         deadline = self.deadline_for(principal, registration)
         if deadline is not None:
             session.expiry.deadline = deadline

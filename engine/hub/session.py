@@ -70,7 +70,13 @@ _CLOSE_RECORDS: dict[CloseReason, Close] = {
     # A server going down for a restart: let clients come back.
     CloseReason.SHUTDOWN: Close(allow_reconnect=True),
 }
-_CLEAN = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.SHUTDOWN}
+_CLEAN = {
+    CloseReason.CLIENT_CLOSED,
+    CloseReason.ABORTED,
+    CloseReason.ABORTED_WITH_ERROR,
+    CloseReason.SHUTDOWN,
+}
+_DETAILED = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.ABORTED_WITH_ERROR}
 
 
 class HubSession:
@@ -83,10 +89,15 @@ class HubSession:
         principal: Principal,
         transfer_formats: Collection[TransferFormat],
         on_protocol: Callable[[HubProtocol], None] | None = None,
+        *,
+        transport_name: str = "unknown",
     ) -> None:
         self.registration = registration
         self.connection_id = connection_id
         self.principal = principal
+        self.transport_name = transport_name
+        """``WebSockets``, ``ServerSentEvents``, ``LongPolling`` (for log lines)."""
+        self._opened_at = trio.current_time()
         self._protocol = HubConnection(
             registration.protocols, transfer_formats, registration.options.max_message_size
         )
@@ -171,6 +182,15 @@ class HubSession:
             self.settle,
         )
         self._registered = True
+        self._opened_at = trio.current_time()
+        log.info(
+            "connection %s opened: hub=%s user=%s transport=%s protocol=%s",
+            self.connection_id,
+            registration.hub_class.__name__,
+            user_id,
+            self.transport_name,
+            self._protocol.protocol.name,
+        )
         await registration.router.register(
             ConnectionEntry(
                 connection_id=self.connection_id,
@@ -360,6 +380,10 @@ class HubSession:
             # No reconnect: coming back would only run into the same limits.
             text = Texts.limits_exceeded(options.max_refusals, options.refusal_window)
             return self._protocol.close(Close(error=text)) or None
+        if reason is CloseReason.ABORTED_WITH_ERROR and self._control is not None:
+            # ``clients.user(...).abort(error)``: the client is told why (no
+            # reconnect, as for any abort).
+            return self._protocol.close(Close(error=self._control.detail)) or None
         record = _CLOSE_RECORDS.get(reason)
         if record is None:
             return None
@@ -380,6 +404,22 @@ class HubSession:
     async def closed(self, reason: CloseReason, opened: bool) -> None:
         if self._dispatcher is not None:
             self._dispatcher.log.flush()
+        if self._context is not None:
+            # The detail of an abort (what the client was told) or of the
+            # client's own Close; other reasons logged theirs when they happened.
+            detail = ""
+            if self._control is not None and reason in _DETAILED:
+                detail = self._control.detail
+            log.info(
+                "connection %s closed: hub=%s user=%s transport=%s after %.1f s, %s%s",
+                self.connection_id,
+                self.registration.hub_class.__name__,
+                self._context.user_id,
+                self.transport_name,
+                trio.current_time() - self._opened_at,
+                reason.value,
+                f" ({clip(detail, 100)})" if detail else "",
+            )
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)
             try:

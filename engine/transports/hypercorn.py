@@ -225,7 +225,7 @@ async def serve_hypercorn(
         shutdown_trigger: shut down gracefully when this returns.
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -238,7 +238,7 @@ async def serve_hypercorn(
     # The hub enforces its own message size; let larger frames reach it so the
     # client gets the hub's error close instead of a bare socket error.
     config.websocket_max_message_size = 16 * 1024 * 1024
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="hypercorn")
     try:
         await _serve(
             wrap_app(app, config.wsgi_max_body_size, "asgi"),
@@ -275,7 +275,6 @@ async def _serve(
             connection = partial(
                 _Connection, app, config, context, ConnectionState(lifespan_state.copy())
             )
-            await config.log.info(f"Running on http://{name.split()[-1]} (CTRL + C to quit)")
             task_status.started((str(host), int(port)))
             try:
                 async with trio.open_nursery() as accepting:

@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,8 @@ async def run_until_signalled(
     the signal's default action, so the process ends at once, as it would
     without this helper (exit status ``128 + signal`` in a shell).
 
-    Must run in the main thread (where Python lets signal handlers be set).
+    With signals (the default) it must run in the main thread (where Python lets
+    signal handlers be set); with ``signals=()`` anywhere.
 
     Args:
         server: the hubs; not running yet.
@@ -114,22 +116,26 @@ async def run_until_signalled(
         grace: seconds the running invocations get to finish, and the
             connections to close, after ``server.stop()`` before what is left
             of them is cancelled.
-        signals: the signals that begin the shutdown.
+        signals: the signals that begin the shutdown; ``()`` for none (a server
+            embedded in a larger program, or run outside the main thread, that
+            ends by ``server.stop()`` or by cancellation).
 
     Returns:
         The signal that began the shutdown, or ``None`` if the application
         called ``server.stop()`` itself.
 
     Raises:
-        RuntimeError: the hub server is already running, or this is not the
-            main thread (from ``trio.open_signal_receiver``).
+        RuntimeError: the hub server is already running, or signals were asked
+            for outside the main thread (from ``trio.open_signal_receiver``).
+        ListenError: a listener cannot bind its address (an ``OSError``).
     """
     if server.running:
         raise RuntimeError(
             "run_until_signalled runs the HubServer itself; do not start server.run before it"
         )
     first: signal.Signals | None = None
-    with trio.open_signal_receiver(*signals) as received:
+    receiver = trio.open_signal_receiver(*signals) if signals else _no_signals()
+    with receiver as received:
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
@@ -162,6 +168,14 @@ async def run_until_signalled(
             listeners.cancel()
             nursery.cancel_scope.cancel()  # the watcher
     return first
+
+
+@contextmanager
+def _no_signals() -> Iterator[AsyncIterator[int]]:
+    """What ``signals=()`` watches: a receiver that never receives."""
+    send, receive = trio.open_memory_channel[int](0)
+    with send, receive:
+        yield receive
 
 
 async def _serve_all(

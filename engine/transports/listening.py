@@ -4,7 +4,8 @@ of file descriptors, and the wall around each connection.
 
 * ``listen_socket`` binds a listener with an explicit backlog (default
   ``BACKLOG``; hypercorn's and trio's defaults are 100 and 128, which a burst of
-  reconnecting clients overflows).
+  reconnecting clients overflows), logs ``<server> listening on http://HOST:PORT``
+  and turns a failure to bind into a ``ListenError`` that names the address.
 * ``AcceptPacer``: ``accept`` failing with EMFILE / ENFILE / ENOMEM / ENOBUFS is
   one WARNING per episode (not one per retry, and never a traceback), retries
   back off from 10 ms to 1 s, and one line says when accepting works again.
@@ -25,7 +26,15 @@ from typing import Any, NoReturn
 
 import trio
 
-__all__ = ["BACKLOG", "AcceptPacer", "accept_streams", "isolated", "listen_socket"]
+__all__ = [
+    "BACKLOG",
+    "AcceptPacer",
+    "ListenError",
+    "accept_streams",
+    "http_address",
+    "isolated",
+    "listen_socket",
+]
 
 log = logging.getLogger("triohub.transports")
 
@@ -41,12 +50,63 @@ _FIRST_PAUSE = 0.01
 _LONGEST_PAUSE = 1.0
 
 
-def listen_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+class ListenError(OSError):
+    """A server could not listen on its address (port in use, an address this
+    host does not have, a name that does not resolve, a port it may not use).
+
+    ``str(error)`` is one line naming the address and the cause, e.g.
+    ``cannot listen on http://127.0.0.1:8000: the port is in use by another process``.
+    It is an ``OSError`` (with the original ``errno``), so code that caught
+    ``OSError`` from the servers keeps working.
+    """
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        self.host = host
+        self.port = port
+        self.address = http_address(host, port)
+        """``http://HOST:PORT`` (IPv6 hosts in brackets)."""
+        self.reason = _bind_failure(cause)
+        """The cause in words: ``the port is in use by another process``."""
+        super().__init__(cause.errno, f"cannot listen on {self.address}: {self.reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def http_address(host: str, port: int) -> str:
+    """``http://HOST:PORT``, with an IPv6 host in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind_failure(error: OSError) -> str:
+    if isinstance(error, socket.gaierror):
+        return f"the host name does not resolve ({error.strerror})"
+    if error.errno == errno.EADDRINUSE:
+        return "the port is in use by another process"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address"
+    if error.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return error.strerror or str(error)
+
+
+def listen_socket(
+    host: str, port: int, backlog: int = BACKLOG, *, server: str = "triohub"
+) -> socket.socket:
     """A bound, listening, non-blocking TCP socket (``port=0`` picks one).
+
+    Logs ``<server> listening on http://HOST:PORT`` (INFO, logger
+    ``triohub.transports``) with the port actually bound.
+
+    Args:
+        host: the address (or a name that resolves to one).
+        port: the port; 0 picks a free one.
+        backlog: the listen backlog.
+        server: how the log line names the server (``"hypercorn"``, ``"native server"``).
 
     Raises:
         ValueError: ``backlog`` below 1.
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound.
     """
     if backlog < 1:
         raise ValueError(f"backlog must be at least 1, got {backlog!r}")
@@ -54,12 +114,16 @@ def listen_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(backlog)
+        try:
+            listener.bind((host, port))
+            listener.listen(backlog)
+        except OSError as error:
+            raise ListenError(host, port, error) from error
         listener.setblocking(False)
     except BaseException:
         listener.close()
         raise
+    log.info("%s listening on %s", server, http_address(host, listener.getsockname()[1]))
     return listener
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..protocol import TransportType
 from .sse import Inbound
 
 __all__ = ["LongPollingTransport", "PollOutcome"]
@@ -36,6 +37,9 @@ class LongPollingTransport:
     Args:
         max_buffer: bytes held between polls before the writer must wait.
     """
+
+    name = TransportType.LONG_POLLING.value
+    """The transport's name in log lines."""
 
     def __init__(self, max_buffer: int = 1024 * 1024) -> None:
         self.inbound = Inbound()

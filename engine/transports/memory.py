@@ -19,6 +19,9 @@ class MemoryTransport:
     WebSocket message.
     """
 
+    name = "memory"
+    """The transport's name in log lines (``TransportType`` spelling)."""
+
     def __init__(
         self,
         outgoing: trio.MemorySendChannel[bytes],

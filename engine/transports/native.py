@@ -479,9 +479,9 @@ async def serve_native(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="native server")
     pacer = AcceptPacer(f"native server on {host}:{listener.getsockname()[1]}")
     try:
         table = ConnectionTable()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from ..protocol.websocket import (
     BINARY,
     CLOSE,
@@ -87,6 +87,9 @@ class NativeWebSocketTransport:
         max_message_size: the largest message accepted (close 1009 beyond).
         frames: the server's frame cache (default: one of its own).
     """
+
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(
         self,

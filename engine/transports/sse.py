@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ..protocol import SSE_PREAMBLE, format_sse_event
+from ..protocol import SSE_PREAMBLE, TransportType, format_sse_event
 from .http import Receive, Send
 
 __all__ = ["SSE_HEADERS", "Inbound", "SseTransport"]
@@ -60,6 +60,9 @@ class Inbound:
 
 class SseTransport:
     """The hub transport of one SSE connection."""
+
+    name = TransportType.SERVER_SENT_EVENTS.value
+    """The transport's name in log lines."""
 
     def __init__(self, send: Send, inbound: Inbound) -> None:
         self._send = send

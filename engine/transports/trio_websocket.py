@@ -21,7 +21,7 @@ from trio_websocket import (
 
 from ..auth.request import RequestInfo
 from ..hub.access import check_request
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from ..protocol.negotiate import new_connection_id
 from .http import parse_headers, parse_query
 from .listening import BACKLOG, accept_streams, listen_socket
@@ -39,6 +39,9 @@ _HANDSHAKE_TIMEOUT = 10.0
 
 class TrioWebSocketTransport:
     """One trio-websocket connection as a hub transport."""
+
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(self, connection: WebSocketConnection) -> None:
         self._connection = connection
@@ -122,7 +125,7 @@ async def serve_trio_websocket(
             they are accepted).
 
     Raises:
-        OSError: the address cannot be bound.
+        ListenError: the address cannot be bound (an ``OSError``).
     """
 
     async def handle(request: WebSocketRequest) -> None:
@@ -167,7 +170,7 @@ async def serve_trio_websocket(
                 await handle(request)
             nursery.cancel_scope.cancel()
 
-    listener = listen_socket(host, port, backlog)
+    listener = listen_socket(host, port, backlog, server="trio-websocket server")
     try:
         bound = listener.getsockname()[1]
         async with trio.open_nursery() as nursery:

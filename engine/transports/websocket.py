@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ..protocol import HubProtocol, TransferFormat
+from ..protocol import HubProtocol, TransferFormat, TransportType
 from .http import Receive, Send
 
 __all__ = ["AsgiWebSocketTransport"]
@@ -18,6 +18,9 @@ class AsgiWebSocketTransport:
     Each ``send`` batch becomes one frame: it holds complete records only, which
     every client splits.
     """
+
+    name = TransportType.WEBSOCKETS.value
+    """The transport's name in log lines."""
 
     def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive

@@ -23,14 +23,19 @@ class Conn:
         self.id = connection_id
         send, self.outbox = trio.open_memory_channel[bytes](size)
         self.closes: list[CloseReason] = []
+        self.details: list[str] = []
         self.entry = ConnectionEntry(
             connection_id=connection_id,
             protocol=protocol,
             outbox=send,
-            close=self.closes.append,
+            close=self.close,
             user_id=user,
             handle=f"handle-{connection_id}",
         )
+
+    def close(self, reason: CloseReason, detail: str) -> None:
+        self.closes.append(reason)
+        self.details.append(detail)
 
     def received(self) -> list[bytes]:
         found = []
@@ -407,3 +412,12 @@ async def test_a_connection_is_in_at_most_max_groups_per_connection_groups(
     await router.remove_from_group("a", "g1")
     assert await router.add_to_group("a", "g3")
     assert (await router.stats()).groups == 2  # g2 (a), g3 (a, b)
+
+
+async def test_close_passes_its_detail_to_the_audience_only(router: Router) -> None:
+    banned, other = Conn("c1", user="mallory"), Conn("c2", user="bob")
+    await register(router, banned, other)
+    await router.close(Audience(users=frozenset({"mallory"})), CloseReason.ABORTED, "banned")
+    await router.stats()
+    assert (banned.closes, banned.details) == ([CloseReason.ABORTED], ["banned"])
+    assert other.closes == []

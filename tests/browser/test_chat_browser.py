@@ -1,8 +1,10 @@
 """The demo chat page in a real browser (Chromium driven by Playwright).
 
-alice signs in in one browser context, bob in another with two tabs; they chat, alice
-sends bob a direct message that reaches both his tabs, bob is refused BanUser, alice bans
-bob and his tabs say they were disconnected. Run once with the client's default transport
+alice signs in in one browser context, bob in another with two tabs; the page says who may
+do what; they chat (a message over 500 characters is refused with a message), alice sends
+bob a direct message (by username; an unknown user is refused, and the stale refusal goes)
+that reaches both his tabs, bob views alice's history by user id and is refused BanUser,
+alice bans bob by user id and his tabs say that alice banned him. Run once with the client's default transport
 (WebSockets) and once with ``?transport=LongPolling``, where every long-polling request
 must carry the HttpOnly session cookie (the page never touches it).
 """
@@ -141,6 +143,12 @@ def test_chat_page(
     bob_ids = [tab.get_by_test_id("whoami-connectionid").text_content() for tab in bob_tabs]
     assert bob_ids[0] != bob_ids[1], "each tab has its own connection"
 
+    # The page says who may do what, and that users are named either way.
+    rules = alice.get_by_test_id("rules")
+    for words in ("ChatUser", "DomainRestricted", "Administrators", "500 characters"):
+        expect(rules).to_contain_text(words)
+    expect(rules).to_contain_text("username (bob) or user id (bob@contoso.example)")
+
     # Everybody sees everybody's messages, each exactly once.
     send(alice, "Hello from Alice")
     for page in (alice, *bob_tabs):
@@ -149,9 +157,30 @@ def test_chat_page(
     for page in (alice, *bob_tabs):
         expect_messages(page, [("alice", "Hello from Alice"), ("bob", "Hi Alice, <b>Bob</b> here")])
 
-    # A direct message to a user id reaches every connection of that user, and only those.
-    submit(alice, "dm", to="bob@contoso.example", input="Psst, Bob")
-    expect(alice.get_by_test_id("dm-status")).to_have_text("Sent to bob@contoso.example.")
+    # Too long: refused in the hub's words, and nobody receives it.
+    send(alice, "x" * 501)
+    too_long = alice.get_by_test_id("send-result")
+    expect(too_long).to_have_text("Messages may have at most 500 characters; this one has 501.")
+    expect(too_long).to_have_attribute("data-outcome", "error")
+    send(alice, "y" * 500)  # at the limit: sent, and the stale refusal is gone
+    expect(alice.get_by_test_id("message-text").last).to_have_text("y" * 500)
+    expect(too_long).to_be_hidden()
+    expect_messages(
+        bob_tabs[0],
+        [("alice", "Hello from Alice"), ("bob", "Hi Alice, <b>Bob</b> here"), ("alice", "y" * 500)],
+    )
+
+    # An unknown user is an expected refusal, said as the hub says it.
+    submit(alice, "dm", to="zed", input="Anyone?")
+    dm_status = alice.get_by_test_id("dm-status")
+    expect(dm_status).to_have_text("Unknown user 'zed'.")
+    expect(dm_status).to_have_attribute("data-outcome", "error")
+    alice.screenshot(path=artifacts / f"chat-alice-unknown-user-{transport or 'default'}.png")
+    # A direct message to a username reaches every connection of that user, and only those;
+    # the page names the user id the hub found.
+    submit(alice, "dm", to="bob", input="Psst, Bob")
+    expect(dm_status).to_have_text("Sent to bob@contoso.example.")
+    expect(dm_status).to_have_attribute("data-outcome", "ok")
     for tab in bob_tabs:
         expect(tab.get_by_test_id("direct-message-from")).to_have_text(["alice@contoso.example"])
         expect(tab.get_by_test_id("direct-message-text")).to_have_text(["Psst, Bob"])
@@ -159,28 +188,36 @@ def test_chat_page(
     expect(alice.get_by_test_id("direct-message")).to_have_count(0)
 
     # bob is in the domain (ViewUserHistory) but no administrator (BanUser).
-    submit(bob_tabs[0], "history", user="alice")
-    expect(bob_tabs[0].get_by_test_id("history-result")).to_have_text("1 message from alice.")
-    expect(bob_tabs[0].get_by_test_id("history-item-text")).to_have_text(["Hello from Alice"])
+    submit(bob_tabs[0], "history", user="alice@contoso.example")
+    expect(bob_tabs[0].get_by_test_id("history-result")).to_have_text(
+        "2 messages from alice@contoso.example."
+    )
+    expect(bob_tabs[0].get_by_test_id("history-item-text")).to_have_text(
+        ["Hello from Alice", "y" * 500]
+    )
     submit(bob_tabs[0], "ban", user="mallory")
     denied = bob_tabs[0].get_by_test_id("ban-result")
     expect(denied).to_have_text(BAN_DENIED)
     expect(denied).to_have_attribute("data-outcome", "error")
     expect(bob_tabs[0].get_by_test_id("connection-state")).to_have_text("Connected")
 
-    # alice may ban: bob's connections are closed by the server, not reconnected.
-    submit(alice, "ban", user="bob")
+    # alice may ban, by user id: bob's connections are closed by the server, which tells
+    # him who banned him; they are not reconnected.
+    submit(alice, "ban", user="bob@contoso.example")
     allowed = alice.get_by_test_id("ban-result")
     expect(allowed).to_have_text(
-        "Banned bob: their connections were closed and new ones are refused."
+        "Banned bob@contoso.example: their connections were closed and new ones are refused."
     )
     expect(allowed).to_have_attribute("data-outcome", "ok")
     for tab in bob_tabs:
         expect(tab.get_by_test_id("connection-state")).to_have_text("Disconnected")
         expect(tab.get_by_test_id("connection-notice")).to_be_visible()
         expect(tab.get_by_test_id("connection-notice-text")).to_have_text(
-            "Disconnected: the server ended the connection."
+            "Disconnected: You were banned from the chat by alice."
         )
+    bob_tabs[0].screenshot(
+        path=artifacts / f"chat-bob-ban-notice-{transport or 'default'}.png", full_page=True
+    )
     # A new connection of a banned user is refused with 403.
     bob_tabs[1].get_by_test_id("reconnect").click()
     expect(bob_tabs[1].get_by_test_id("connection-state")).to_have_text("Access denied")
@@ -192,6 +229,17 @@ def test_chat_page(
     name = transport or "default"
     alice.screenshot(path=artifacts / f"chat-alice-{name}.png", full_page=True)
     bob_tabs[0].screenshot(path=artifacts / f"chat-bob-banned-{name}.png", full_page=True)
+
+    # The demo logged each connection with its user id and transport (opened before the
+    # page could call WhoAmI), never the session cookie.
+    log = demo.log()
+    for user in ("alice", "bob"):
+        opened = (
+            rf"connection \S+ opened: hub=ChatHub user={user}@contoso\.example transport={in_use}"
+        )
+        assert re.search(opened, log), log
+    cookie = alice_context.cookies()[0]["value"]
+    assert cookie not in log
 
     for watched in (alice_watched, bob_watched):
         assert watched.page_errors == [], "uncaught errors in the page"

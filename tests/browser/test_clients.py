@@ -138,3 +138,17 @@ def test_wrong_password(shared_demo: Demo, client: str) -> None:
     assert "POST /api/token answered 401" in done.stderr
     assert "Wrong username or password." in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("client", ["pysignalr", "node"])
+def test_a_direct_message_by_username_and_an_unknown_user(shared_demo: Demo, client: str) -> None:
+    """``--to`` takes a username as well as a user id; an unknown user is one line in
+    the hub's words (not the reference's "unexpected error" wrapper) and exit status 1."""
+    command = pysignalr_command if client == "pysignalr" else node_command
+    message = f"to myself by name via {client}"
+    lines = output_lines(run(command(shared_demo, "bob", "bob-password", message, "--to", "bob")))
+    assert f"ReceiveDirectMessage bob@contoso.example: {message}" in lines
+
+    refused = run(command(shared_demo, "bob", "bob-password", "hello?", "--to", "zed"))
+    assert refused.returncode == 1
+    assert refused.stderr == "error: Unknown user 'zed'.\n"

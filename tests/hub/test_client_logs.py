@@ -63,7 +63,7 @@ async def test_a_protocol_error_is_one_clipped_info_line(
     async with open_test_client(server, PATH, protocol="messagepack") as client:
         await client.send_raw(messagepack_record(body))
         await client.closed.wait()
-    (line,) = [r for r in lines(caplog) if "protocol error" in r.getMessage()]
+    (line,) = [r for r in lines(caplog) if ": protocol error:" in r.getMessage()]
     assert line.levelno == logging.INFO
     assert line.exc_info is None
     assert len(line.getMessage()) < 400

@@ -412,6 +412,7 @@ async def test_hub_level_authorize_is_checked_on_requests_not_invocations(
             outcome="denied",
             failed_requirement="AuthenticatedUserRequirement",
             detail="denied (unmet: an authenticated user)",
+            anonymous=True,
         ),
         AuditRecord(
             hub="LockedHub", method=None, policy="default", outcome="allowed", user_id="alice"
@@ -663,6 +664,7 @@ async def test_every_decision_is_audited_once(
             connection_id="c-3",
             failed_requirement="AuthenticatedUserRequirement",
             detail="denied (unmet: an authenticated user)",
+            anonymous=True,
         ),
         AuditRecord(
             hub="GuardedHub",
@@ -673,12 +675,16 @@ async def test_every_decision_is_audited_once(
             connection_id="c-3",
             failed_requirement="FirstArgumentOk",
             detail="denied (unmet: FirstArgumentOk)",
+            anonymous=True,
         ),
     ]
     assert audits == expected
     logged = [r for r in caplog.records if r.name == AUDIT]
     assert [r.audit for r in logged] == [attrs.asdict(record) for record in expected]  # type: ignore[attr-defined]
-    assert [r.levelno for r in logged] == [logging.DEBUG] + [logging.WARNING] * 4
+    # Anonymous callers' denials (connection c-3) are expected traffic: INFO.
+    assert [r.levelno for r in logged] == [logging.DEBUG] + [logging.WARNING] * 2 + [
+        logging.INFO
+    ] * 2
     assert logged[1].getMessage() == (
         "authorization denied: hub=GuardedHub method=SellWine policy=Adults+roles=Admin "
         "user=kid connection=c-2 failed=ClaimRequirement"
