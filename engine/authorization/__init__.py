@@ -7,7 +7,13 @@ that asks (``triohub.hub.authorizer``); the state's single writer is the
 authorization actor (``triohub.actors.authorization``).
 """
 
-from .context import AuthorizationContext, HubCaller, HubInvocationContext, HubRequestContext
+from .context import (
+    AuthorizationContext,
+    HubCaller,
+    HubGroupContext,
+    HubInvocationContext,
+    HubRequestContext,
+)
 from .evaluator import AuthorizationResult, evaluate, evaluate_sync
 from .handlers import AuthorizationHandler, HandlerFunction
 from .metadata import (
@@ -48,6 +54,7 @@ __all__ = [
     "ClaimRequirement",
     "HandlerFunction",
     "HubCaller",
+    "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
     "PolicyRegistry",

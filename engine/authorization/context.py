@@ -14,6 +14,7 @@ from .requirements import Requirement
 __all__ = [
     "AuthorizationContext",
     "HubCaller",
+    "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
 ]
@@ -34,7 +35,8 @@ class AuthorizationContext:
         principal: the caller.
         resource: what is being accessed: a ``HubInvocationContext`` for a hub
             method, a ``HubRequestContext`` for a negotiate or transport
-            request, or whatever the application passes.
+            request, a ``HubGroupContext`` for a guarded group, or whatever the
+            application passes.
         requirements: every requirement of the policy, in order.
 
     Args:
@@ -214,3 +216,19 @@ class HubRequestContext:
     """The ``Hub`` subclass mapped at ``path``."""
     path: str
     """The hub's path, e.g. ``/hubs/chat``."""
+
+
+@attrs.frozen(eq=False)
+class HubGroupContext:
+    """The resource of a group policy check: may ``member`` be in ``group``?
+
+    Checked when the connection is added to a guarded group, and again when
+    its principal changes (a refreshed credential).
+    """
+
+    member: HubCaller
+    """The connection being added (not necessarily the one whose call adds it)."""
+    hub: type[Any]
+    """The ``Hub`` subclass that owns the group."""
+    group: str
+    """The group's name."""

@@ -36,6 +36,8 @@ from ..auth.request import RequestInfo
 from ..authorization import (
     AuthorizationResult,
     AuthorizationState,
+    AuthorizeData,
+    HubGroupContext,
     HubInvocationContext,
     HubRequestContext,
     PolicyRegistry,
@@ -133,6 +135,19 @@ class HubAuthorizer:
         subject = f"{hub}.{method} policy={label}"
         return Guard(policy, label, subject, hub, method, self.auditor.cell(hub, method))
 
+    def group_guard(self, hub_class: type, pattern: str, policy: str) -> Guard:
+        """The guard of the groups ``pattern`` names (``map_hub(group_policies=...)``)."""
+        data = [AuthorizeData(policy=policy)]
+        hub = hub_class.__name__
+        where = f"{hub} group {pattern!r}"
+        resolved = resolve_policy(self.registry, data, where=where)
+        assert resolved is not None  # a named policy always resolves (or raises)
+        label = guard_label(data)
+        method = f"<group {pattern}>"
+        return Guard(
+            resolved, label, f"{where} policy={label}", hub, method, self.auditor.cell(hub, method)
+        )
+
     # -- state ------------------------------------------------------------------
 
     @property
@@ -213,6 +228,18 @@ class HubAuthorizer:
             guard.allowed[0] += 1
             return True
         return self._conclude(outcome, (guard, principal, caller))
+
+    async def authorize_member(
+        self, hub_class: type, guard: Guard, member: HubCallerContext, group: str
+    ) -> bool:
+        """Whether ``member`` may be in ``group`` (the group's policy)."""
+        policy = guard.policy
+        if policy is None:
+            return True
+        resource = HubGroupContext(member, hub_class, group)
+        plan = self.registry.plan(policy)
+        outcome = await self._evaluate(plan, guard, member.principal, resource)
+        return self._conclude(outcome, (guard, member.principal, member))
 
     def _evaluate_now(
         self,

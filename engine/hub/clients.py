@@ -15,6 +15,7 @@ from .hub import HubError, LimitExceeded
 from .logs import clip
 
 if TYPE_CHECKING:
+    from .group_policies import GroupAdmission
     from .session import HubSession
 
 __all__ = [
@@ -69,6 +70,8 @@ class _Lifetime:
     default_invoke_timeout: float
     max_group_name_length: int | None = None
     max_groups_per_connection: int | None = None
+    admission: GroupAdmission | None = None
+    """The hub's group policies, if it has any."""
 
 
 Mark = Callable[[], None] | None
@@ -242,18 +245,27 @@ class GroupManager:
         Raises:
             LimitExceeded: the name is longer than ``max_group_name_length``, or
                 the connection is in ``max_groups_per_connection`` groups already.
+            Unauthorized: the group has a policy (``map_hub(group_policies=...)``)
+                that the connection's principal does not meet.
         """
         _ids((group,), "group names")
         lifetime = self._lifetime
         limit = lifetime.max_group_name_length
         if limit is not None and len(group) > limit:
             raise LimitExceeded(Texts.group_name_too_long(len(group), limit))
+        admission = lifetime.admission
+        if admission is not None:
+            await admission.admit(connection_id, group)
         if not await lifetime.router.add_to_group(connection_id, group):
             raise LimitExceeded(Texts.too_many_groups(lifetime.max_groups_per_connection or 0))
+        if admission is not None:
+            admission.joined(connection_id, group)
 
     async def remove(self, connection_id: str, group: str) -> None:
         _ids((group,), "group names")
         await self._lifetime.router.remove_from_group(connection_id, group)
+        if self._lifetime.admission is not None:
+            self._lifetime.admission.left(connection_id, group)
 
 
 @attrs.frozen

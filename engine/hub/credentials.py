@@ -231,8 +231,9 @@ class Credentials:
         credential of the same user), and move its expiry deadline to the new
         credential's.
 
-        The transport, the user id, the router's entry and the groups are not
-        touched. With ``close_on_authentication_expiration`` the connection
+        The transport, the user id and the router's entry are not touched;
+        the connection's guarded groups are checked again with the new
+        principal and left where their policy no longer holds. With ``close_on_authentication_expiration`` the connection
         now closes at the new credential's expiry (``Authentication expired.``).
         Afterwards the hub's ``on_authentication_refreshed`` runs (in this
         task; what it raises is logged, the refresh stands).
@@ -271,6 +272,9 @@ class Credentials:
             raise RefreshRefused(401, "invalid_token", "The credential has been revoked.")
         deadline = self._deadline_for(principal, session)
         session.replace_principal(principal, math.inf if deadline is None else deadline)
+        admission = registration.lifetime.admission
+        if admission is not None:
+            await admission.recheck(session)
         await session.authentication_refreshed()
         lifetime = None if principal.expires_at is None else max(0.0, principal.expires_at - now)
         return Refreshed(connection_id, now, lifetime)

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from .clients import GroupManager, HubCallerClients
     from .context import HubCallerContext
 
-__all__ = ["Hub", "HubError", "LimitExceeded"]
+__all__ = ["Hub", "HubError", "LimitExceeded", "Unauthorized"]
 
 
 class HubError(Exception):
@@ -26,6 +26,14 @@ class LimitExceeded(HubError):
     The caller sees it as any ``HubError``; each one raised out of a hub
     method also counts as a refusal of the calling connection, and too many
     refusals close it (``HubOptions.max_refusals``).
+    """
+
+
+class Unauthorized(HubError):
+    """A connection may not join a guarded group (``map_hub(group_policies=...)``).
+
+    An invocation that raises it fails as a denied method does:
+    ``Failed to invoke 'X' because user is unauthorized``.
     """
 
 

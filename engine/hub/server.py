@@ -27,6 +27,7 @@ from .clients import GroupManager, HubClients, HubContext, _Lifetime
 from .credentials import Credentials, Refreshed
 from .drain import Drain
 from .filters import HubFilter
+from .group_policies import GroupAdmission, GroupPolicies
 from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
@@ -164,8 +165,14 @@ class HubServer:
         factory: Callable[[], H] | None = None,
         user_id_provider: UserIdProvider | None = None,
         filters: Sequence[HubFilter] = (),
+        group_policies: Mapping[str, str] | None = None,
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
+
+        Args:
+            group_policies: group name (or ``prefix*``) -> policy name: only
+                connections that meet the policy may be added to those groups
+                (``group_policies.py``).
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
@@ -185,12 +192,24 @@ class HubServer:
             mailbox_size=max(1024, hub_options.outbox_size),
             max_groups_per_connection=hub_options.max_groups_per_connection,
         )
+        guarded = GroupPolicies(
+            {
+                pattern: self.authorizer.group_guard(hub_class, pattern, policy)
+                for pattern, policy in (group_policies or {}).items()
+            }
+        )
+        admission = (
+            GroupAdmission(hub_class, guarded, self.authorizer, self._sessions, router)
+            if guarded
+            else None
+        )
         lifetime = _Lifetime(
             router,
             self.protocols,
             hub_options.client_result_timeout,
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            admission=admission,
         )
         registration = HubRegistration(
             path=path,

@@ -110,6 +110,9 @@ class HubSession:
         self._connected = False  # on_connected ran without raising
         self._pending: dict[str, Reply[Any]] = {}
         self._next_result_id = 0
+        self.guarded_groups: set[str] = set()
+        """Groups with a policy this connection joined (checked again when
+        its principal changes)."""
         self.expiry = trio.CancelScope()
         """Enforces the credential's expiry (``close_on_authentication_expiration``):
         the server sets its deadline at the handshake and at each refresh."""
