@@ -94,7 +94,9 @@ def build_app(
         ChatHub,
         factory=lambda: ChatHub(state),
         user_id_provider=email_user_id,
-        options=HubOptions(close_on_authentication_expiration=True),
+        options=HubOptions(
+            close_on_authentication_expiration=True, allow_authentication_refresh=True
+        ),
     )
     server.map_hub("/hubs/echo", EchoHub)
     web = DemoWeb(
