@@ -279,6 +279,14 @@ class Credentials:
         lifetime = None if principal.expires_at is None else max(0.0, principal.expires_at - now)
         return Refreshed(connection_id, now, lifetime)
 
+    def token_lifetime(self, principal: Principal, refresh_allowed: bool) -> int | None:
+        """What negotiate reports as ``tokenLifetimeSeconds``: whole seconds until
+        ``principal``'s credential expires, on a hub that accepts refresh
+        (``None``: not reported)."""
+        if not refresh_allowed or principal.expires_at is None:
+            return None
+        return max(0, int(principal.expires_at - self._clock()))
+
     def _live(self, connection_id: str) -> HubSession:
         session = self._sessions.get(connection_id)
         if session is None or session.context is None or not session.open:

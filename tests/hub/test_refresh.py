@@ -174,3 +174,14 @@ async def test_refresh_is_off_unless_the_hub_allows_it(nursery: trio.Nursery) ->
             await server.refresh_authentication("c-1", credential("alice", 2))
         assert (refused.value.status, refused.value.error) == (404, "refresh_disabled")
         assert refreshed == []
+
+
+async def test_the_token_lifetime_negotiate_reports(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    server, _ = await start(nursery)
+    credentials = server.credentials
+    assert credentials.token_lifetime(credential("alice", 1, 299.5), True) == 299
+    assert credentials.token_lifetime(credential("alice", 1, 299.5), False) is None
+    assert credentials.token_lifetime(Principal({"sub": "alice"}, scheme="Bearer"), True) is None
+    assert credentials.token_lifetime(credential("alice", 1, -5), True) == 0
