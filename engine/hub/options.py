@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from ..protocol.negotiate import TransportType
+from ..protocol.resumable import DEFAULT_BUFFER_SIZE
 
 __all__ = ["HubOptions", "TransportType"]
 
@@ -74,6 +75,14 @@ class HubOptions:
     """Seconds a negotiated-but-unused or idle long-polling connection is kept."""
     long_poll_timeout: float = attrs.field(default=90.0, validator=_positive)
     """Seconds a poll is held open when there is nothing to send."""
+    allow_stateful_reconnect: bool = False
+    """Grant stateful reconnect to clients that ask for it on negotiate
+    (``withStatefulReconnect()``; opt-in, as ASP.NET's ``AllowStatefulReconnects``).
+    Not yet honoured by the transports: the sans-IO parts are in
+    ``triohub.protocol.resumable``, the I/O side is issue 18's next step."""
+    stateful_reconnect_buffer_size: int = attrs.field(default=DEFAULT_BUFFER_SIZE, validator=_count)
+    """Bytes of sent, unacknowledged records kept per resumable connection for
+    resending after a reconnect; when full, sending waits for the client's Ack."""
 
     # Per-connection limits: the reference has none of these; each keeps what an
     # anonymous client can make the server hold bounded. A refusal answers the

@@ -8,6 +8,7 @@ checks it). The pieces, in the order a connection meets them:
   built on ``HandshakeParser`` and a ``HubProtocol``'s decoder.
 * ``JsonHubProtocol`` / ``MessagePackHubProtocol``: the two codecs.
 * ``format_sse_event`` / ``SSE_PREAMBLE``: Server-Sent Events framing.
+* ``ResumableStream``: stateful reconnect's sequence ids, replay buffer and Acks.
 """
 
 from __future__ import annotations
@@ -65,14 +66,23 @@ from .negotiate import (
     new_connection_id,
     parse_negotiate_query,
 )
+from .resumable import (
+    DEFAULT_ACK_INTERVAL,
+    DEFAULT_BUFFER_SIZE,
+    SEQUENCED_TYPES,
+    ResumableStream,
+)
 from .sse import SSE_CONTENT_TYPE, SSE_PREAMBLE, format_sse_event
 
 __all__ = [
     "CLOSE_ON_ERROR",
+    "DEFAULT_ACK_INTERVAL",
+    "DEFAULT_BUFFER_SIZE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "MAX_NEGOTIATE_VERSION",
     "NEED_DATA",
     "RECORD_SEPARATOR",
+    "SEQUENCED_TYPES",
     "SSE_CONTENT_TYPE",
     "SSE_PREAMBLE",
     "SUCCESS_REPLY",
@@ -103,6 +113,7 @@ __all__ = [
     "Ping",
     "ProtocolError",
     "RemoteProtocolError",
+    "ResumableStream",
     "Sequence",
     "StreamInvocation",
     "StreamItem",

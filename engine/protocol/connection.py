@@ -76,6 +76,10 @@ class HandshakeCompleted:
     """The version the client asked for; stateful reconnect needs 2."""
     reply: bytes = SUCCESS_REPLY
     """Exactly ``{}\\x1e``; over WebSockets it goes in the protocol's frame type."""
+    stateful_reconnect: bool = False
+    """Whether this connection resumes after a dropped transport: negotiate
+    granted ``useStatefulReconnect`` and the client asked for version 2 (see
+    ``HubConnection``). Then every record goes through a ``ResumableStream``."""
 
 
 @attrs.frozen
@@ -132,6 +136,12 @@ class HubConnection:
             (``TransportType.transfer_formats``; SSE is Text only).
         max_message_size: the largest incoming record (the handshake
             included), in bytes; ``None`` for no limit.
+        stateful_reconnect: whether negotiate granted ``useStatefulReconnect``
+            to this connection. The handshake turns it on only with version 2;
+            version 1 (what clients send when negotiate did not grant it) turns
+            it off. A version 2 handshake on a connection that was not granted
+            it is accepted as the reference accepts it, and runs as version 1:
+            no Ack, no Sequence, no resume.
     """
 
     def __init__(
@@ -139,10 +149,13 @@ class HubConnection:
         protocols: Mapping[str, HubProtocol],
         transfer_formats: Collection[TransferFormat],
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        *,
+        stateful_reconnect: bool = False,
     ) -> None:
         self._protocols = MappingProxyType(dict(protocols))
         self._transfer_formats = frozenset(transfer_formats)
         self._max_message_size = max_message_size
+        self._stateful_reconnect = stateful_reconnect
         self._state = ConnectionState.AWAITING_HANDSHAKE
         self._handshake = HandshakeParser(max_message_size)
         self._inbox = bytearray()
@@ -176,6 +189,18 @@ class HubConnection:
             self._inbox += data
         elif self._decoder is not None and self._state is ConnectionState.OPEN:
             self._decoder.receive_data(data)
+
+    def transport_lost(self) -> None:
+        """The transport under a resumable connection dropped; another may resume it.
+
+        The bytes of a record the old transport cut short are discarded: the
+        next transport's bytes start a new record (the peer resends whatever
+        we did not acknowledge). Records already complete are discarded too;
+        read them with ``next_event`` first to keep them. Does nothing unless
+        OPEN (after a Close or an error there is nothing to resume).
+        """
+        if self._state is ConnectionState.OPEN and self._protocol is not None:
+            self._decoder = self._protocol.decoder(self._max_message_size)
 
     def next_event(self) -> Event:
         """The next thing that happened on the connection, or ``NEED_DATA``.
@@ -263,7 +288,11 @@ class HubConnection:
         if self._handshake.remainder:
             self._decoder.receive_data(self._handshake.remainder)
         self._transition(_Trigger.HANDSHAKE_COMPLETED)
-        return HandshakeCompleted(protocol=protocol, version=parsed.version)
+        return HandshakeCompleted(
+            protocol=protocol,
+            version=parsed.version,
+            stateful_reconnect=self._stateful_reconnect and parsed.version >= 2,
+        )
 
     def _handshake_failed(self, failure: HandshakeFailure) -> HandshakeFailed:
         self._transition(_Trigger.HANDSHAKE_FAILED)

@@ -74,6 +74,18 @@ class Texts:
     def header_not_string(key: str) -> str:
         return f"Expected header '{key}' to be of type String."
 
+    # -- stateful reconnect: a peer's Ack or Sequence we refuse (logs only; the
+    # Close says CONNECTION_CLOSED_WITH_ERROR like any protocol error)
+    SEQUENCE_AHEAD: Final = "Sequence ID greater than amount of messages we've received."
+
+    @staticmethod
+    def sequence_not_positive(sequence_id: int) -> str:
+        return f"Sequence ID {sequence_id} is not positive: sequence ids start at 1."
+
+    @staticmethod
+    def ack_ahead(sequence_id: int, sent: int) -> str:
+        return f"Ack for sequence ID {sequence_id}, but only {sent} messages were sent."
+
     # -- invocation errors (9)
     @staticmethod
     def method_does_not_exist(target: str) -> str:
