@@ -14,7 +14,7 @@ import trio
 from demo.app import build_app
 from triohub import serve_hypercorn
 
-from .conftest import E2E_DIR, NODE_TIMEOUT, REPO_ROOT, NodeClient, _results
+from .conftest import E2E_DIR, NodeClient
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +26,7 @@ async def revoke_sessions(nursery: trio.Nursery, node_client: NodeClient) -> Any
     app = build_app(secrets.token_urlsafe(48))
     await nursery.start(app.server.run)
     host, port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
-    command = [node_client.node, str(SCRIPT), f"http://{host}:{port}"]
-    with trio.fail_after(NODE_TIMEOUT):
-        done = await trio.run_process(
-            command, cwd=REPO_ROOT, capture_stdout=True, capture_stderr=True, check=False
-        )
-    return _results(command, done.returncode, done.stdout, done.stderr)
+    return await node_client.arun_script(SCRIPT, f"http://{host}:{port}")
 
 
 async def test_revoke_sessions_ends_every_session_of_the_user(

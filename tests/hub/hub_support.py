@@ -16,7 +16,16 @@ from typing import Any
 
 import trio
 
-from triohub import ANONYMOUS, HubServer, Principal, SignalRApp, serve_hypercorn, serve_native
+from triohub import (
+    ANONYMOUS,
+    HubServer,
+    JwtBearerAuthenticator,
+    JwtBearerOptions,
+    Principal,
+    SignalRApp,
+    serve_hypercorn,
+    serve_native,
+)
 from triohub.actors.supervisor import CloseReason
 from triohub.protocol import HubMessage, Ping
 from triohub.testing import HubTestClient
@@ -34,6 +43,13 @@ Serve = Callable[[trio.Nursery, HubServer], Awaitable[Any]]
 
 async def on_hypercorn(nursery: trio.Nursery, server: HubServer) -> Any:
     return await nursery.start(serve_hypercorn, SignalRApp(server), "127.0.0.1", 0)
+
+
+def bearer_authenticator(key: str, audience: str) -> JwtBearerAuthenticator:
+    """HS256 bearer tokens signed with ``key``, issuer ``tests``, for ``audience``."""
+    return JwtBearerAuthenticator(
+        JwtBearerOptions(algorithms=("HS256",), key=key, issuer="tests", audience=audience)
+    )
 
 
 async def on_native(nursery: trio.Nursery, server: HubServer) -> Any:

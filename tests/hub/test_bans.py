@@ -14,6 +14,7 @@ from hub_support import (
     PATH,
     Serve,
     StartServer,
+    bearer_authenticator,
     on_hypercorn,
     on_native,
     open_raw_client,
@@ -22,8 +23,6 @@ from hub_support import (
 from tests.auth.support import Http, bearer, sign
 from triohub import (
     HubServer,
-    JwtBearerAuthenticator,
-    JwtBearerOptions,
     Principal,
 )
 from triohub.actors.supervisor import CloseReason
@@ -132,11 +131,7 @@ async def test_ban_needs_a_running_server_and_a_user_id(start_server: StartServe
 async def test_negotiate_refuses_a_banned_user_with_403(
     nursery: trio.Nursery, serve: Serve
 ) -> None:
-    server = HubServer(
-        authenticator=JwtBearerAuthenticator(
-            JwtBearerOptions(algorithms=("HS256",), key=KEY, issuer="tests", audience="bans")
-        )
-    )
+    server = HubServer(authenticator=bearer_authenticator(KEY, "bans"))
     server.map_hub("/hubs/chat", ChatHub)
     await nursery.start(server.run)
     host, port = await serve(nursery, server)

@@ -8,12 +8,15 @@ tests/auth/test_expiry.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from hub_support import Serve, bearer_authenticator, on_hypercorn, on_native
 
+from tests.auth.support import Http, bearer, sign
 from triohub import Hub, HubOptions, HubServer, Principal
 from triohub.hub.credentials import RefreshRefused
 from triohub.protocol import Close
@@ -30,7 +33,8 @@ def wall_clock() -> float:
 
 
 class RefreshingHub(Hub):
-    refreshed: list[tuple[str, object]]
+    def __init__(self, refreshed: list[object] | None = None) -> None:
+        self.refreshed = refreshed if refreshed is not None else []
 
     async def roles(self) -> list[str]:
         return sorted(self.context.principal.roles)
@@ -48,16 +52,11 @@ def credential(sub: str, n: int, lifetime: float = LIFETIME, **claims: object) -
 async def start(nursery: trio.Nursery, *, allow: bool = True) -> tuple[HubServer, list[object]]:
     refreshed: list[object] = []
 
-    def factory() -> RefreshingHub:
-        hub = RefreshingHub()
-        hub.refreshed = refreshed  # type: ignore[assignment]
-        return hub
-
     server = HubServer(clock=wall_clock)
     server.map_hub(
         PATH,
         RefreshingHub,
-        factory=factory,
+        factory=lambda: RefreshingHub(refreshed),
         options=HubOptions(
             close_on_authentication_expiration=True, allow_authentication_refresh=allow
         ),
@@ -185,3 +184,56 @@ async def test_the_token_lifetime_negotiate_reports(
     assert credentials.token_lifetime(credential("alice", 1, 299.5), False) is None
     assert credentials.token_lifetime(Principal({"sub": "alice"}, scheme="Bearer"), True) is None
     assert credentials.token_lifetime(credential("alice", 1, -5), True) == 0
+
+
+# -- over HTTP, on both servers: POST {hub}/refresh?id={token} ---------------------------
+
+KEY = "triohub-refresh-tests-secret-0123456789-abcdefghijklmn"
+
+
+@pytest.mark.parametrize("serve", [on_hypercorn, on_native], ids=["hypercorn", "native"])
+async def test_the_refresh_route_on_a_long_polling_connection(
+    nursery: trio.Nursery, serve: Serve
+) -> None:
+    server = HubServer(authenticator=bearer_authenticator(KEY, "refresh"))
+    server.map_hub(
+        "/hubs/chat",
+        RefreshingHub,
+        options=HubOptions(
+            close_on_authentication_expiration=True, allow_authentication_refresh=True
+        ),
+    )
+    await nursery.start(server.run)
+    host, port = await serve(nursery, server)
+    http = Http(f"http://{host}:{port}")
+    now = time.time()
+
+    def token(name: str, lifetime: float) -> dict[str, str]:
+        claims = {"sub": name, "iss": "tests", "aud": "refresh", "iat": now, "exp": now + lifetime}
+        return bearer(sign(claims, KEY))
+
+    first = token("alice", 60)
+    negotiated = await http.post("/hubs/chat/negotiate?negotiateVersion=1", headers=first)
+    assert 58 <= negotiated.json()["tokenLifetimeSeconds"] <= 60
+    connection_token = negotiated.json()["connectionToken"]
+    hub = f"/hubs/chat?id={connection_token}"
+    assert (await http.get(hub, headers=first)).status_code == 200  # starts the connection
+    handshake = b'{"protocol":"json","version":1}\x1e'
+    assert (await http.post(hub, content=handshake, headers=first)).status_code == 200
+    assert (await http.get(hub, headers=first)).content == b"{}\x1e"
+
+    refresh = f"/hubs/chat/refresh?id={connection_token}"
+    answer = await http.post(refresh, headers=token("alice", 600))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"connectionId", "refreshedAt", "tokenLifetimeSeconds"}
+    assert body["connectionId"] == negotiated.json()["connectionId"]
+    assert body["refreshedAt"].endswith("Z")
+    assert 598 <= body["tokenLifetimeSeconds"] <= 600
+    assert answer.headers["content-type"] == "application/json"
+    other = await http.post(refresh, headers=token("bob", 600))
+    assert (other.status_code, other.json()) == (
+        403,
+        {"error": "forbidden", "error_description": "The credential is of another user."},
+    )
+    assert (await http.get(refresh, headers=token("alice", 600))).status_code == 405

@@ -14,6 +14,7 @@ from hub_support import (
     PATH,
     Serve,
     StartServer,
+    bearer_authenticator,
     on_hypercorn,
     on_native,
     open_raw_client,
@@ -22,8 +23,6 @@ from hub_support import (
 from tests.auth.support import Http, bearer, sign
 from triohub import (
     HubServer,
-    JwtBearerAuthenticator,
-    JwtBearerOptions,
     Principal,
 )
 from triohub.actors.supervisor import CloseReason
@@ -155,11 +154,7 @@ async def test_revoke_needs_a_running_server_and_something_to_revoke(
 async def test_negotiate_and_transport_requests_refuse_a_revoked_credential_with_401(
     nursery: trio.Nursery, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = HubServer(
-        authenticator=JwtBearerAuthenticator(
-            JwtBearerOptions(algorithms=("HS256",), key=KEY, issuer="tests", audience="revoke")
-        )
-    )
+    server = HubServer(authenticator=bearer_authenticator(KEY, "revoke"))
     server.map_hub("/hubs/chat", ChatHub)
     await nursery.start(server.run)
     host, port = await serve(nursery, server)
