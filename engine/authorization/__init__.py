@@ -13,6 +13,7 @@ from .context import (
     HubGroupContext,
     HubInvocationContext,
     HubRequestContext,
+    HubSendContext,
 )
 from .evaluator import AuthorizationResult, evaluate, evaluate_sync
 from .handlers import AuthorizationHandler, HandlerFunction
@@ -57,6 +58,7 @@ __all__ = [
     "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
+    "HubSendContext",
     "PolicyRegistry",
     "Predicate",
     "Requirement",

@@ -17,6 +17,7 @@ __all__ = [
     "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
+    "HubSendContext",
 ]
 
 R = TypeVar("R", bound=Requirement)
@@ -35,8 +36,9 @@ class AuthorizationContext:
         principal: the caller.
         resource: what is being accessed: a ``HubInvocationContext`` for a hub
             method, a ``HubRequestContext`` for a negotiate or transport
-            request, a ``HubGroupContext`` for a guarded group, or whatever the
-            application passes.
+            request, a ``HubGroupContext`` for a guarded group, a ``HubSendContext``
+            for a recipient of a send with a policy, or whatever the application
+            passes.
         requirements: every requirement of the policy, in order.
 
     Args:
@@ -232,3 +234,16 @@ class HubGroupContext:
     """The ``Hub`` subclass that owns the group."""
     group: str
     """The group's name."""
+
+
+@attrs.frozen(eq=False)
+class HubSendContext:
+    """The resource of an outbound check: may ``recipient`` receive this send
+    (``clients.group(g).send(..., policy="X")``)?"""
+
+    recipient: HubCaller
+    """The connection the send would reach (its current principal decides)."""
+    hub: type[Any]
+    """The ``Hub`` subclass sending."""
+    method: str
+    """The client method the send invokes."""

@@ -40,6 +40,7 @@ from ..authorization import (
     HubGroupContext,
     HubInvocationContext,
     HubRequestContext,
+    HubSendContext,
     PolicyRegistry,
     Revocation,
     allows_anonymous,
@@ -240,6 +241,49 @@ class HubAuthorizer:
         plan = self.registry.plan(policy)
         outcome = await self._evaluate(plan, guard, member.principal, resource)
         return self._conclude(outcome, (guard, member.principal, member))
+
+    def recipient_filter(self, hub_class: type, policy: str, method: str) -> Callable[[Any], bool]:
+        """For a send with a policy: a filter the router applies to each
+        recipient's handle (its ``HubSession``), deciding from the recipient's
+        current principal, once per distinct principal per send.
+
+        It runs in the router's task, so the policy must decide at once.
+        Outbound decisions are filtering, not refusals: they are not audited
+        (a handler that raises is still logged, and denies).
+
+        Raises:
+            UnknownPolicyError: ``policy`` is not registered.
+            ValueError: the policy has an ``async def`` handler.
+        """
+        hub = hub_class.__name__
+        data = [AuthorizeData(policy=policy)]
+        resolved = resolve_policy(self.registry, data, where=f"a send of {hub}")
+        assert resolved is not None  # a named policy always resolves (or raises)
+        plan = self.registry.plan(resolved)
+        if plan.awaits:
+            raise ValueError(
+                f"policy {policy!r} awaits (an async def handler); the policy of a send "
+                "must decide at once: use plain def handlers"
+            )
+        guard = Guard(resolved, policy, f"{hub} send {method!r} policy={policy}", hub, method)
+        decided: dict[str | None, list[tuple[Principal, bool]]] = {}
+
+        def admits(handle: Any) -> bool:
+            context = getattr(handle, "context", None)
+            if not isinstance(context, HubCallerContext):
+                return False  # not past its handshake: nothing to decide from
+            principal = context.principal
+            seen = decided.setdefault(context.user_id, [])
+            for known, allowed in seen:
+                if known is principal or known == principal:
+                    return allowed
+            resource = HubSendContext(context, hub_class, method)
+            outcome = self._evaluate_now(plan, guard, principal, resource)
+            allowed = type(outcome) is AuthorizationResult and outcome.succeeded
+            seen.append((principal, allowed))
+            return allowed
+
+        return admits
 
     def _evaluate_now(
         self,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..actors.router import Audience, Router
+from ..actors.router import Admits, Audience, Router
 from ..actors.supervisor import CloseReason
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
 from .hub import HubError, LimitExceeded
@@ -72,6 +72,8 @@ class _Lifetime:
     max_groups_per_connection: int | None = None
     admission: GroupAdmission | None = None
     """The hub's group policies, if it has any."""
+    recipient_filter: Callable[[str, str], Admits] | None = None
+    """``(policy, method)`` -> the filter of a send with a policy."""
 
 
 Mark = Callable[[], None] | None
@@ -88,13 +90,22 @@ class ClientProxy:
         self._audience = audience
         self._mark = mark
 
-    async def send(self, method: str, *args: Any) -> None:
+    async def send(self, method: str, *args: Any, policy: str | None = None) -> None:
         """Invoke ``method`` on every connection of this audience, not waiting for them.
 
         Returns once the router has the message; delivery to each connection is
         independent (a slow one is closed, never waited for).
 
+        Args:
+            policy: a registered policy each recipient's *current* principal
+                must meet to receive it (checked as the message goes out, once
+                per distinct principal; a connection refreshed to a principal
+                without the role stops receiving). Its handlers must be plain
+                ``def``. Such a send reaches the connections of this server only.
+
         Raises:
+            UnknownPolicyError: ``policy`` is not registered.
+            ValueError: ``policy`` has an ``async def`` handler.
             UnserializableError: an argument cannot be serialized by one of the
                 hub's protocols (often a value a client sent, such as a
                 MessagePack map with integer keys, broadcast to JSON clients).
@@ -107,7 +118,13 @@ class ClientProxy:
                 f"Cannot send '{clip(method, 100)}': an argument cannot be serialized "
                 f"({clip(error, 100)})."
             ) from None
-        await self._lifetime.router.send(self._audience, payload)
+        lifetime = self._lifetime
+        if policy is None:
+            await lifetime.router.send(self._audience, payload)
+        else:
+            assert lifetime.recipient_filter is not None  # set by map_hub
+            admits = lifetime.recipient_filter(policy, method)
+            await lifetime.router.send_admitted(self._audience, payload, admits)
         if self._mark is not None:
             self._mark()
 

@@ -3,6 +3,7 @@ connections' supervision. Transports (ASGI, trio-websocket) sit on top."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -210,6 +211,7 @@ class HubServer:
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
             admission=admission,
+            recipient_filter=functools.partial(self.authorizer.recipient_filter, hub_class),
         )
         registration = HubRegistration(
             path=path,
