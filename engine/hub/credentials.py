@@ -182,7 +182,14 @@ class Credentials:
         now = self._clock()
         if token_id is None and issued_before is None:
             issued_before = now
-        newest = now if issued_before is None else min(now, issued_before)
+        # The latest a matching credential can have been issued: it expires by
+        # then plus the longest lifetime. One named by its id exists already.
+        if issued_before is None:
+            newest = now
+        elif token_id is None:
+            newest = issued_before  # later ones too, until that time comes
+        else:
+            newest = min(now, issued_before)
         until = expires_at if expires_at is not None else newest + self.credential_lifetime
         return await self.apply_revocation(
             Revocation(until=until, user_id=user, token_id=token_id, issued_before=issued_before)

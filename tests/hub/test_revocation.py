@@ -132,6 +132,11 @@ async def test_a_revocation_is_kept_until_the_credentials_it_matches_expire(
     assert server.authorizer.revoked(old_bob, "bob") is None
     await server.revoke(token_id="t-2")  # a change forgets what has lapsed
     assert [e.token_id for e in server.revocations.entries] == ["t-2"]
+    # Credentials issued until a later time are refused until that time's lifetime.
+    await server.revoke(issued_before=clock[0] + 100)
+    assert server.revocations.entries[-1].until == clock[0] + 700
+    await server.revoke(token_id="t-3", issued_before=clock[0] + 100)
+    assert server.revocations.entries[-1].until == clock[0] + 600
 
 
 async def test_revoke_needs_a_running_server_and_something_to_revoke(
