@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from ..actors.authorization import AuthorizationActor
 from ..actors.control import CloseReason
@@ -27,6 +28,7 @@ from ..authorization import AuthorizationState, Revocation, Revocations
 from .access import same_user
 
 if TYPE_CHECKING:
+    from .options import HubOptions
     from .session import HubSession
 
 __all__ = ["Credentials", "RefreshRefused", "Refreshed"]
@@ -73,8 +75,6 @@ class Credentials:
         clock: Unix time.
         credential_lifetime: seconds; how long a revocation outlives the
             newest credential it can match.
-        deadline_for: the Trio deadline of a principal's connection on a hub
-            (``None``: none), as at the handshake.
     """
 
     def __init__(
@@ -85,7 +85,6 @@ class Credentials:
         check_running: Callable[[], None],
         clock: Callable[[], float],
         credential_lifetime: float,
-        deadline_for: Callable[[Principal, HubSession], float | None],
     ) -> None:
         if not credential_lifetime > 0:
             raise ValueError(
@@ -96,7 +95,6 @@ class Credentials:
         self._check_running = check_running
         self._clock = clock
         self.credential_lifetime = credential_lifetime
-        self._deadline_for = deadline_for
 
     # -- bans -------------------------------------------------------------------
 
@@ -277,7 +275,7 @@ class Credentials:
         now = self._clock()
         if state.revoked(principal, user_id, now) is not None:
             raise RefreshRefused(401, "invalid_token", "The credential has been revoked.")
-        deadline = self._deadline_for(principal, session)
+        deadline = self.deadline_for(principal, registration.options)
         session.replace_principal(principal, math.inf if deadline is None else deadline)
         admission = registration.lifetime.admission
         if admission is not None:
@@ -285,6 +283,13 @@ class Credentials:
         await session.authentication_refreshed()
         lifetime = None if principal.expires_at is None else max(0.0, principal.expires_at - now)
         return Refreshed(connection_id, now, lifetime)
+
+    def deadline_for(self, principal: Principal, options: HubOptions) -> float | None:
+        """The Trio deadline at which a connection of ``principal`` must end
+        (``close_on_authentication_expiration``), or ``None``."""
+        if not options.close_on_authentication_expiration or principal.expires_at is None:
+            return None
+        return trio.current_time() + (principal.expires_at - self._clock())
 
     def token_lifetime(self, principal: Principal, refresh_allowed: bool) -> int | None:
         """What negotiate reports as ``tokenLifetimeSeconds``: whole seconds until

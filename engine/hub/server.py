@@ -146,9 +146,6 @@ class HubServer:
             check_running=self._check_running,
             clock=clock,
             credential_lifetime=credential_lifetime,
-            deadline_for=lambda principal, session: self.deadline_for(
-                principal, session.registration
-            ),
         )
         """Bans, revocations and refreshes."""
         self._drain = Drain()
@@ -407,14 +404,6 @@ class HubServer:
         """Decisions so far, by ``(hub, method, outcome)`` (method ``None``: hub level)."""
         return self._auditor.counters
 
-    def deadline_for(self, principal: Principal, registration: HubRegistration) -> float | None:
-        """The Trio deadline at which this principal's connection must end."""
-        if not registration.options.close_on_authentication_expiration:
-            return None
-        if principal.expires_at is None:
-            return None
-        return trio.current_time() + (principal.expires_at - self._clock())
-
     async def connect(
         self,
         registration: HubRegistration,
@@ -447,7 +436,7 @@ class HubServer:
             on_protocol,
             transport_name=getattr(transport, "name", type(transport).__name__),
         )
-        deadline = self.deadline_for(principal, registration)
+        deadline = self.credentials.deadline_for(principal, registration.options)
         if deadline is not None:
             session.expiry.deadline = deadline
         scope = trio.CancelScope()

@@ -107,7 +107,8 @@ def check_refreshes(observed: Any) -> None:
         assert seen["reconnectsWhileRefreshed"] == 0, seen
         assert seen["received"] == seen["sent"] == REFRESHES + 1, seen
         assert seen["closed"] == "Server returned an error on close: Authentication expired."
-        assert seen["closedAfterLastRefreshMs"] <= LIFETIME * 1000 + 1500, seen
+        # Not before the last token's expiry (at least a second after it was issued).
+        assert seen["closedAfterLastRefreshMs"] >= 1000, seen
 
 
 def check_refusals(observed: Any) -> None:
