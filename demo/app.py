@@ -56,6 +56,7 @@ def build_app(
     throttle: ThrottleOptions | None = None,
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
+    redis_url: str | None = None,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -65,6 +66,8 @@ def build_app(
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
         revocations: where ended sessions are kept; default this process's memory.
+        redis_url: share the hubs and the ban list with every node on this Redis
+            (``demo/cluster.py``); default: this process only, no Redis loaded.
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -80,13 +83,20 @@ def build_app(
         revocations=revocations,
         proxies=trusted,
     )
+    backplane = None
     state = ChatState()
+    if redis_url is not None:
+        from .cluster import RedisBanList, redis_backplane
+
+        backplane = redis_backplane(redis_url)
+        state = ChatState(RedisBanList(backplane))
     server = HubServer(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
         # Revocations are kept as long as the longest credential the demo issues.
         credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
+        backplane=backplane,
     )
     state.server = server
     server.map_hub(

@@ -87,7 +87,12 @@ def build_server(args: Any) -> HubServer:
                 leeway=0,
             )
         )
-    server = HubServer(authenticator=authenticator, policies=policies())
+    backplane = None
+    if args.redis:
+        from triohub.backplane.redis import RedisBackplane
+
+        backplane = RedisBackplane(args.redis)
+    server = HubServer(authenticator=authenticator, policies=policies(), backplane=backplane)
     server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
     return server
 
@@ -111,6 +116,8 @@ async def main() -> None:
             _, port = await nursery.start(serve_hypercorn, SignalRApp(server), args.host, args.port)
         elif args.transport == "native":
             await nursery.start(server.run)
+            if server.backplane is not None:
+                await server.backplane.wait_connected()
             _, port = await nursery.start(serve_native, server, args.host, args.port)
         else:
             await nursery.start(server.run)

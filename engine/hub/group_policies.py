@@ -8,6 +8,9 @@ the caller's, who may be adding someone else): refused, ``groups.add`` raises
 ``Unauthorized`` and the invocation fails with the same text as a denied
 method (``Failed to invoke 'X' because user is unauthorized``).
 
+Only connections held by this node can be checked: adding any other connection
+(another node's, through the backplane) to a guarded group is refused.
+
 When a connection's principal changes (a refreshed credential), its guarded
 memberships are checked again and dropped where the policy no longer holds. A
 revoked or banned connection is closed, and its memberships go with it.
@@ -94,12 +97,18 @@ class GroupAdmission:
         return session
 
     async def admit(self, connection_id: str, group: str) -> None:
-        """Raise ``Unauthorized`` unless ``connection_id`` may join ``group``."""
+        """Raise ``Unauthorized`` unless ``connection_id`` may join ``group``.
+
+        Only a connection held here can be checked: one this node does not
+        hold (another node's, through the backplane, or none) is refused from
+        a guarded group, fail closed.
+        """
         guard = self._policies.guard_for(group)
-        session = self._member(connection_id) if guard is not None else None
-        if guard is None or session is None:
+        if guard is None:
             return
-        assert session.context is not None
+        session = self._member(connection_id)
+        if session is None or session.context is None:
+            raise Unauthorized(f"'{connection_id}' is not a connection of this node.")
         if not await self._authorizer.authorize_member(
             self._hub_class, guard, session.context, group
         ):

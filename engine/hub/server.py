@@ -20,6 +20,7 @@ from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry, Revocations
+from ..backplane.hub import HubNode, Link
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
@@ -64,6 +65,8 @@ class HubRegistration:
     filters: tuple[HubFilter, ...] = ()
     drain: Drain = attrs.Factory(Drain)
     """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
+    node: HubNode | None = None
+    """The hub's side of the server's backplane, if it has one."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -98,6 +101,8 @@ class HubServer:
         credential_lifetime: the longest lifetime (seconds) of a credential
             the authenticator accepts; a revocation is remembered this long
             after the newest credential it can match was issued.
+        backplane: share the hubs with other processes (``RedisBackplane(url)``
+            from ``triohub.backplane.redis``); ``None``: this process only.
     """
 
     def __init__(
@@ -113,8 +118,11 @@ class HubServer:
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
         credential_lifetime: float = 24 * 3600.0,
+        backplane: Link | None = None,
     ) -> None:
         self.options = options or HubOptions()
+        self.backplane = backplane
+        self._prefixes: set[str] = set()
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
@@ -163,14 +171,17 @@ class HubServer:
         factory: Callable[[], H] | None = None,
         user_id_provider: UserIdProvider | None = None,
         filters: Sequence[HubFilter] = (),
+        channel_prefix: str | None = None,
         group_policies: Mapping[str, str] | None = None,
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
 
-        Args:
-            group_policies: group name (or ``prefix*``) -> policy name: only
-                connections that meet the policy may be added to those groups
-                (``group_policies.py``).
+        ``channel_prefix`` names the hub's backplane channels (default: the
+        class's ``module.QualifiedName``, as ASP.NET uses its type's full name);
+        every process serving or sending to the hub must use the same one.
+        ``group_policies`` maps a group name (or a ``prefix*``) to a policy
+        name: only connections that meet the policy may be added to those
+        groups (``group_policies.py``).
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
@@ -186,9 +197,22 @@ class HubServer:
         if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
             raise TypeError(f"{hub_class!r} is not a Hub subclass")
         hub_options = options or self.options
+        node: HubNode | None = None
+        if self.backplane is not None:
+            prefix = channel_prefix or f"{hub_class.__module__}.{hub_class.__qualname__}"
+            if prefix in self._prefixes:
+                raise ValueError(f"channel prefix {prefix!r} is used twice; pass channel_prefix")
+            self._prefixes.add(prefix)
+            node = HubNode(
+                self.backplane,
+                prefix,
+                self.protocols,
+                result_timeout=hub_options.client_result_timeout,
+            )
         router = Router(
             mailbox_size=max(1024, hub_options.outbox_size),
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            backplane=node,
         )
         guarded = GroupPolicies(
             {
@@ -207,6 +231,7 @@ class HubServer:
             hub_options.client_result_timeout,
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            node=node,
             admission=admission,
             recipient_filter=functools.partial(self.authorizer.recipient_filter, hub_class),
         )
@@ -224,6 +249,7 @@ class HubServer:
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
             drain=self._drain,
+            node=node,
         )
         self._hubs[path] = registration
         return registration
@@ -292,6 +318,8 @@ class HubServer:
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)
+                if self.backplane is not None:
+                    await actors.start(self.backplane.run)
                 for registration in self._hubs.values():
                     await actors.start(registration.router.run)
                 async with trio.open_nursery() as connections:
