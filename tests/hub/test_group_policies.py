@@ -93,6 +93,11 @@ async def test_only_members_who_meet_the_policy_join(nursery: trio.Nursery) -> N
         assert await heard(olga, "ops:east")
         with pytest.raises(InvocationError, match="because user is unauthorized"):
             await alice.invoke("Join", "ops:west")
+        # A connection this node does not hold cannot be checked: refused from a
+        # guarded group (fail closed), while elsewhere an unknown id is a no-op.
+        with pytest.raises(InvocationError, match="^" + DENIED.format("AddOther") + "$"):
+            await alice.invoke("AddOther", "far-away", "admins")
+        assert await alice.invoke("AddOther", "far-away", "lobby") is None
         # A denial does not end the connection.
         assert await alice.invoke("Join", "lobby") is None
 
