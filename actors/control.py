@@ -33,6 +33,7 @@ class CloseReason(enum.Enum):
     HANDSHAKE_TIMEOUT = "handshake timeout"
     CONNECT_FAILED = "connect handler failed"
     EXPIRED = "authentication expired"
+    REVOKED = "authentication revoked"
     SLOW_CONSUMER = "slow consumer"
     LIMITS_EXCEEDED = "limits exceeded"
     SHUTDOWN = "server shutdown"
@@ -83,8 +84,6 @@ class Control:
         outbox: trio.MemorySendChannel[bytes],
         options: SupervisorOptions,
         direct: Callable[[bytes], bool] | None = None,
-        *,
-        expiry: trio.CancelScope | None = None,
     ) -> None:
         self.connection_id = connection_id
         self.nursery = nursery
@@ -101,9 +100,6 @@ class Control:
         self.detached = False
         """The transport is gone and a resume may replace it (stateful reconnect;
         the client timeout does not run)."""
-        self.expiry = expiry
-        """The cancel scope whose deadline is the credential's expiry (a resume
-        with a fresh credential of the same user moves it)."""
         self.writer_waiting = False
         """The writer is parked on an empty outbox (see ``send``)."""
         self._direct = direct

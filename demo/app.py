@@ -20,6 +20,7 @@ from .echo import EchoHub
 from .users import (
     AUDIENCE,
     ISSUER,
+    MAX_TOKEN_LIFETIME,
     jwt_secret,
     session_max_age,
     signin_throttle,
@@ -97,8 +98,11 @@ def build_app(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        # Revocations are kept as long as the longest credential the demo issues.
+        credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
         backplane=backplane,
     )
+    state.server = server
     server.map_hub(
         "/hubs/chat",
         ChatHub,
@@ -106,6 +110,7 @@ def build_app(
         user_id_provider=email_user_id,
         options=HubOptions(
             close_on_authentication_expiration=True,
+            allow_authentication_refresh=True,
             allow_stateful_reconnect=True,
             disconnect_timeout=disconnect_timeout,
         ),

@@ -36,7 +36,7 @@ from triohub.auth.request import RequestInfo
 from triohub.auth.throttle import SignInThrottle
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
-from .users import check_password, issue_token
+from .users import MAX_TOKEN_LIFETIME, check_password, issue_token
 
 log = logging.getLogger("demo")
 
@@ -218,14 +218,14 @@ class DemoWeb:
         if (
             isinstance(lifetime, bool)
             or not isinstance(lifetime, int)
-            or not 1 <= lifetime <= 86400
+            or not 1 <= lifetime <= MAX_TOKEN_LIFETIME
         ):
             await _json(
                 send,
                 400,
                 {
                     "error": "invalid_request",
-                    "error_description": "lifetime must be 1..86400 seconds.",
+                    "error_description": f"lifetime must be 1..{MAX_TOKEN_LIFETIME} seconds.",
                 },
             )
             return

@@ -101,6 +101,17 @@ def build_server(args: Any) -> HubServer:
     return server
 
 
+REVOCATIONS = 1000
+"""Revocations in force while measuring: the request checks look them up (none
+matches the load generator's tokens), as a server that revokes would."""
+
+
+async def revoke_unrelated(server: HubServer) -> None:
+    for n in range(REVOCATIONS - 1):
+        await server.revoke(token_id=f"bench-revoked-{n}")
+    await server.revoke(user="bench-revoked-user")
+
+
 async def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     server = build_server(args)
@@ -115,6 +126,7 @@ async def main() -> None:
         else:
             await nursery.start(server.run)
             _, port = await nursery.start(serve_trio_websocket, server, args.host, args.port)
+        await revoke_unrelated(server)
         ready(port)
 
 

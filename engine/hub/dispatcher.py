@@ -33,7 +33,7 @@ from ..protocol import (
 from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
-from .hub import Hub, HubError, LimitExceeded
+from .hub import Hub, HubError, LimitExceeded, Unauthorized
 from .logs import ConnectionLog, clip
 from .streams import ClientStream, ClientStreamError
 
@@ -308,6 +308,10 @@ class Dispatcher:
                 return
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
+        except Unauthorized as error:
+            # A guarded group refused the connection: as a denied method.
+            self.log.info("%s refused: %s", method.name, clip(error))
+            completion = self._error_completion(reply_id, Texts.unauthorized(target))
         except HubError as error:
             self.log.info("%s failed: HubException: %s", method.name, clip(error))
             if isinstance(error, LimitExceeded):

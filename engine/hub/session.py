@@ -67,6 +67,8 @@ _CLOSE_RECORDS: dict[CloseReason, Close] = {
     CloseReason.SLOW_CONSUMER: _ERROR_CLOSE,
     CloseReason.INTERNAL_ERROR: _ERROR_CLOSE,
     CloseReason.EXPIRED: Close(error=Texts.AUTHENTICATION_EXPIRED, allow_reconnect=True),
+    # Revoked: the client's credential is refused, so reconnecting cannot work.
+    CloseReason.REVOKED: Close(error=Texts.AUTHENTICATION_REVOKED),
     # A server going down for a restart: let clients come back.
     CloseReason.SHUTDOWN: Close(allow_reconnect=True),
 }
@@ -134,6 +136,12 @@ class HubSession:
         self._pending: dict[str, Reply[Any]] = {}
         self._remote_pending: dict[str, Reply[Completion | None]] = {}
         self._next_result_id = 0
+        self.guarded_groups: set[str] = set()
+        """Groups with a policy this connection joined (checked again when
+        its principal changes)."""
+        self.expiry = trio.CancelScope()
+        """Enforces the credential's expiry (``close_on_authentication_expiration``):
+        the server sets its deadline at the handshake and at each refresh."""
 
     @property
     def context(self) -> HubCallerContext | None:
@@ -196,6 +204,9 @@ class HubSession:
             # Banned after this connection's request was checked: HubServer.ban
             # could not see it (no user id yet), so it ends here.
             raise CloseConnection(CloseReason.ABORTED, "the user is banned")
+        if registration.authorizer.revoked(self.principal, user_id) is not None:
+            # Revoked after this connection's request was checked (as a ban above).
+            raise CloseConnection(CloseReason.REVOKED)
         self._context = HubCallerContext(
             self.connection_id,
             self.principal,
@@ -267,8 +278,40 @@ class HubSession:
         self._protocol.transport_lost()
         control.detached = False
         control.last_receive = trio.current_time()
-        if control.expiry is not None:
-            control.expiry.deadline = math.inf if deadline is None else deadline
+        self.expiry.deadline = math.inf if deadline is None else deadline
+
+    @property
+    def open(self) -> bool:
+        """Past the handshake and not closing."""
+        control = self._control
+        return (
+            self._context is not None
+            and control is not None
+            and control.reason is None
+            and not self.expiry.cancel_called
+        )
+
+    def replace_principal(self, principal: Principal, deadline: float) -> None:
+        """A refreshed credential: hub code and policies see ``principal`` from
+        now on, and the connection expires at ``deadline`` (Trio time) instead."""
+        assert self._context is not None
+        self.principal = principal
+        self._context.principal = principal
+        self.expiry.deadline = deadline
+
+    async def authentication_refreshed(self) -> None:
+        """The hub's ``on_authentication_refreshed`` (its errors are logged)."""
+        try:
+            await self._make_hub().on_authentication_refreshed()
+        except Exception:
+            log.exception(
+                "on_authentication_refreshed of %s raised", self.registration.hub_class.__name__
+            )
+
+    def close(self, reason: CloseReason) -> None:
+        """Close this connection with ``reason`` (its close record tells the client)."""
+        if self._control is not None:
+            self._control.close(reason)
 
     def _mark_sent(self) -> None:
         self._sent = True

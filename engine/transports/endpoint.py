@@ -10,8 +10,9 @@ gives the same answers by construction.
 
 The rules, in order (``signalr-protocol.md`` sections 1-3):
 
-1. routing: ``{hub}`` and ``{hub}/negotiate``; any other path goes to the fallback
-   (404 without one);
+1. routing: ``{hub}``, ``{hub}/negotiate`` and ``{hub}/refresh`` (authentication
+   refresh in place, ``refresh.py``: it answers in JSON, refusals included); any
+   other path goes to the fallback (404 without one);
 2. methods (405) and WebSocket upgrade checks (400, RFC 6455 4.2.1), and a request
    carrying both ``Transfer-Encoding`` and ``Content-Length`` (400: a proxy might
    frame it differently, RFC 9112 6.1);
@@ -47,6 +48,7 @@ from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
+from .refresh import refresh
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
@@ -182,6 +184,13 @@ class ReadBody:
     limit: int = POST_LIMIT
 
 
+HUB = ""
+"""The route of ``{hub}`` itself: the transports' requests."""
+NEGOTIATE = "/negotiate"
+REFRESH = "/refresh"
+"""``POST {hub}/refresh?id={token}``: a fresh credential replaces the connection's
+principal in place (``refresh.py``)."""
+
 Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 _NOT_FOUND = Respond(404, b"Not Found")
@@ -190,8 +199,7 @@ _STOPPING = Respond(503, SHUTTING_DOWN, close=True)
 
 
 def _refused(verdict: Verdict | Refusal) -> Respond:
-    body = verdict.body if isinstance(verdict, Refusal) else b""
-    return Respond(verdict.status, body, headers=verdict.headers)
+    return Respond(verdict.status, verdict.body, headers=verdict.headers)
 
 
 def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
@@ -227,17 +235,19 @@ class Endpoint:
         self.fallback = fallback
         self.connections = ConnectionTable()
 
-    def route(self, path: str) -> tuple[HubRegistration | None, bool]:
-        """The hub of ``path`` and whether it is its negotiate route."""
+    def route(self, path: str) -> tuple[HubRegistration | None, str]:
+        """The hub of ``path`` and which of its routes it is: ``HUB`` (the
+        transports), ``NEGOTIATE`` or ``REFRESH``."""
         hubs = self.server.hubs
         registration = hubs.get(path)
         if registration is not None:
-            return registration, False
-        if path.endswith("/negotiate"):
-            registration = hubs.get(path[: -len("/negotiate")])
-            if registration is not None:
-                return registration, True
-        return None, False
+            return registration, HUB
+        for suffix in (NEGOTIATE, REFRESH):
+            if path.endswith(suffix):
+                registration = hubs.get(path[: -len(suffix)])
+                if registration is not None:
+                    return registration, suffix
+        return None, HUB
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
@@ -252,7 +262,9 @@ class Endpoint:
         if action.resume:
             assert connection is not None
             assert connection.link is not None
-            deadline = self.server.deadline_for(action.principal, action.registration)
+            deadline = self.server.credentials.deadline_for(
+                action.principal, action.registration.options
+            )
             await connection.link.resume(transport, deadline)
             return
         link: ResumableLink | None = None
@@ -281,24 +293,31 @@ class Endpoint:
         """What to do with ``request`` (the rules of the module's docstring, in order)."""
         if "transfer-encoding" in request.headers and "content-length" in request.headers:
             return Respond(400, BOTH_FRAMINGS, close=True)
-        registration, negotiate_route = self.route(request.path)
+        registration, route = self.route(request.path)
         if registration is None:
             return Fallback() if self.fallback else _NOT_FOUND
         if request.websocket:
-            if negotiate_route:
+            if route != HUB:
                 return _NOT_FOUND
             return await self._websocket(request, registration)
-        if negotiate_route and request.method != "POST":
+        if route != HUB and request.method != "POST":
             return _METHOD_NOT_ALLOWED
         if request.method not in ("GET", "POST", "DELETE"):
             return _METHOD_NOT_ALLOWED
-        if negotiate_route and not self.server.accepting:
+        if route == NEGOTIATE and not self.server.accepting:
             return _STOPPING
         # Authentication and the hub policy come first, before any lookup.
         verdict = await self._verdict(request, registration)
+        if route == REFRESH:
+            answer = await refresh(
+                self.server, self.connections, registration, request.query, verdict
+            )
+            return Respond(
+                answer.status, answer.body, content_type="application/json", headers=answer.headers
+            )
         if not verdict.allowed:
             return _refused(verdict)
-        if negotiate_route:
+        if route == NEGOTIATE:
             return self._negotiate(request, registration, verdict.principal)
         return self._transport_request(request, registration, verdict)
 
@@ -325,6 +344,11 @@ class Endpoint:
                 principal,
                 stateful=result.use_stateful_reconnect,
             )
+            lifetime = self.server.credentials.token_lifetime(
+                principal, registration.options.allow_authentication_refresh
+            )
+            if lifetime is not None:
+                result = attrs.evolve(result, token_lifetime_seconds=lifetime)
         return Respond(200, result.body, content_type="application/json")
 
     async def _websocket(self, request: HttpRequest, registration: HubRegistration) -> Action:
