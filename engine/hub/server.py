@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import attrs
 import trio
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from ..actors.authorization import AuthorizationActor
 from ..actors.router import Router, RouterStats
@@ -19,6 +21,7 @@ from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry
+from ..observability import MethodTelemetry, Telemetry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
@@ -61,6 +64,10 @@ class HubRegistration:
     filters: tuple[HubFilter, ...] = ()
     drain: Drain = attrs.Factory(Drain)
     """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
+    telemetry: Telemetry = attrs.Factory(Telemetry)
+    """The server's metrics and tracer (shared by its hubs)."""
+    method_telemetry: Mapping[str, MethodTelemetry] = attrs.Factory(dict)
+    """Each method's prebuilt metric attributes and span name, by ``BoundMethod.name``."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -92,6 +99,9 @@ class HubServer:
         filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
+        meter_provider: where the server's metrics go (``None``: OpenTelemetry's
+            global provider, a no-op until an SDK is configured).
+        tracer_provider: where its invocation spans go (``None``: the global one).
     """
 
     def __init__(
@@ -106,8 +116,11 @@ class HubServer:
         audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.options = options or HubOptions()
+        self.telemetry = Telemetry(meter_provider, tracer_provider)
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
@@ -130,6 +143,8 @@ class HubServer:
         self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
+        self.telemetry.metrics.observe_outbox(self._outbox_depths)
+        self.telemetry.metrics.observe_authorization(self._auditor.decisions)
 
     # -- configuration ----------------------------------------------------------
 
@@ -170,12 +185,13 @@ class HubServer:
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
         )
+        methods = bind_hub(hub_class, self.authorizer.method_guard)
         registration = HubRegistration(
             path=path,
             hub_class=hub_class,
             options=hub_options,
             factory=factory or hub_class,
-            methods=bind_hub(hub_class, self.authorizer.method_guard),
+            methods=methods,
             protocols=self.protocols,
             router=router,
             lifetime=lifetime,
@@ -184,6 +200,11 @@ class HubServer:
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
             drain=self._drain,
+            telemetry=self.telemetry,
+            method_telemetry={
+                bound.name: self.telemetry.method(hub_class.__name__, bound.wire_name)
+                for bound in methods.values()
+            },
         )
         self._hubs[path] = registration
         return registration
@@ -217,6 +238,12 @@ class HubServer:
     @property
     def live_connections(self) -> int:
         return self._live
+
+    def _outbox_depths(self) -> list[tuple[int, int]]:
+        """``(records, bytes)`` queued per live connection (read by the metrics)."""
+        return [
+            depth for session in list(self._scopes.values()) if (depth := session.outbox_depth())
+        ]
 
     async def wait_idle(self) -> None:
         """Returns once no connection is live (at once when none is): every
