@@ -17,6 +17,7 @@ from triohub.transports.asgi import SignalRApp
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
+from .observability import Prometheus
 from .users import (
     AUDIENCE,
     ISSUER,
@@ -55,6 +56,7 @@ def build_app(
     throttle: ThrottleOptions | None = None,
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
+    metrics: Prometheus | None = None,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -64,6 +66,9 @@ def build_app(
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
         revocations: where ended sessions are kept; default this process's memory.
+        metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
+            no ``/metrics`` (the server still reports to OpenTelemetry's global
+            provider, a no-op unless the application sets one).
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -84,6 +89,7 @@ def build_app(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        meter_provider=None if metrics is None else metrics.provider,
     )
     server.map_hub(
         "/hubs/chat",
@@ -99,5 +105,6 @@ def build_app(
         server=server,
         throttle=SignInThrottle(throttle if throttle is not None else signin_throttle()),
         proxies=trusted,
+        metrics=None if metrics is None else metrics.text,
     )
     return SignalRApp(server, fallback=web)
