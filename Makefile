@@ -7,6 +7,7 @@ NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
+SERVER  ?= hypercorn
 QUICK   ?=
 BENCH_ARGS ?=
 BENCH_VENV := .venv-bench
@@ -17,6 +18,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
+	@echo "              (SERVER=native: on triohub's own server instead of hypercorn)"
 	@echo "make test   - set everything up and run lint, typecheck and all tests"
 	@echo "make bench  - triohub vs aiosignalr vs the floor (QUICK=1: short smoke run;"
 	@echo "              BENCH_ARGS='--scenarios echo-50 --servers hypercorn,aiosignalr')"
@@ -77,7 +79,7 @@ soak: $(STAMP) node
 	$(BIN)/python -m pytest tests/soak -m soak -s $(PYTEST_ARGS)
 
 demo: $(STAMP) node
-	$(BIN)/python -m demo --host $(HOST) --port $(PORT)
+	$(BIN)/python -m demo --host $(HOST) --port $(PORT) --server $(SERVER)
 
 # The benchmark's own venv: the project (editable) plus aiosignalr, matplotlib,
 # psutil and py-spy, none of which the library depends on. Never run by `make test`.
@@ -96,10 +98,11 @@ bench: $(BENCH_STAMP) node
 bench-smoke:
 	$(MAKE) bench QUICK=1
 
-# In-process ceilings of the codecs and the router (no network).
+# In-process ceilings of the codecs, the router and the WebSocket framing (no network).
 bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
 	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
+	$(BIN)/python benchmarks/bench_framing.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results build dist

@@ -3,6 +3,10 @@
 Serves the chat demo (the page, sign-in, ``/api/token``, ``/hubs/chat``) and the
 anonymous conformance hub ``/hubs/echo`` on one port.
 
+``--server hypercorn`` (the default) serves the demo's ASGI app under hypercorn;
+``--server native`` serves the hubs on triohub's own server, every transport, with
+the demo's pages and sign-in as its fallback app, on the same port.
+
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
 work gets ``--shutdown-grace`` seconds, and the process exits 0. A second signal
@@ -18,7 +22,7 @@ from functools import partial
 
 import trio
 
-from triohub import ListenError, run_until_signalled, serve_hypercorn
+from triohub import ListenError, run_until_signalled, serve_hypercorn, serve_native
 from triohub.transports.listening import http_address
 
 from .app import build_app
@@ -54,6 +58,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=8000,
         help="port to listen on; 0 picks a free one (default: 8000)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("hypercorn", "native"),
+        default="hypercorn",
+        help="hypercorn (ASGI, the default) or triohub's own server (native); both serve "
+        "every transport and the pages on one port",
     )
     parser.add_argument(
         "--log-level",
@@ -100,14 +111,13 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         app = build_app(metrics=metrics)
+        if args.server == "native":
+            serve = partial(serve_native, app.server, args.host, args.port, fallback=app.fallback)
+        else:
+            serve = partial(serve_hypercorn, app, args.host, args.port)
         async with trio.open_nursery() as nursery:
             [(host, port)] = await nursery.start(
-                partial(
-                    run_until_signalled,
-                    app.server,
-                    partial(serve_hypercorn, app, args.host, args.port),
-                    grace=args.shutdown_grace,
-                )
+                partial(run_until_signalled, app.server, serve, grace=args.shutdown_grace)
             )
             print(f"triohub demo listening on {http_address(host, port)}", flush=True)
 

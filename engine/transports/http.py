@@ -19,6 +19,7 @@ __all__ = [
     "Send",
     "host_problem",
     "log_refusal",
+    "origin_form",
     "read_body",
     "request_info",
     "respond",
@@ -32,16 +33,16 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-NO_CACHE = [
+NO_CACHE = (
     (b"cache-control", b"no-cache, no-store"),
     (b"pragma", b"no-cache"),
     (b"expires", b"Thu, 01 Jan 1970 00:00:00 GMT"),
-]
+)
 
 
 BAD_UPGRADE = (400, ((b"sec-websocket-version", b"13"),))
 """Status and headers of a refused WebSocket upgrade request (``upgrade_problem``);
-the body is the problem's text."""
+the body is empty, as hypercorn's own refusals of upgrades (the problem is logged)."""
 
 _ENCODED_SLASH = re.compile("%2f", re.IGNORECASE)
 
@@ -59,6 +60,19 @@ def route_path(raw: str) -> str:
     if "%" not in raw:
         return raw
     return unquote(_ENCODED_SLASH.sub("%252F", raw), errors="surrogateescape")
+
+
+def origin_form(target: bytes) -> bytes:
+    """A request target in origin form (path and query): an absolute-form target
+    (RFC 9112 3.2.2, ``http://host/path?query``) loses its scheme and authority
+    (``Host`` says those), never its query; other forms are returned unchanged."""
+    if not target.startswith((b"http://", b"https://")):
+        return target
+    rest = target.split(b"://", 1)[1]
+    slash, query = rest.find(b"/"), rest.find(b"?")
+    if slash < 0 or 0 <= query < slash:
+        return b"/" + (rest[query:] if query >= 0 else b"")
+    return rest[slash:]
 
 
 def host_problem(http_version: str, hosts: tuple[str, ...]) -> str | None:

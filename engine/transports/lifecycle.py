@@ -5,9 +5,9 @@ after a grace period of their own, SIGKILL; a person presses Ctrl+C (SIGINT).
 ``run_until_signalled`` turns the first of either into the hub server's graceful
 stop:
 
-1. new hub connections are refused (``HubServer.stop()``: the native server
-   answers negotiate and upgrades with 503, the ASGI app and the trio-websocket
-   server close new WebSockets at once);
+1. new hub connections are refused (``HubServer.stop()``: every server answers
+   negotiate, upgrades and the first request of a new SSE or long-polling
+   connection with 503, as the endpoint decides);
 2. invocations and streams running at that moment get up to ``grace`` seconds
    to finish, and their callers their Completion; new invocations meanwhile
    are answered with an error Completion (the server is shutting down);
@@ -76,12 +76,12 @@ async def run_until_signalled(
 
     Any listener that follows Trio's start protocol works (``serve_hypercorn``,
     ``serve_native``, ``serve_trio_websocket``), and several may serve one hub
-    server, e.g. the hubs on triohub's own server and the rest of the ASGI app
-    on hypercorn::
+    server, e.g. the hubs and the site on triohub's own server, and the same on
+    hypercorn on a second port::
 
         await run_until_signalled(
             app.server,
-            partial(serve_native, app.server, host, 8001),
+            partial(serve_native, app.server, host, 8001, fallback=app.fallback),
             partial(serve_hypercorn, app, host, 8000),
         )
 

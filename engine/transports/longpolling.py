@@ -10,14 +10,20 @@ for ``disconnect_timeout`` is dropped too. Nothing grows without limit.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..protocol import TransportType
 from .sse import Inbound
 
-__all__ = ["LongPollingTransport", "PollOutcome"]
+if TYPE_CHECKING:
+    from ..auth.principal import Principal
+    from ..hub.server import HubServer
+    from .connections import ConnectionTable, HttpConnection
+
+__all__ = ["LongPollingTransport", "PollOutcome", "hold_poll", "run_long_polling"]
 
 
 class PollOutcome(enum.Enum):
@@ -131,3 +137,69 @@ class LongPollingTransport:
     async def wait_change(self) -> None:
         """Returns at the next change: data, a poll starting or ending, the end."""
         await self._changed.wait()
+
+
+async def hold_poll(
+    transport: LongPollingTransport, hold: float, wait_disconnect: Callable[[], Awaitable[None]]
+) -> tuple[PollOutcome, bytes]:
+    """One poll request (the endpoint's ``Poll``): its outcome and body. A client
+    that aborts the poll (``wait_disconnect`` returns) ends it as a timeout,
+    answered to nobody."""
+    outcome, body = PollOutcome.TIMEOUT, b""
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await wait_disconnect()
+            nursery.cancel_scope.cancel()  # the client aborted this poll
+
+        nursery.start_soon(watch)
+        outcome, body = await transport.poll(hold)
+        nursery.cancel_scope.cancel()
+    return outcome, body
+
+
+async def run_long_polling(
+    server: HubServer,
+    table: ConnectionTable,
+    connection: HttpConnection,
+    transport: LongPollingTransport,
+    principal: Principal,
+) -> None:
+    """The supervisor of a long-polling connection, in the hub server's nursery
+    (started by its first poll); drops the connection's id from ``table`` at its end."""
+    registration = connection.registration
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _reap_idle_poller, transport, registration.options.disconnect_timeout
+            )
+            await server.connect(
+                registration,
+                transport,
+                connection_id=connection.connection_id,
+                principal=principal,
+                keep_alive=False,  # polling keeps itself alive
+            )
+            if not transport.ended_by_client:
+                # Ended by the server: keep the id until a poll has collected
+                # the close record and been told 204 (the reference's
+                # "connection finished"), unless the client stopped polling.
+                idle_limit = transport.last_poll + registration.options.disconnect_timeout
+                with trio.move_on_at(idle_limit):
+                    await transport.wait_told()
+            nursery.cancel_scope.cancel()
+    finally:
+        table.remove(connection.token)
+
+
+async def _reap_idle_poller(transport: LongPollingTransport, idle_limit: float) -> None:
+    """End a long-polling connection whose client stopped polling."""
+    while not transport.closed:
+        if transport.polling:
+            await transport.wait_change()
+            continue
+        due = transport.last_poll + idle_limit
+        if trio.current_time() >= due:
+            transport.end()
+            return
+        await trio.sleep_until(due)

@@ -1,161 +1,57 @@
-"""triohub's own server: HTTP/1.1 negotiate and WebSockets on Trio sockets.
+"""triohub's own server: the SignalR endpoint on Trio sockets, every transport.
 
 The leanest way to host hubs: no ASGI server and no WebSocket library between
-the socket and the hub (``native_ws``). It answers
+the socket and the hub. Requests are read by h11 (``native_http``); what to
+answer is the endpoint's decision (``endpoint``), exactly as in the ASGI app;
+WebSockets use triohub's own RFC 6455 framing (``native_ws``). It serves
 
-* ``POST {hub}/negotiate`` (v0 and v1; WebSockets is the one transport listed),
+* ``POST {hub}/negotiate`` (v0 and v1, every transport the hub enables),
 * ``GET {hub}`` upgrades to WebSockets, with or without a negotiated ``id``
   (``skipNegotiation``),
+* Server-Sent Events and long polling (``GET`` / ``POST`` / ``DELETE {hub}?id=``),
+* with ``fallback``, an ASGI app for every other path (``native_asgi``), so one
+  port serves a whole site,
 
-authenticating every request and applying the hub's policy exactly like the
-ASGI app (401 with the challenge / 403), and keeps HTTP connections alive
-between requests. Server-Sent Events and long polling need the ASGI app
-(``triohub.transports.asgi`` under hypercorn): here they are answered with the
-reference's "transport not supported" 404.
+and keeps HTTP connections alive between requests.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import socket
 from typing import TYPE_CHECKING
 
-import attrs
 import trio
 
-from ..auth.principal import Principal
-from ..auth.request import RequestInfo
-from ..hub.access import Verdict, check_bound, check_request
-from ..protocol import Texts
-from ..protocol.negotiate import NegotiateError, TransportType, negotiate
 from ..protocol.websocket import accept_key
-from .connections import ConnectionTable, HttpConnection, Refusal
-from .http import (
-    BAD_UPGRADE,
-    host_problem,
-    log_refusal,
-    parse_headers,
-    parse_query,
-    route_path,
-    upgrade_problem,
+from .endpoint import (
+    Endpoint,
+    Fallback,
+    OpenEventStream,
+    OpenWebSocket,
+    Poll,
+    ReadBody,
+    Respond,
+    deliver,
+    poll_answer,
 )
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
+from .longpolling import hold_poll
+from .native_asgi import ASGIApp, serve_asgi_request
+from .native_http import REQUEST_TIMEOUT, BadRequest, HttpWire
 from .native_ws import FrameCache, NativeWebSocketTransport
+from .sse import serve_event_stream
 
 if TYPE_CHECKING:
-    from ..hub.server import HubRegistration, HubServer
+    from ..hub.server import HubServer
 
 __all__ = ["serve_native"]
 
 log = logging.getLogger("triohub.transports")
 
-_HEAD_LIMIT = 16 * 1024
-"""Largest request line + headers; beyond it 431."""
-_BODY_LIMIT = 64 * 1024
-"""Largest body of a request this server reads (negotiate sends none)."""
 _IDLE_TIMEOUT = 5.0
 """Seconds a kept-alive HTTP connection may wait for its next request."""
-_REQUEST_TIMEOUT = 10.0
-"""Seconds a started request may take to arrive whole."""
-_REASONS = {
-    200: "OK",
-    101: "Switching Protocols",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    411: "Length Required",
-    413: "Content Too Large",
-    426: "Upgrade Required",
-    503: "Service Unavailable",
-    431: "Request Header Fields Too Large",
-}
-
-
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-
-
-class _Request:
-    __slots__ = ("headers", "method", "path", "query", "raw_headers", "version")
-
-    def __init__(self, head: bytes) -> None:
-        try:
-            text = head.decode("latin-1")
-            line, *lines = text.split("\r\n")
-            self.method, target, self.version = line.split(" ")
-        except ValueError:
-            raise _BadRequest(400, "malformed request line") from None
-        if _FORBIDDEN.search(text.replace("\r\n", "")):
-            # A bare CR or LF inside a line (a proxy might split there and see
-            # other headers than we do: request smuggling), or a NUL.
-            raise _BadRequest(400, "control character in the request head")
-        if self.version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise _BadRequest(400, "unsupported HTTP version")
-        if target.startswith(("http://", "https://")):  # absolute form (RFC 9112 3.2.2)
-            target = "/" + target.split("://", 1)[1].partition("/")[2]
-        if not target.startswith("/"):
-            raise _BadRequest(400, "unsupported request target")
-        raw_path, _, self.query = target.partition("?")
-        self.path = route_path(raw_path)
-        pairs: list[tuple[str, str]] = []
-        for raw in lines:
-            name, colon, value = raw.partition(":")
-            if not colon or not name or name != name.strip() or " " in name:
-                raise _BadRequest(400, "malformed header line")
-            pairs.append((name, value.strip()))
-        self.raw_headers = pairs
-        self.headers = parse_headers(pairs)
-        problem = host_problem(self.version[5:], self.headers.get("host", ()))
-        if problem is not None:
-            raise _BadRequest(400, problem)
-
-    def header(self, name: str) -> str:
-        return ",".join(self.headers.get(name, ()))
-
-    def tokens(self, name: str) -> set[str]:
-        return {token.strip().lower() for token in self.header(name).split(",")}
-
-    @property
-    def keep_alive(self) -> bool:
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in self.tokens("connection")
-        return "close" not in self.tokens("connection")
-
-    @property
-    def wants_upgrade(self) -> bool:
-        return "websocket" in self.tokens("upgrade") and "upgrade" in self.tokens("connection")
-
-    def info(self, hub_path: str | None, client: tuple[str, int] | None) -> RequestInfo:
-        return RequestInfo(
-            method=self.method,
-            path=self.path,
-            query=parse_query(self.query),
-            headers=self.headers,
-            client=client,
-            scheme="ws" if self.wants_upgrade else "http",
-            hub_path=hub_path,
-        )
-
-
-@attrs.frozen
-class _Upgraded:
-    """A request that became a WebSocket: what its hub connection needs."""
-
-    registration: HubRegistration
-    transport: NativeWebSocketTransport
-    connection_id: str
-    principal: Principal
-    connection: HttpConnection | None
-    """The negotiated table entry, removed when the socket ends."""
+_NOT_FOUND = Respond(404, b"Not Found")
 
 
 class _Connection:
@@ -163,299 +59,121 @@ class _Connection:
 
     def __init__(
         self,
-        server: HubServer,
-        table: ConnectionTable,
+        endpoint: Endpoint,
+        fallback: ASGIApp | None,
         sock: socket.socket,
         client: tuple[str, int],
+        local: tuple[str, int],
         frames: FrameCache,
     ) -> None:
-        self.server = server
-        self.table = table
+        self.endpoint = endpoint
         self.frames = frames
+        self.server = endpoint.server
+        self.fallback = fallback
         self.sock = sock
-        self.client = client
-        self.buffer = bytearray()
+        self.local = local
+        self.wire = HttpWire(sock, client)
         self.handed_over = False
-        self.keep_alive = True
-        """The current request lets the connection stay open after its answer."""
-        self.http10 = False
 
     async def serve(self) -> None:
+        wire = self.wire
         try:
             first = True
             while True:
-                head = None
-                with trio.move_on_after(_REQUEST_TIMEOUT if first else _IDLE_TIMEOUT):
-                    head = await self._read_head()
-                if head is None:
+                request = None
+                try:
+                    with trio.move_on_after(REQUEST_TIMEOUT if first else _IDLE_TIMEOUT):
+                        with trio.fail_after(REQUEST_TIMEOUT):
+                            request = await wire.read_request()
+                except BadRequest as error:
+                    await wire.refuse(error)
+                    return
+                except trio.TooSlowError:
+                    await wire.refuse(BadRequest(408))
+                    return
+                if request is None:
                     return
                 first = False
                 # One scheduler turn per request: a client pipelining requests
                 # (never blocking our reads or writes) cannot hold the loop.
                 await trio.lowlevel.checkpoint()
-                try:
-                    request = _Request(head)
-                    with trio.fail_after(_REQUEST_TIMEOUT):
-                        await self._skip_body(request)
-                except (_BadRequest, trio.TooSlowError) as error:
-                    status = error.status if isinstance(error, _BadRequest) else 400
-                    await self._respond(status, str(error).encode() or b"", close=True)
+                action = await self.endpoint.decide(request)
+                if isinstance(action, Fallback) and (self.fallback is None or request.websocket):
+                    action = _NOT_FOUND
+                if isinstance(action, Fallback):
+                    assert self.fallback is not None
+                    if not await serve_asgi_request(
+                        self.fallback, wire, request.http_version, self.local
+                    ):
+                        return
+                elif isinstance(action, Respond):
+                    await wire.respond(action)
+                    if action.close:
+                        return
+                elif isinstance(action, ReadBody):
+                    with trio.fail_after(REQUEST_TIMEOUT):
+                        body = await wire.read_body(action.limit)
+                    answer = await deliver(action, body)
+                    await wire.respond(answer)
+                    if body is None:
+                        return
+                elif isinstance(action, Poll):
+                    outcome, data = await hold_poll(
+                        action.transport, action.hold, wire.wait_disconnect
+                    )
+                    await wire.respond(poll_answer(outcome, data))
+                elif isinstance(action, OpenEventStream):
+                    del request
+                    await serve_event_stream(
+                        self.server,
+                        action.connection,
+                        action.transport,
+                        action.principal,
+                        wire,
+                        self.endpoint.release,
+                    )
                     return
-                self.keep_alive = request.keep_alive
-                self.http10 = request.version == "HTTP/1.0"
-                answered = await self._handle(request)
-                # An upgraded connection lives on in this frame: it keeps
-                # nothing of the request (headers, the token) but the principal.
-                del request, head
-                if isinstance(answered, _Upgraded):
-                    await self._run(answered)
+                elif isinstance(action, OpenWebSocket):
+                    # The upgraded connection lives on in this frame: it keeps
+                    # nothing of the request (headers, the token) but the principal.
+                    key = request.header("sec-websocket-key")
+                    del request
+                    await self._websocket(action, key)
                     return
-                if not answered or not self.keep_alive:
+                if not await wire.next_cycle():
                     return
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, BadRequest):
             pass  # gone, or it stopped reading our answers
         finally:  # any other error: ``listening.isolated`` logs it, in one line
             if not self.handed_over:
                 trio.lowlevel.notify_closing(self.sock)
                 self.sock.close()
 
-    # -- reading -----------------------------------------------------------------
-
-    async def _read_head(self) -> bytes | None:
-        while True:
-            end = self.buffer.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
-            if end >= 0:
-                head = bytes(self.buffer[:end])
-                del self.buffer[: end + 4]
-                return head
-            if len(self.buffer) >= _HEAD_LIMIT + 4:
-                await self._respond(431, b"", close=True)
-                return None
-            data = await self._recv()
-            if not data:
-                return None
-
-    async def _recv(self) -> bytes:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
-                continue
-            self.buffer += data
-            return data
-
-    async def _skip_body(self, request: _Request) -> None:
-        if "transfer-encoding" in request.headers:
-            raise _BadRequest(411, "chunked request bodies are not accepted here")
-        raw = request.header("content-length") or "0"
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):
-            raise _BadRequest(400, "bad Content-Length")
-        size = int(raw)
-        if size > _BODY_LIMIT:
-            raise _BadRequest(413, "request body too large")
-        while len(self.buffer) < size:
-            if not await self._recv():
-                raise _BadRequest(400, "the body ended early")
-        del self.buffer[:size]
-
-    # -- writing -----------------------------------------------------------------
-
-    async def _send_all(self, data: bytes) -> None:
-        """Write it all, within ``_REQUEST_TIMEOUT``.
-
-        Raises:
-            trio.TooSlowError: the client does not read (the connection ends).
-        """
-        view = memoryview(data)
-        with trio.fail_after(_REQUEST_TIMEOUT):
-            while view:
-                try:
-                    sent = self.sock.send(view)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(self.sock)
-                    continue
-                view = view[sent:]
-
-    async def _respond(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        content_type: str = "text/plain",
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-        close: bool = False,
-    ) -> None:
-        lines = [
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-            f"Content-Length: {len(body)}",
-            f"Content-Type: {content_type}",
-        ]
-        for raw_name, raw_value in headers:
-            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            if _FORBIDDEN.search(name + value):
-                log.error("dropped a response header with a control character: %s", name)
-                continue
-            lines.append(f"{name}: {value}")
-        if close or not self.keep_alive:
-            lines.append("Connection: close")
-        elif self.http10:
-            lines.append("Connection: keep-alive")
-        await self._send_all(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-
-    # -- routing -----------------------------------------------------------------
-
-    async def _handle(self, request: _Request) -> bool | _Upgraded:
-        """Answer one request; ``False`` when the connection must end, an
-        ``_Upgraded`` when it became a WebSocket (101 sent)."""
-        hubs = self.server.hubs
-        negotiate_route = False
-        registration = hubs.get(request.path)
-        if registration is None and request.path.endswith("/negotiate"):
-            registration = hubs.get(request.path[: -len("/negotiate")])
-            negotiate_route = registration is not None
-        if registration is None:
-            await self._respond(404, b"Not Found")
-            return True
-        if negotiate_route:
-            if request.method != "POST":
-                await self._respond(405, b"")
-                return True
-            if not self.server.accepting:
-                await self._respond(503, b"The server is shutting down", close=True)
-                return False
-            verdict = await self._verdict(request, registration)
-            if verdict.allowed:
-                await self._negotiate(request, registration, verdict)
-            return True
-        if request.method == "GET" and request.wants_upgrade:
-            return await self._upgrade(request, registration)
-        if request.method not in ("GET", "POST", "DELETE"):
-            await self._respond(405, b"")
-            return True
-        await self._http_request(request, registration)
-        return True
-
-    async def _http_request(self, request: _Request, registration: HubRegistration) -> None:
-        """A GET / POST / DELETE on a hub path that is not an upgrade: checked in
-        the ASGI app's order (identity, id, owner), then answered as a server
-        that serves WebSockets only."""
-        verdict = await self._verdict(request, registration)
-        if not verdict.allowed:
-            return
-        token = (parse_query(request.query).get("id") or ("",))[0]
-        if not token:
-            await self._respond(400, Texts.CONNECTION_ID_REQUIRED.encode())
-            return
-        connection = self.table.get(token)
-        if connection is None or connection.registration is not registration:
-            await self._respond(404, Texts.NO_CONNECTION.encode())
-            return
-        if connection.principal is not None:
-            checked = check_bound(verdict, connection.principal, request.info(None, self.client))
-            if not checked.allowed:
-                await self._respond(checked.status, b"", headers=checked.headers)
-                return
-        if request.method == "POST":
-            if connection.transport is TransportType.WEBSOCKETS:
-                await self._respond(405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
-            else:  # nothing receives for it (no transport request yet)
-                await self._respond(404, Texts.NO_CONNECTION.encode())
-        elif request.method == "DELETE":
-            await self._respond(400, Texts.DELETE_NOT_ALLOWED.encode())
-        else:
-            wanted = (
-                TransportType.SERVER_SENT_EVENTS
-                if "text/event-stream" in request.header("accept")
-                else TransportType.LONG_POLLING
-            )
-            await self._respond(404, Texts.transport_not_supported(wanted.value).encode())
-
-    async def _verdict(self, request: _Request, registration: HubRegistration) -> Verdict:
-        """Authenticate and apply the hub policy; answers the refusal itself."""
-        info = request.info(registration.path, self.client)
-        verdict = await check_request(self.server, registration, info)
-        if not verdict.allowed:
-            log_refusal(info, verdict)
-            await self._respond(verdict.status, b"", headers=verdict.headers)
-        return verdict
-
-    async def _negotiate(
-        self, request: _Request, registration: HubRegistration, verdict: Verdict
-    ) -> None:
-        enabled = [t for t in registration.options.transports if t is TransportType.WEBSOCKETS]
-        result = negotiate(request.query, transports=enabled)
-        if not isinstance(result, NegotiateError):
-            self.table.add(
-                result.connection_token, result.connection_id, registration, verdict.principal
-            )
-        await self._respond(200, result.body, content_type="application/json")
-
-    async def _upgrade(self, request: _Request, registration: HubRegistration) -> bool | _Upgraded:
-        problem = upgrade_problem(request.version[5:], request.headers)
-        if problem is not None:
-            status, headers = BAD_UPGRADE
-            await self._respond(status, problem.encode(), headers=headers, close=True)
-            return False
-        key = request.header("sec-websocket-key")
-        verdict = await self._verdict(request, registration)
-        if not verdict.allowed:
-            return True
-        token = (parse_query(request.query).get("id") or ("",))[0]
-        info = request.info(registration.path, self.client)
-        claimed = self.table.claim_websocket(token, registration, verdict, info)
-        if isinstance(claimed, Refusal):
-            if claimed.status in (401, 403):
-                log.info(
-                    "WebSocket %s refused with %d: not the negotiating user",
-                    request.path,
-                    claimed.status,
-                )
-            await self._respond(claimed.status, claimed.body, headers=claimed.headers)
-            return True
-        connection_id, connection = claimed
-        if not self.server.accepting:
-            if connection is not None:
-                self.table.remove(connection.token)
-            await self._respond(503, b"The server is shutting down", close=True)
-            return False
+    async def _websocket(self, action: OpenWebSocket, key: str) -> None:
+        """Answer 101 and run the hub connection over the socket, to its end."""
         try:
-            await self._send_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                + accept_key(key).encode()
-                + b"\r\n\r\n"
+            initial = await self.wire.switch_protocols(
+                [
+                    (b"upgrade", b"websocket"),
+                    (b"connection", b"Upgrade"),
+                    (b"sec-websocket-accept", accept_key(key).encode()),
+                ]
             )
         except BaseException:
-            if connection is not None:
-                self.table.remove(connection.token)
+            self.endpoint.release(action.connection)
             raise
-        limit = registration.options.max_message_size
+        limit = action.registration.options.max_message_size
         transport = NativeWebSocketTransport(
             self.sock,
-            bytes(self.buffer),
+            initial,
             None if limit is None else max(limit * 2, 65536),
             frames=self.frames,
         )
         self.handed_over = True  # the transport closes the socket now
-        self.buffer = bytearray()
-        return _Upgraded(registration, transport, connection_id, verdict.principal, connection)
-
-    async def _run(self, upgraded: _Upgraded) -> None:
-        """The hub connection of an upgraded socket, to its end."""
-        transport = upgraded.transport
         try:
-            await self.server.connect(
-                upgraded.registration,
-                transport,
-                connection_id=upgraded.connection_id,
-                principal=upgraded.principal,
-                on_protocol=transport.use_protocol,
-            )
+            await self.endpoint.run_websocket(action, transport)
         finally:
             await transport.aclose()  # idempotent: normally closed already
-            if upgraded.connection is not None:
-                self.table.remove(upgraded.connection.token)
 
 
 async def serve_native(
@@ -463,11 +181,13 @@ async def serve_native(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
+    fallback: ASGIApp | None = None,
     backlog: int = BACKLOG,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the hubs of a running ``server`` with triohub's own HTTP/1.1 and
-    WebSocket server until cancelled.
+    WebSocket server until cancelled: negotiate, WebSockets, Server-Sent Events
+    and long polling, with the ASGI app's answers.
 
     ``host, port = await nursery.start(serve_native, server)``.
 
@@ -475,6 +195,8 @@ async def serve_native(
         server: the hubs (already running).
         host: the address to listen on.
         port: the port (0: any free one).
+        fallback: an ASGI app for the paths that are not hubs (HTTP requests
+            only); 404 without one.
         backlog: the listen backlog (connections the kernel queues before
             they are accepted).
 
@@ -482,13 +204,14 @@ async def serve_native(
         ListenError: the address cannot be bound (an ``OSError``).
     """
     listener = listen_socket(host, port, backlog, server="native server")
-    pacer = AcceptPacer(f"native server on {host}:{listener.getsockname()[1]}")
+    bound = listener.getsockname()[1]
+    pacer = AcceptPacer(f"native server on {host}:{bound}")
+    endpoint = Endpoint(server, fallback=fallback is not None)
+    frames = FrameCache()  # this server's, shared by its WebSockets
     try:
-        table = ConnectionTable()
-        frames = FrameCache()  # this server's, shared by its WebSockets
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(table.reap)
-            task_status.started((host, listener.getsockname()[1]))
+            nursery.start_soon(endpoint.connections.reap)
+            task_status.started((host, bound))
             while True:
                 await trio.lowlevel.wait_readable(listener)
                 for _ in range(backlog):
@@ -503,7 +226,9 @@ async def serve_native(
                     sock.setblocking(False)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     client = (str(address[0]), int(address[1]))
-                    connection = _Connection(server, table, sock, client, frames)
+                    connection = _Connection(
+                        endpoint, fallback, sock, client, (host, bound), frames
+                    )
                     nursery.start_soon(
                         isolated, connection.serve, f"{client[0]}:{client[1]}", "HTTP connection"
                     )

@@ -1,7 +1,8 @@
 """A standalone WebSocket server on trio-websocket: no HTTP, no negotiate.
 
 Clients connect with ``skipNegotiation: true`` (the JS client allows it for
-WebSockets), straight to ``ws://host:port/hubs/name``.
+WebSockets), straight to ``ws://host:port/hubs/name``. What to answer to an
+upgrade request is the endpoint's decision (``endpoint``), as on every server.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-from ..auth.request import RequestInfo
-from ..hub.access import check_request
 from ..protocol import HubProtocol, TransferFormat, TransportType
-from ..protocol.negotiate import new_connection_id
-from .http import parse_headers, parse_query
+from .endpoint import Endpoint, HttpRequest, OpenWebSocket, Respond
+from .http import parse_headers, route_path
 from .listening import BACKLOG, accept_streams, listen_socket
 
 if TYPE_CHECKING:
@@ -88,17 +87,17 @@ class _Watched:
         self._nursery.start_soon(watched, name=name)
 
 
-def _request_info(request: WebSocketRequest, path: str, query: str, hub_path: str) -> RequestInfo:
+def _request(request: WebSocketRequest) -> HttpRequest:
+    path, _, query = request.path.partition("?")
     remote = request.remote
     client = None if isinstance(remote, str) else (str(remote.address), int(remote.port))
-    return RequestInfo(
+    return HttpRequest(
         method="GET",
-        path=path,
-        query=parse_query(query),
+        path=route_path(path),
+        query=query,
         headers=parse_headers(request.headers),
+        websocket=True,
         client=client,
-        scheme="ws",
-        hub_path=hub_path,
     )
 
 
@@ -128,30 +127,20 @@ async def serve_trio_websocket(
         ListenError: the address cannot be bound (an ``OSError``).
     """
 
+    endpoint = Endpoint(server)
+
     async def handle(request: WebSocketRequest) -> None:
-        path, _, query = request.path.partition("?")
-        registration = server.hubs.get(path)
-        if registration is None:
-            await request.reject(404, body=b"Not Found")
-            return
-        # No local keeps the request info: this frame lives as long as the
-        # connection, and the principal is all that is needed of it.
-        verdict = await check_request(
-            server, registration, _request_info(request, path, query, registration.path)
-        )
-        if not verdict.allowed:
-            log.info("WebSocket %s refused with %d: %s", path, verdict.status, verdict.reason)
-            await request.reject(verdict.status, extra_headers=list(verdict.headers), body=b"")
+        # No local keeps the request's facts: this frame lives as long as the
+        # connection, and the principal is all that is needed of them.
+        action = await endpoint.decide(_request(request))
+        if not isinstance(action, OpenWebSocket):
+            answer = action if isinstance(action, Respond) else Respond(404, b"Not Found")
+            await request.reject(
+                answer.status, extra_headers=list(answer.headers), body=answer.body
+            )
             return
         connection = await request.accept()
-        transport = TrioWebSocketTransport(connection)
-        await server.connect(
-            registration,
-            transport,
-            connection_id=new_connection_id(),
-            principal=verdict.principal,
-            on_protocol=transport.use_protocol,
-        )
+        await endpoint.run_websocket(action, TrioWebSocketTransport(connection))
 
     limit = max((r.options.max_message_size or 0 for r in server.hubs.values()), default=0)
     max_message_size = max(limit * 2, 1024 * 1024)

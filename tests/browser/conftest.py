@@ -1,9 +1,10 @@
 """Fixtures for the browser and demo-client tests.
 
-* ``demo`` (per test): a fresh ``python -m demo --host 127.0.0.1 --port 0`` subprocess,
-  so state that lasts the demo's lifetime (bans, history) never leaks between tests;
-  ``shared_demo`` (per module) for tests that leave nothing behind. Each is stopped with
-  SIGINT; its log is attached to the report of a failing test.
+* ``demo`` (per test): a fresh ``python -m demo --host 127.0.0.1 --port 0 --server S``
+  subprocess, so state that lasts the demo's lifetime (bans, history) never leaks between
+  tests; ``shared_demo`` (per module) for tests that leave nothing behind. Both run once
+  per server of ``SERVERS`` (hypercorn, triohub's own): every test runs on each. Each is
+  stopped with SIGINT; its log is attached to the report of a failing test.
 * ``browser`` (per module): Debian's ``/usr/bin/chromium`` driven by Playwright (never a
   browser download of Playwright's own).
 """
@@ -43,6 +44,7 @@ CHROMIUM_ARGS = [
 STARTUP_TIMEOUT = 20.0
 SHUTDOWN_TIMEOUT = 15.0
 LISTENING = re.compile(r"triohub demo listening on (http://\S+)")
+SERVERS = ["hypercorn", "native"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,21 @@ class Lines:
 
 
 @contextmanager
-def running_demo(log_path: Path) -> Iterator[Demo]:
+def running_demo(log_path: Path, server: str = "hypercorn") -> Iterator[Demo]:
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("a") as stderr_log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "demo",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--server",
+                server,
+            ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr_log,
@@ -119,17 +131,20 @@ def running_demo(log_path: Path) -> Iterator[Demo]:
             process.wait()
 
 
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+@pytest.fixture(params=SERVERS)
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
     """A demo of its own: for tests that leave state behind (a ban lasts its lifetime)."""
-    with running_demo(tmp_path / "demo.log") as demo:
+    with running_demo(tmp_path / "demo.log", request.param) as demo:
         yield demo
 
 
-@pytest.fixture(scope="module")
-def shared_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+@pytest.fixture(scope="module", params=SERVERS)
+def shared_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
     """One demo for a module's tests that change nothing lasting."""
-    with running_demo(tmp_path_factory.mktemp("demo") / "demo.log") as demo:
+    kind = request.param
+    with running_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo.log", kind) as demo:
         yield demo
 
 

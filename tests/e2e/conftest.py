@@ -1,13 +1,11 @@
 """End-to-end fixtures: the demo server as a subprocess, and the Node.js client runner.
 
-* ``demo_server`` (session): ``python -m demo --host 127.0.0.1 --port 0``, started once,
+* ``demo_server`` (session, once per server of ``SERVERS``): ``python -m demo --host
+  127.0.0.1 --port 0 --server S``, on hypercorn (the default) and on triohub's own server
+  (``native``), so every test that uses it runs against both. Started once per server,
   ready when it prints its listening line, stopped with SIGINT (Ctrl+C) at the end, which
   it must obey within SHUTDOWN_TIMEOUT (test_shutdown checks that it exits cleanly).
   Its stdout and stderr go to a log file that is attached to every failing test's report.
-* ``native_demo`` (per test, trio): the demo's hubs (``build_app``: same hubs, JWT
-  bearer authentication and policies) served in-process by triohub's own server
-  (``serve_native``), with hypercorn serving the rest of the demo (``/api/token``) on a
-  second port, since ``serve_native`` serves hubs only.
 * ``node_client`` (session): runs ``tests/e2e/js/client.mjs`` with the official
   ``@microsoft/signalr`` client from the repository's ``node_modules`` and returns the
   scenarios' observations (the JSON line the script prints last).
@@ -18,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import selectors
 import shutil
 import signal
@@ -26,17 +23,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 import trio
-
-from demo.app import build_app
-from triohub.transports.hypercorn import serve_hypercorn
-from triohub.transports.native import serve_native
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -46,6 +39,8 @@ STARTUP_TIMEOUT = 20.0
 SHUTDOWN_TIMEOUT = 15.0
 NODE_TIMEOUT = 60.0
 LISTENING = re.compile(rb"triohub demo listening on (http://\S+)\r?\n")
+SERVERS = ["hypercorn", "native"]
+"""``python -m demo --server``: every demo test runs on each."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -110,12 +105,23 @@ def _copy_rest(stream: IO[bytes], log_path: Path) -> None:
             log.flush()
 
 
-def start_demo(log_path: Path) -> DemoServer:
-    """Start ``python -m demo`` on a free port; returns once it printed its listening line."""
+def start_demo(log_path: Path, server: str = "hypercorn") -> DemoServer:
+    """Start ``python -m demo --server SERVER`` on a free port; returns once it printed
+    its listening line."""
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("ab") as stderr_log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "demo",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--server",
+                server,
+            ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr_log,
@@ -153,9 +159,12 @@ def interrupt_demo(server: DemoServer) -> int:
         )
 
 
-@pytest.fixture(scope="session")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
-    server = start_demo(tmp_path_factory.mktemp("demo") / "demo-server.log")
+@pytest.fixture(scope="session", params=SERVERS)
+def demo_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoServer]:
+    kind = request.param
+    server = start_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo-server.log", kind)
     try:
         yield server
     finally:
@@ -172,33 +181,6 @@ def pytest_runtest_makereport(
     if report.failed and isinstance(server, DemoServer):
         report.sections.append((f"demo server log ({report.when})", server.log()))
     return report
-
-
-# -- the demo's hubs on triohub's own server -------------------------------------------
-
-
-@dataclass(frozen=True)
-class NativeDemo:
-    base_url: str  # hypercorn: the demo's web endpoints (/api/token)
-    hubs_url: str  # serve_native: the hubs
-
-    def url(self, path: str = "/hubs/echo") -> str:
-        return self.hubs_url + path
-
-
-@pytest.fixture
-async def native_demo(nursery: trio.Nursery) -> AsyncIterator[NativeDemo]:
-    app = build_app(secrets.token_urlsafe(48))
-    await nursery.start(app.server.run)
-    web_host, web_port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
-    host, port = await nursery.start(serve_native, app.server, "127.0.0.1", 0)
-    try:
-        yield NativeDemo(f"http://{web_host}:{web_port}", f"http://{host}:{port}")
-    finally:
-        # Gracefully, before the nursery fixture cancels both listeners.
-        app.server.stop()
-        with trio.move_on_after(10):
-            await app.server.wait_stopped()
 
 
 # -- the Node.js client -----------------------------------------------------------------

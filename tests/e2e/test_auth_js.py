@@ -1,5 +1,6 @@
 """Authentication end to end with the official JavaScript client (``@microsoft/signalr`` on
-Node) against the demo subprocess: ``accessTokenFactory`` on every transport, refusal
+Node) against the demo subprocess, on hypercorn and on triohub's own server:
+``accessTokenFactory`` on every transport, refusal
 without a token, one user on three transports at once, and expiry with automatic
 reconnect. The scenarios are in ``js/auth.mjs``; this module asserts on what they saw.
 """
@@ -45,7 +46,7 @@ def run_auth(node_client: NodeClient, scenario: str, base_url: str, **env: str) 
     return _results(command, done.returncode, done.stdout, done.stderr)[scenario]
 
 
-# -- checks of what a scenario observed (shared with test_auth_native.py) ----------------
+# -- checks of what a scenario observed ----------------------------------------------------
 
 
 def check_transports(observed: Any, transports: list[str]) -> None:
@@ -95,7 +96,7 @@ def check_expiry(observed: Any, connections: int) -> None:
         assert seen["whoamiAfter"]["userId"] == "alice@contoso.example", where
 
 
-# -- against the demo (hypercorn) ---------------------------------------------------------
+# -- against the demo (on each server: ``demo_server``) -----------------------------------
 
 
 def test_access_token_factory_on_every_transport(

@@ -1,6 +1,7 @@
 """The official JavaScript client over Server-Sent Events and long polling: the
 same scenarios as over WebSockets (SSE carries JSON only; long polling both
-protocols), and transport fallback when the server disables WebSockets."""
+protocols), against the demo on each server, and transport fallback when the server
+disables WebSockets, on each server."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from demo.echo import EchoHub
 from triohub import HubOptions, HubServer, TransportType
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.native import serve_native
 
 from .checks import CHECKS
-from .conftest import DemoServer, NodeClient
+from .conftest import SERVERS, DemoServer, NodeClient
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +43,6 @@ def test_demo(
     CHECKS[scenario](results[scenario], protocol)
 
 
-def _app(transports: frozenset[TransportType]) -> SignalRApp:
-    server = HubServer()
-    server.map_hub("/hubs/echo", EchoHub, options=HubOptions(transports=transports))
-    return SignalRApp(server)
-
-
 @pytest.mark.parametrize(
     ("enabled", "expected"),
     [
@@ -58,12 +54,18 @@ def _app(transports: frozenset[TransportType]) -> SignalRApp:
         (set(TransportType), "WebSocketTransport"),
     ],
 )
+@pytest.mark.parametrize("kind", SERVERS)
 async def test_fallback_follows_the_server_list(
-    node_client: NodeClient, enabled: set[TransportType], expected: str
+    node_client: NodeClient, enabled: set[TransportType], expected: str, kind: str
 ) -> None:
-    app = _app(frozenset(enabled))
+    server = HubServer()
+    server.map_hub("/hubs/echo", EchoHub, options=HubOptions(transports=frozenset(enabled)))
     async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(serve_hypercorn, app, "127.0.0.1", 0)
+        if kind == "native":
+            await nursery.start(server.run)
+            host, port = await nursery.start(serve_native, server, "127.0.0.1", 0)
+        else:
+            host, port = await nursery.start(serve_hypercorn, SignalRApp(server), "127.0.0.1", 0)
         ran = await outcome.acapture(
             node_client.arun,
             ["transportUsed"],

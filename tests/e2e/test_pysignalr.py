@@ -119,8 +119,7 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, timeout=30))
 
 
-# -- scenarios: one connection to the echo hub at ``url`` each (shared with the native
-# server's module, test_pysignalr_native.py) -------------------------------------------
+# -- scenarios: one connection to the echo hub at ``url`` each -----------------------------
 
 NESTED = {"text": "héllo ☃", "n": [1, 2.5, None, True], "deep": {"a": {"b": []}}}
 
@@ -180,15 +179,7 @@ async def negotiate_v0_and_client_results(url: str, protocol: str) -> None:
         assert missing.error == ASK_CALLER_NO_RESULT, missing
 
 
-SCENARIOS = [
-    invoke,
-    send_is_received_by_own_handler,
-    server_stream,
-    negotiate_v0_and_client_results,
-]
-
-
-# -- against the demo (hypercorn) ---------------------------------------------------------
+# -- against the demo (on each server: ``demo_server``) -----------------------------------
 
 
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))

@@ -11,13 +11,14 @@ import trio
 from demo.echo import EchoHub
 from triohub import HubServer
 
-from .conftest import interrupt_demo, start_demo
+from .conftest import SERVERS, interrupt_demo, start_demo
 
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_exits_cleanly_on_sigint(tmp_path: Path) -> None:
-    server = start_demo(tmp_path / "demo-server.log")
+@pytest.mark.parametrize("kind", SERVERS)
+def test_demo_exits_cleanly_on_sigint(tmp_path: Path, kind: str) -> None:
+    server = start_demo(tmp_path / "demo-server.log", kind)
     code = interrupt_demo(server)
     log = server.log_path.read_text(errors="replace")
     assert "Traceback" not in log, f"Ctrl+C (SIGINT) printed a traceback:\n{log}"

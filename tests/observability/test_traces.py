@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from triohub.protocol import Completion, Invocation
 from triohub.testing import open_test_client
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.hypercorn import serve_hypercorn
+from triohub.transports.native import serve_native
 
 from .test_metrics import ACTIVE, DURATION, Reader, attrs_of
 
@@ -144,14 +146,23 @@ async def test_without_a_provider_nothing_is_recorded(nursery: trio.Nursery) -> 
         assert await client.next_message() == Completion.with_result("1", "hi")
 
 
+def hypercorn(server: HubServer) -> Any:
+    return partial(serve_hypercorn, SignalRApp(server))
+
+
+def native(server: HubServer) -> Any:
+    return partial(serve_native, server)
+
+
 @pytest.mark.e2e
+@pytest.mark.parametrize("serve", [hypercorn, native])
 async def test_the_official_js_client_over_every_transport(
-    nursery: trio.Nursery, reader: Reader, spans: Spans
+    nursery: trio.Nursery, reader: Reader, spans: Spans, serve: Any
 ) -> None:
     node = shutil.which("node")
     assert node is not None, "node (Node.js) is not on PATH; `make test` installs it"
     server = await start(nursery, reader, spans)
-    host, port = await nursery.start(serve_hypercorn, SignalRApp(server), "127.0.0.1", 0)
+    host, port = await nursery.start(serve(server), "127.0.0.1", 0)
     done = await trio.run_process(
         [node, str(SCRIPT), f"http://{host}:{port}{PATH}", TRACEPARENT],
         capture_stdout=True,

@@ -2,8 +2,8 @@
 
 ``make soak`` (``SOAK_SECONDS=20 make soak`` to try it briefly;
 ``SOAK_PATTERNS=garbage,no-read`` to run some hostile patterns only; the names
-are in ``tests/soak/hostile.py``). Per server (the demo on hypercorn; the demo's
-hubs on triohub's own server, ``tests/soak/native_app.py``):
+are in ``tests/soak/hostile.py``). Per server (``python -m demo --server hypercorn``
+and ``--server native``):
 
 1. warm-up: 20 normal clients echo every 50 ms while every hostile pattern runs
    briefly (so the allocator and caches have seen the load once);
@@ -72,7 +72,7 @@ EXCEPTION_LINE = re.compile(r"^[\s|]*((?:[\w.]+\.)?\w*(?:Error|Exception|Group)\
 
 SERVERS = {
     "hypercorn": (demo_command("--log-level", "WARNING"), 1),
-    "native": ([sys.executable, "-m", "tests.soak.native_app", "--log-level", "WARNING"], 2),
+    "native": (demo_command("--server", "native", "--log-level", "WARNING"), 1),
 }
 
 

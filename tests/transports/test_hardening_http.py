@@ -1,7 +1,8 @@
 """The HTTP and WebSocket rules both servers enforce alike (hypercorn with the
-ASGI app, and triohub's own server): the Host header (RFC 9112 3.2), upgrades
+ASGI app, and triohub's own server): an HTTP/1.0 request may leave Host out, upgrades
 over HTTP/1.1 only with a well-formed key (RFC 6455 4.2.1), encoded slashes that
-never route to a hub, and a close frame with 1002 for a broken frame.
+never route to a hub, and a close frame with 1002 for a broken frame. The exact
+answers to single requests are in test_raw_http.py.
 
 Real servers on real sockets (``hardening_support.running``)."""
 
@@ -37,16 +38,6 @@ async def answer(kind: str, request: bytes) -> tuple[int, bytes]:
     return response.status, response.body
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [b"", b"Host: a\r\nHost: b\r\n", b"Host: a\r\nX-Other: 1\r\nhost: a\r\n"],
-    ids=["none", "two", "two-spelled-apart"],
-)
-async def test_an_http_1_1_request_needs_exactly_one_host(kind: str, headers: bytes) -> None:
-    status, _ = await answer(kind, NEGOTIATE + headers + b"Content-Length: 0\r\n\r\n")
-    assert status == 400
-
-
 async def test_an_http_1_0_request_may_leave_host_out(kind: str) -> None:
     request = f"POST {HUB}/negotiate HTTP/1.0\r\nContent-Length: 0\r\n\r\n".encode()
     status, body = await answer(kind, request)
@@ -55,10 +46,7 @@ async def test_an_http_1_0_request_may_leave_host_out(kind: str) -> None:
 
 async def test_an_upgrade_over_http_1_0_is_refused(kind: str) -> None:
     request = UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0")
-    status, body = await answer(kind, request)
-    assert status == 400
-    if kind == "native":  # hypercorn refuses it itself, with no body
-        assert body == b"a WebSocket upgrade needs HTTP/1.1"
+    assert await answer(kind, request) == (400, b"")
 
 
 @pytest.mark.parametrize(
@@ -69,7 +57,7 @@ async def test_an_upgrade_over_http_1_0_is_refused(kind: str) -> None:
 async def test_a_malformed_websocket_key_is_refused_before_the_upgrade(kind: str, key: str) -> None:
     request = UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key.encode())
     status, body = await answer(kind, request)
-    assert (status, body) == (400, b"Sec-WebSocket-Key must be 16 bytes, base64-encoded")
+    assert (status, body) == (400, b"")
 
 
 @pytest.mark.parametrize(

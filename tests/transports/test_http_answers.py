@@ -247,3 +247,22 @@ async def test_disabled_transports_are_not_listed_and_refused(
     connection = harness.app.connections.get(token)
     assert connection is not None
     assert connection.transport is None
+
+
+async def test_a_stopping_server_opens_no_new_connection(
+    harness: Harness, autojump_clock: MockClock
+) -> None:
+    """503 to negotiate, to the first poll and to a new event stream, as on every server
+    (the endpoint decides it)."""
+    sse_token = (await harness.negotiate())["connectionToken"]
+    poll_token = (await harness.negotiate())["connectionToken"]
+    harness.server.stop()
+    stopping = (503, b"The server is shutting down")
+    negotiate = await harness.client.request("POST", HUB + "/negotiate", query="negotiateVersion=1")
+    assert (negotiate.status, negotiate.body) == stopping
+    first_poll = await harness.client.request("GET", HUB, query=f"id={poll_token}")
+    assert (first_poll.status, first_poll.body) == stopping
+    stream = await harness.client.request(
+        "GET", HUB, query=f"id={sse_token}", headers=[EVENT_STREAM]
+    )
+    assert (stream.status, stream.body) == stopping

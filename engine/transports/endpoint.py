@@ -1,0 +1,397 @@
+"""The SignalR HTTP endpoint, once for every server: what to answer to a request.
+
+``Endpoint.decide`` takes a request's facts (``HttpRequest``: method, path, query,
+headers, whether it asks for a WebSocket) and returns what the server must do
+(``Action``): answer it (``Respond``), hand it to the fallback app, open a WebSocket,
+an event stream, hold a long poll, or read a POST body into a connection. The ASGI
+app (``asgi``), triohub's own server (``native``) and the trio-websocket server
+(``trio_websocket``) only carry these decisions out on their I/O, so every server
+gives the same answers by construction.
+
+The rules, in order (``signalr-protocol.md`` sections 1-3):
+
+1. routing: ``{hub}`` and ``{hub}/negotiate``; any other path goes to the fallback
+   (404 without one);
+2. methods (405) and WebSocket upgrade checks (400, RFC 6455 4.2.1), and a request
+   carrying both ``Transfer-Encoding`` and ``Content-Length`` (400: a proxy might
+   frame it differently, RFC 9112 6.1);
+3. identity: authentication and the hub's policy (401 with the challenge / 403),
+   before anything looks at connection ids;
+4. the id (400 missing), its connection (404 unknown or of another hub), its owner
+   (the negotiating user only: 401 / 403), its transport (405 / 400 / 409);
+5. a server that is stopping opens no new hub connection (503, on negotiate and
+   on every request that would start one).
+
+Every refusal is logged in one line, never with a credential (refused upgrades
+and authentication refusals at INFO, another user's id at WARNING).
+``decide`` touches no socket: its one await is authentication (which may fetch
+keys); the first poll of a long-polling connection starts that connection's
+supervisor in the hub server's nursery. ``run_websocket`` runs the hub connection
+of a WebSocket a server has accepted, the same for all three.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+
+from ..actors.supervisor import Transport
+from ..auth.principal import Principal
+from ..auth.request import RequestInfo
+from ..hub.access import Verdict, check_bound, check_request
+from ..protocol import HubProtocol, Texts
+from ..protocol.negotiate import NegotiateError, TransportType, negotiate
+from .connections import ConnectionTable, HttpConnection, Refusal
+from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
+from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
+from .sse import Inbound, SseTransport
+
+if TYPE_CHECKING:
+    from ..hub.server import HubRegistration, HubServer
+
+__all__ = [
+    "BOTH_FRAMINGS",
+    "POST_LIMIT",
+    "SHUTTING_DOWN",
+    "Action",
+    "Endpoint",
+    "Fallback",
+    "HttpRequest",
+    "OpenEventStream",
+    "OpenWebSocket",
+    "Poll",
+    "ReadBody",
+    "Respond",
+    "deliver",
+    "poll_answer",
+]
+
+log = logging.getLogger("triohub.transports")
+
+POST_LIMIT = 1024 * 1024
+"""Largest POST body (one or more records) accepted from an HTTP transport."""
+SHUTTING_DOWN = b"The server is shutting down"
+BOTH_FRAMINGS = b"Transfer-Encoding and Content-Length together"
+"""The 400 body for a request framed both ways (request smuggling)."""
+
+Header = tuple[bytes, bytes]
+
+
+class WebSocketTransport(Transport, Protocol):
+    """A hub transport that frames by the hub protocol (text or binary)."""
+
+    def use_protocol(self, protocol: HubProtocol) -> None: ...
+
+
+@attrs.frozen
+class HttpRequest:
+    """The facts of one request, as a server parsed them."""
+
+    method: str
+    path: str
+    """Routed path (``http.route_path``: percent-decoded, except ``%2F``)."""
+    query: str = ""
+    """The raw query string."""
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    """Lower-case names to their values (``http.parse_headers``)."""
+    http_version: str = "1.1"
+    websocket: bool = False
+    """The request asks to become a WebSocket (an ASGI ``websocket`` scope, or
+    ``Upgrade: websocket`` with ``Connection: upgrade``)."""
+    client: tuple[str, int] | None = None
+
+    def header(self, name: str) -> str:
+        return ",".join(self.headers.get(name, ()))
+
+    def info(self, hub_path: str | None) -> RequestInfo:
+        """What authentication and policies see of the request."""
+        return RequestInfo(
+            method=self.method,
+            path=self.path,
+            query=parse_query(self.query),
+            headers=self.headers,
+            client=self.client,
+            scheme="ws" if self.websocket else "http",
+            hub_path=hub_path,
+        )
+
+
+# -- what a server must do ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Respond:
+    """Answer with this complete response."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain"
+    headers: tuple[Header, ...] = ()
+    close: bool = False
+    """End the HTTP connection after the answer (a server that can, does)."""
+
+
+@attrs.frozen
+class Fallback:
+    """Not a hub path: the fallback app serves it."""
+
+
+@attrs.frozen
+class OpenWebSocket:
+    """Accept the upgrade and run the hub connection over it; then
+    ``Endpoint.release(connection)``."""
+
+    registration: HubRegistration
+    connection_id: str
+    principal: Principal
+    connection: HttpConnection | None
+    """The negotiated table entry (``None`` when the client skipped negotiation)."""
+
+
+@attrs.frozen
+class OpenEventStream:
+    """Start the event stream and run the hub connection in this request
+    (``sse.serve_event_stream``)."""
+
+    connection: HttpConnection
+    transport: SseTransport
+    principal: Principal
+
+
+@attrs.frozen
+class Poll:
+    """Hold this long poll (``longpolling.answer_poll``)."""
+
+    transport: LongPollingTransport
+    hold: float
+
+
+@attrs.frozen
+class ReadBody:
+    """Read the body (at most ``limit`` bytes, else 413) and hand it to the
+    connection (``sse.deliver``)."""
+
+    inbound: Inbound
+    limit: int = POST_LIMIT
+
+
+Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
+
+_NOT_FOUND = Respond(404, b"Not Found")
+_METHOD_NOT_ALLOWED = Respond(405)
+_STOPPING = Respond(503, SHUTTING_DOWN, close=True)
+
+
+def _refused(verdict: Verdict | Refusal) -> Respond:
+    body = verdict.body if isinstance(verdict, Refusal) else b""
+    return Respond(verdict.status, body, headers=verdict.headers)
+
+
+def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
+    """The answer to a held poll (``longpolling.hold_poll``)."""
+    if outcome is PollOutcome.DATA:
+        return Respond(200, body, content_type="application/octet-stream", headers=NO_CACHE)
+    if outcome is PollOutcome.TIMEOUT:
+        # As the reference: an empty text/plain 200 means "poll again".
+        return Respond(200, headers=NO_CACHE)
+    return Respond(204, headers=NO_CACHE)
+
+
+async def deliver(read: ReadBody, body: bytes | None) -> Respond:
+    """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
+    if body is None:
+        return Respond(413, b"Request body too large")
+    if not await read.inbound.put(body):
+        return Respond(404)
+    return Respond(200)
+
+
+class Endpoint:
+    """The hubs of ``server`` over HTTP: routing, negotiate and every transport
+    request, with the negotiated connections (``connections``) they share.
+
+    Args:
+        server: the hubs.
+        fallback: whether a fallback app serves the other paths (else 404).
+    """
+
+    def __init__(self, server: HubServer, *, fallback: bool = False) -> None:
+        self.server = server
+        self.fallback = fallback
+        self.connections = ConnectionTable()
+
+    def route(self, path: str) -> tuple[HubRegistration | None, bool]:
+        """The hub of ``path`` and whether it is its negotiate route."""
+        hubs = self.server.hubs
+        registration = hubs.get(path)
+        if registration is not None:
+            return registration, False
+        if path.endswith("/negotiate"):
+            registration = hubs.get(path[: -len("/negotiate")])
+            if registration is not None:
+                return registration, True
+        return None, False
+
+    def release(self, connection: HttpConnection | None) -> None:
+        """A WebSocket or event stream ended: its negotiated id is spent."""
+        if connection is not None:
+            self.connections.remove(connection.token)
+
+    async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
+        """The hub connection of an accepted WebSocket, to its end (in the
+        calling task); its negotiated id is spent afterwards."""
+        try:
+            await self.server.connect(
+                action.registration,
+                transport,
+                connection_id=action.connection_id,
+                principal=action.principal,
+                on_protocol=transport.use_protocol,
+            )
+        finally:
+            self.release(action.connection)
+
+    async def decide(self, request: HttpRequest) -> Action:
+        """What to do with ``request`` (the rules of the module's docstring, in order)."""
+        if "transfer-encoding" in request.headers and "content-length" in request.headers:
+            return Respond(400, BOTH_FRAMINGS, close=True)
+        registration, negotiate_route = self.route(request.path)
+        if registration is None:
+            return Fallback() if self.fallback else _NOT_FOUND
+        if request.websocket:
+            if negotiate_route:
+                return _NOT_FOUND
+            return await self._websocket(request, registration)
+        if negotiate_route and request.method != "POST":
+            return _METHOD_NOT_ALLOWED
+        if request.method not in ("GET", "POST", "DELETE"):
+            return _METHOD_NOT_ALLOWED
+        if negotiate_route and not self.server.accepting:
+            return _STOPPING
+        # Authentication and the hub policy come first, before any lookup.
+        verdict = await self._verdict(request, registration)
+        if not verdict.allowed:
+            return _refused(verdict)
+        if negotiate_route:
+            return self._negotiate(request, registration, verdict.principal)
+        return self._transport_request(request, registration, verdict)
+
+    async def _verdict(self, request: HttpRequest, registration: HubRegistration) -> Verdict:
+        info = request.info(registration.path)
+        verdict = await check_request(self.server, registration, info)
+        log_refusal(info, verdict)
+        return verdict
+
+    def _negotiate(
+        self, request: HttpRequest, registration: HubRegistration, principal: Principal
+    ) -> Respond:
+        result = negotiate(request.query, transports=registration.options.transports)
+        if not isinstance(result, NegotiateError):
+            self.connections.add(
+                result.connection_token, result.connection_id, registration, principal
+            )
+        return Respond(200, result.body, content_type="application/json")
+
+    async def _websocket(self, request: HttpRequest, registration: HubRegistration) -> Action:
+        problem = upgrade_problem(request.http_version, request.headers)
+        if problem is not None:
+            # Refused before anything else (hypercorn takes any key).
+            log.info("%s %s refused with 400: %s", request.method, request.path, problem)
+            status, headers = BAD_UPGRADE
+            return Respond(status, headers=headers, close=True)
+        verdict = await self._verdict(request, registration)
+        if not verdict.allowed:
+            return _refused(verdict)
+        token = (parse_query(request.query).get("id") or ("",))[0]
+        info = request.info(registration.path)
+        claimed = self.connections.claim_websocket(token, registration, verdict, info)
+        if isinstance(claimed, Refusal):
+            if claimed.status in (401, 403):
+                log_refusal(
+                    info,
+                    Verdict(verdict.principal, claimed.status, reason="not the negotiating user"),
+                )
+            return _refused(claimed)
+        connection_id, connection = claimed
+        if not self.server.accepting:
+            self.release(connection)
+            return _STOPPING
+        return OpenWebSocket(registration, connection_id, verdict.principal, connection)
+
+    def _transport_request(
+        self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
+    ) -> Action:
+        """A GET / POST / DELETE of an SSE or long-polling connection."""
+        token = (parse_query(request.query).get("id") or ("",))[0]
+        if not token:
+            return Respond(400, Texts.CONNECTION_ID_REQUIRED.encode())
+        connection = self.connections.get(token)
+        if connection is None or connection.registration is not registration:
+            return Respond(404, Texts.NO_CONNECTION.encode())
+        if connection.principal is not None:
+            info = request.info(registration.path)
+            checked = check_bound(verdict, connection.principal, info)
+            if not checked.allowed:
+                log_refusal(info, checked)
+                return _refused(checked)
+        method = request.method
+        if method == "POST":
+            if connection.transport is TransportType.WEBSOCKETS:
+                return Respond(405, Texts.POST_NOT_ALLOWED_FOR_WEBSOCKETS.encode())
+            channel = connection.channel
+            if channel is None:
+                # Nothing is receiving yet (no transport request): like the
+                # reference, the bytes have nowhere to go.
+                return Respond(404, Texts.NO_CONNECTION.encode())
+            return ReadBody(channel.inbound)
+        if method == "DELETE":
+            if connection.transport is not TransportType.LONG_POLLING:
+                return Respond(400, Texts.DELETE_NOT_ALLOWED.encode())
+            channel = connection.channel
+            assert isinstance(channel, LongPollingTransport)
+            channel.end()
+            return Respond(202)
+        wanted = (
+            TransportType.SERVER_SENT_EVENTS
+            if "text/event-stream" in request.header("accept")
+            else TransportType.LONG_POLLING
+        )
+        if wanted not in registration.options.transports:
+            return Respond(404, Texts.transport_not_supported(wanted.value).encode())
+        if connection.transport is not None and connection.transport is not wanted:
+            return Respond(400, Texts.CANNOT_CHANGE_TRANSPORT.encode())
+        if wanted is TransportType.SERVER_SENT_EVENTS:
+            if connection.active or connection.transport is not None:
+                return Respond(409)
+            if not self.server.accepting:
+                return _STOPPING
+            transport = SseTransport(Inbound())
+            connection.transport = wanted
+            connection.active = True
+            connection.principal = verdict.principal
+            connection.channel = transport
+            return OpenEventStream(connection, transport, verdict.principal)
+        if connection.transport is None:
+            if not self.server.accepting:
+                return _STOPPING
+            # The first poll binds the transport, starts the connection and
+            # answers at once (the JS client requires this 200).
+            poller = LongPollingTransport()
+            connection.transport = wanted
+            connection.principal = verdict.principal
+            connection.channel = poller
+            self.server.spawn(
+                run_long_polling,
+                self.server,
+                self.connections,
+                connection,
+                poller,
+                verdict.principal,
+            )
+            return Respond(200, content_type="application/octet-stream", headers=NO_CACHE)
+        channel = connection.channel
+        assert isinstance(channel, LongPollingTransport)
+        return Poll(channel, registration.options.long_poll_timeout)
