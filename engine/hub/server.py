@@ -276,6 +276,7 @@ class HubServer:
         if self._started:
             raise RuntimeError("this HubServer is already running")
         self._started = True
+        self.telemetry.tracer.resolve()  # a global provider set after __init__ counts
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)

@@ -6,10 +6,12 @@ parent is the W3C ``traceparent`` (and ``tracestate``) of the invocation's
 headers when the client sent one. A policy check is a child span
 ``authorize {policy}``.
 
-Nothing is recorded until an OpenTelemetry SDK's ``TracerProvider`` is set
-(globally or passed to ``HubServer``): the API's no-op tracer hands back a
-non-recording span, and ``InvocationTracer.start`` returns ``None`` for it so
-that the dispatcher skips the rest.
+Nothing is recorded unless an OpenTelemetry SDK's ``TracerProvider`` is passed
+to ``HubServer`` or set globally before the server starts: ``HubServer.run``
+looks once (``InvocationTracer.resolve``), and without one
+``InvocationTracer.start`` returns ``None`` at once (the API's no-op tracer
+would cost microseconds per invocation to hand back a span that records
+nothing), so the dispatcher skips the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
@@ -56,11 +66,21 @@ class InvocationTracer:
     """
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
-        provider = provider if provider is not None else trace.get_tracer_provider()
+        self._provider = provider
+        self.enabled = False
+        """An SDK provider is in place: spans are made."""
+        self.resolve()
+
+    def resolve(self) -> None:
+        """Look for the provider again (the global one may have been set since)."""
+        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+        self.enabled = not isinstance(provider, NoOpTracerProvider | ProxyTracerProvider)
         self._tracer = provider.get_tracer(ACTIVITY_SOURCE)
 
     def start(self, method: MethodSpan, headers: Mapping[str, str]) -> Span | None:
         """The invocation's span, started; ``None`` when nothing records."""
+        if not self.enabled:
+            return None
         parent = None
         if "traceparent" in headers:
             parent = _PROPAGATOR.extract(headers)
