@@ -21,7 +21,7 @@ import trio
 from ..actors.supervisor import CloseReason, Control
 from ..authorization.context import HubInvocationContext
 from ..observability import MethodTelemetry
-from ..observability.tracing import Span, activate, deactivate, fail
+from ..observability.tracing import Span, activate, deactivate
 from ..protocol import (
     CancelInvocation,
     Completion,
@@ -32,6 +32,7 @@ from ..protocol import (
     StreamItem,
     Texts,
 )
+from .arguments import bind_arguments, call_arguments, wrong_kind
 from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
@@ -108,7 +109,7 @@ class Dispatcher:
             await self._fail(reply_id, Texts.method_does_not_exist(target))
             return
         telemetry = self._telemetry[method.name]
-        arguments = self._bind(method, message)
+        arguments = bind_arguments(method, message, self.log, self._with_detail)
         if isinstance(arguments, str):
             telemetry.metrics.count("error")
             await self._fail(reply_id, arguments)
@@ -123,7 +124,7 @@ class Dispatcher:
             await self._acquire_slot()
             if drain.draining():  # the stop began while we waited for the slot
                 self._limiter.release()
-                _finished(telemetry, span, "error", "ShuttingDown")
+                telemetry.finish(span, "error", "ShuttingDown")
                 await self._fail(reply_id, Texts.shutting_down(target))
                 return
             drain.begin()
@@ -132,21 +133,21 @@ class Dispatcher:
             )
             return
         if not await self._allowed(method, target, arguments, span):
-            _finished(telemetry, span, "denied", "Unauthorized")
+            telemetry.finish(span, "denied", "Unauthorized")
             await self._fail(reply_id, Texts.unauthorized(target))
             return
-        wrong = self._wrong_kind(method, target, message, streaming)
+        wrong = wrong_kind(method, target, message, streaming)
         if wrong is not None:
-            _finished(telemetry, span, "error", "InvalidDataException")
+            telemetry.finish(span, "error", "InvalidDataException")
             await self._fail(reply_id, wrong)
             return
         if streaming and reply_id in self._streams:
-            _finished(telemetry, span, "error", "InvalidDataException")
+            telemetry.finish(span, "error", "InvalidDataException")
             await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
             return
         opening = streaming + len(message.stream_ids)
         if self._open_streams + opening > self._max_streams:
-            _finished(telemetry, span, "error", "LimitExceeded")
+            telemetry.finish(span, "error", "LimitExceeded")
             await self._fail(reply_id, Texts.too_many_streams(target, self._max_streams))
             # After the answer: the refusal that closes the connection is answered too.
             self.refused(f"{target!r} refused: {self._open_streams} streams open")
@@ -179,24 +180,6 @@ class Dispatcher:
         self._control.nursery.start_soon(
             self._run_plain, method, target, reply_id, arguments, uploads, False, telemetry, span
         )
-
-    @staticmethod
-    def _wrong_kind(
-        method: BoundMethod,
-        target: str,
-        message: Invocation | StreamInvocation,
-        streaming: bool,
-    ) -> str | None:
-        """The error text when the message does not fit the method's kind."""
-        if streaming and method.kind is MethodKind.PLAIN:
-            return Texts.plain_via_stream_invocation(target)
-        if not streaming and method.kind is MethodKind.STREAM:
-            return Texts.streaming_via_invocation(target)
-        if len(message.stream_ids) != len(method.stream_positions):
-            return Texts.stream_count_mismatch(
-                target, len(message.stream_ids), len(method.stream_positions)
-            )
-        return None
 
     async def _acquire_slot(self) -> None:
         """Take an invocation slot, waiting for one if the client is at its limit.
@@ -264,35 +247,6 @@ class Dispatcher:
 
     # -- binding --------------------------------------------------------------
 
-    def _bind(self, method: BoundMethod, message: Invocation | StreamInvocation) -> Any:
-        """The converted arguments, or the error text to answer with."""
-        given = message.arguments
-        if len(given) != method.argument_count:
-            why = Texts.argument_count(len(given), method.argument_count)
-            self.log.info("%s not invoked: %s", clip(message.target, 100), why)
-            return self._with_detail(
-                Texts.invocation_failed(message.target), "InvalidDataException", why
-            )
-        try:
-            return tuple(
-                value if coerce is None else coerce(value)
-                for coerce, value in zip(method.coercers, given, strict=True)
-            )
-        except (TypeError, ValueError):
-            # The client is told only that binding failed (the reference's
-            # answer); the developer reads here which argument and why.
-            self.log.info(
-                "%s not invoked: %s (%s)",
-                clip(message.target, 100),
-                Texts.ARGUMENT_BINDING,
-                _binding_failure(method.coercers, given),
-            )
-            return self._with_detail(
-                Texts.invocation_failed(message.target),
-                "InvalidDataException",
-                Texts.ARGUMENT_BINDING,
-            )
-
     def _open_uploads(
         self, method: BoundMethod, stream_ids: tuple[str, ...]
     ) -> list[ClientStream[Any]]:
@@ -302,20 +256,6 @@ class Dispatcher:
             self._uploads[stream_id] = upload
             uploads.append(upload)
         return uploads
-
-    @staticmethod
-    def _call_arguments(
-        method: BoundMethod, arguments: tuple[Any, ...], uploads: list[ClientStream[Any]]
-    ) -> list[Any]:
-        if not uploads:
-            return list(arguments)
-        values = iter(arguments)
-        streams = iter(uploads)
-        positions = set(method.stream_positions)
-        return [
-            next(streams) if position in positions else next(values)
-            for position in range(method.parameter_count)
-        ]
 
     def _close_uploads(self, uploads: list[ClientStream[Any]]) -> None:
         # When the invocation finishes, the server completes its remaining streams.
@@ -374,7 +314,7 @@ class Dispatcher:
         finally:
             if token is not None:
                 deactivate(token)
-            _finished(telemetry, span, outcome, error_type)
+            telemetry.finish(span, outcome, error_type)
             if uploads:
                 self._close_uploads(uploads)
                 self._open_streams -= len(uploads)
@@ -412,7 +352,7 @@ class Dispatcher:
                 outcome = "cancelled" if scope.cancelled_caught else "ok"
             else:
                 outcome = "cancelled" if error_type == "Cancelled" else "error"
-            _finished(telemetry, span, outcome, error_type)
+            telemetry.finish(span, outcome, error_type)
             self._drain.end()
 
     async def _stream(
@@ -504,14 +444,14 @@ class Dispatcher:
         of a streaming method without iterating it)."""
 
         async def final(context: HubInvocationContext) -> Any:
-            values = self._call_arguments(method, context.arguments, uploads)
+            values = call_arguments(method, context.arguments, uploads)
             if streaming:
                 return method.function(hub, *values)
             return await method.function(hub, *values)
 
         if not self._filters:
             # The hot path: no context object to build.
-            values = self._call_arguments(method, arguments, uploads)
+            values = call_arguments(method, arguments, uploads)
             if streaming:
                 return method.function(hub, *values)
             return await method.function(hub, *values)
@@ -579,26 +519,3 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
-
-
-def _finished(
-    telemetry: MethodTelemetry, span: Span | None, outcome: str, error_type: str | None
-) -> None:
-    """Count one invocation's outcome and end its span (marked failed unless ok)."""
-    telemetry.metrics.count(outcome)
-    if span is not None:
-        if outcome != "ok" and error_type is not None:
-            fail(span, error_type)
-        span.end()
-
-
-def _binding_failure(coercers: tuple[Any, ...], given: tuple[Any, ...]) -> str:
-    """Which argument did not fit, and why (``argument 2: expected an integer, got str``)."""
-    for position, (coerce, value) in enumerate(zip(coercers, given, strict=True), 1):
-        if coerce is None:
-            continue
-        try:
-            coerce(value)
-        except (TypeError, ValueError) as error:
-            return f"argument {position}: {clip(error, 100)}"
-    return "unknown"  # pragma: no cover - called only after a coercer failed

@@ -13,7 +13,7 @@ from opentelemetry.trace import TracerProvider
 
 from .logformat import JsonFormatter
 from .metrics import ASPNET_METER, METER, ConnectionMetrics, MethodMetrics, ServerMetrics
-from .tracing import ACTIVITY_SOURCE, InvocationTracer, MethodSpan
+from .tracing import ACTIVITY_SOURCE, InvocationTracer, MethodSpan, Span, fail
 
 __all__ = [
     "ACTIVITY_SOURCE",
@@ -38,6 +38,14 @@ class MethodTelemetry:
     def __init__(self, metrics: MethodMetrics, span: MethodSpan) -> None:
         self.metrics = metrics
         self.span = span
+
+    def finish(self, span: Span | None, outcome: str, error_type: str | None) -> None:
+        """Count one invocation's outcome and end its span (marked failed unless ok)."""
+        self.metrics.count(outcome)
+        if span is not None:
+            if outcome != "ok" and error_type is not None:
+                fail(span, error_type)
+            span.end()
 
 
 class Telemetry:

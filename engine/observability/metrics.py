@@ -2,10 +2,15 @@
 
 Nothing is measured until an application configures an OpenTelemetry SDK (a
 ``MeterProvider``, globally or passed to ``HubServer``); until then every
-instrument is the API's no-op. Instruments are created once per server, and
-the attribute sets the hot path uses are built once per hub, method and
-outcome (``MethodMetrics``), so an invocation costs one ``add`` on a prebuilt
-dict.
+instrument is the API's no-op. Instruments are created once per server.
+
+What happens per invocation or per connection is counted in plain integer
+cells (``cell[0] += 1``, prebuilt per hub, method and outcome, or per transport
+and close reason) that asynchronous instruments read when the SDK collects:
+the SDK's synchronous ``add`` costs microseconds per call (attribute cleaning
+and hashing), as much as a third of a whole echo invocation, and a count read
+at collection time is the same number. Only the connection-duration histogram
+records per event (once per connection).
 
 Names: ASP.NET Core's where it has one (meter
 ``Microsoft.AspNetCore.Http.Connections``: ``signalr.server.active_connections``
@@ -17,7 +22,6 @@ own under the ``triohub.`` prefix (meter ``triohub``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -75,40 +79,72 @@ def close_reason_attribute(reason: CloseReason) -> str:
     return reason.name.lower()
 
 
+Cell = list[int]
+"""A count the hot path bumps (``cell[0] += 1``) and a callback reads."""
+
+
+class Cells:
+    """Counts by prebuilt attribute set, reported by an asynchronous instrument."""
+
+    __slots__ = ("_cells", "_zeros")
+
+    def __init__(self, *, zeros: bool = True) -> None:
+        """``zeros=False``: counts still at zero are left out (a counter's row of
+        zeros for every method and outcome says nothing)."""
+        self._cells: list[tuple[Cell, dict[str, str]]] = []
+        self._zeros = zeros
+
+    def cell(self, attributes: dict[str, str]) -> Cell:
+        """A new count reported under ``attributes`` (made once, bumped forever)."""
+        made: Cell = [0]
+        self._cells.append((made, attributes))
+        return made
+
+    def observe(self, _: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[tuple[str, str], ...], tuple[int, dict[str, str]]] = {}
+        for cell, attributes in self._cells:
+            key = tuple(attributes.items())
+            total = totals.get(key)
+            totals[key] = (cell[0] + (total[0] if total else 0), attributes)
+        for value, attributes in totals.values():
+            if value or self._zeros:
+                yield Observation(value, attributes)
+
+
 class MethodMetrics:
-    """One hub method's prebuilt attribute sets, one per outcome."""
+    """One hub method's counts, one per outcome."""
 
-    __slots__ = ("_counter", "attributes", "by_outcome")
+    __slots__ = ("attributes", "cells")
 
-    def __init__(self, counter: Any, hub: str, method: str) -> None:
-        self._counter = counter
+    def __init__(self, cells: Cells, hub: str, method: str) -> None:
         self.attributes = {"triohub.hub": hub, "triohub.method": method}
-        self.by_outcome = {
-            outcome: {**self.attributes, "triohub.outcome": outcome} for outcome in OUTCOMES
+        self.cells = {
+            outcome: cells.cell({**self.attributes, "triohub.outcome": outcome})
+            for outcome in OUTCOMES
         }
 
     def count(self, outcome: str) -> None:
         """One invocation ended with ``outcome`` (one of ``OUTCOMES``)."""
-        self._counter.add(1, self.by_outcome[outcome])
+        self.cells[outcome][0] += 1
 
 
 class ConnectionMetrics:
     """What one connection reports: opened, then closed once."""
 
-    __slots__ = ("_attributes", "_server")
+    __slots__ = ("_active", "_attributes", "_server")
 
     def __init__(self, server: ServerMetrics, transport: str) -> None:
         self._server = server
-        self._attributes = server.transport_attributes(transport)
+        self._attributes, self._active = server.transport(transport)
 
     def opened(self) -> None:
-        self._server.active.add(1, self._attributes)
+        self._active[0] += 1
 
     def closed(self, reason: CloseReason, duration: float) -> None:
         server = self._server
-        server.active.add(-1, self._attributes)
+        self._active[0] -= 1
         server.duration.record(duration, server.close_attributes(self._attributes, reason))
-        server.closes.add(1, server.reason_attributes(reason))
+        server.closes_by_reason[reason][0] += 1
 
 
 class ServerMetrics:
@@ -125,8 +161,10 @@ class ServerMetrics:
         aspnet = provider.get_meter(ASPNET_METER)
         meter = provider.get_meter(METER)
         self.meter = meter
-        self.active = aspnet.create_up_down_counter(
+        self._active = Cells()
+        aspnet.create_observable_up_down_counter(
             "signalr.server.active_connections",
+            callbacks=[self._active.observe],
             unit="{connection}",
             description="Number of connections that are currently active on the server.",
         )
@@ -135,14 +173,22 @@ class ServerMetrics:
             unit="s",
             description="The duration of connections on the server.",
         )
-        self.closes = meter.create_counter(
+        closes = Cells(zeros=False)
+        self.closes_by_reason = {
+            reason: closes.cell({"triohub.close_reason": close_reason_attribute(reason)})
+            for reason in CloseReason
+        }
+        meter.create_observable_counter(
             "triohub.connection.closes",
+            callbacks=[closes.observe],
             unit="{connection}",
             description="Connections closed, by reason (triohub.close_reason: expired, "
             "slow_consumer, client_timeout, ...).",
         )
-        self.invocations = meter.create_counter(
+        self._invocations = Cells(zeros=False)
+        meter.create_observable_counter(
             "triohub.invocations",
+            callbacks=[self._invocations.observe],
             unit="{invocation}",
             description="Hub invocations, by hub, method and outcome (ok, error, denied, "
             "cancelled).",
@@ -184,12 +230,8 @@ class ServerMetrics:
             unit="1",
             description="1 while the backplane's connection (e.g. to Redis) is up, else 0.",
         )
-        self._transports: dict[str, dict[str, str]] = {}
+        self._transports: dict[str, tuple[dict[str, str], Cell]] = {}
         self._closes: dict[tuple[str, CloseReason], dict[str, str]] = {}
-        self._reasons = {
-            reason: {"triohub.close_reason": close_reason_attribute(reason)}
-            for reason in CloseReason
-        }
         self._auth_failures: dict[str, dict[str, str]] = {}
 
     # -- connections ------------------------------------------------------------
@@ -198,12 +240,12 @@ class ServerMetrics:
         """The metrics of one new connection on ``transport`` (its log name)."""
         return ConnectionMetrics(self, transport)
 
-    def transport_attributes(self, transport: str) -> dict[str, str]:
+    def transport(self, transport: str) -> tuple[dict[str, str], Cell]:
+        """The attributes of a transport (by its log name) and its live-connection count."""
         found = self._transports.get(transport)
         if found is None:
-            found = self._transports[transport] = {
-                "signalr.transport": transport_attribute(transport)
-            }
+            attributes = {"signalr.transport": transport_attribute(transport)}
+            found = self._transports[transport] = (attributes, self._active.cell(attributes))
         return found
 
     def close_attributes(self, transport: dict[str, str], reason: CloseReason) -> dict[str, str]:
@@ -216,14 +258,11 @@ class ServerMetrics:
             }
         return found
 
-    def reason_attributes(self, reason: CloseReason) -> dict[str, str]:
-        return self._reasons[reason]
-
     # -- hubs -------------------------------------------------------------------
 
     def method(self, hub: str, method: str) -> MethodMetrics:
         """The prebuilt attributes of one hub method (call at ``map_hub``)."""
-        return MethodMetrics(self.invocations, hub, method)
+        return MethodMetrics(self._invocations, hub, method)
 
     def observe_outbox(self, read: Callable[[], Iterable[tuple[int, int]]]) -> None:
         """Report outbox depth at collection time: ``read()`` yields
