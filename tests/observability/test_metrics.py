@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -22,12 +23,15 @@ from triohub import (
     Hub,
     HubOptions,
     HubServer,
+    JwtBearerAuthenticator,
+    JwtBearerOptions,
     PolicyRegistry,
     Principal,
     authorize,
 )
 from triohub.protocol import Invocation, Ping
-from triohub.testing import HubTestClient, open_test_client
+from triohub.testing import HubTestClient, mint_token, open_test_client
+from triohub.transports.asgi import SignalRApp
 from triohub.transports.memory import memory_transport_pair
 
 PATH = "/hub"
@@ -309,3 +313,38 @@ def test_backplane_and_authentication_instruments(reader: Reader) -> None:
         == 3
     )
     assert reader.value("triohub.authentication.failures", triohub__reason="expired") == 2
+
+
+async def test_authentication_failures_are_counted_by_reason_never_the_credential(
+    nursery: trio.Nursery, reader: Reader
+) -> None:
+    key = "k" * 32
+    server = HubServer(
+        meter_provider=reader.provider,
+        policies=policies(),
+        authenticator=JwtBearerAuthenticator(
+            JwtBearerOptions(algorithms=("HS256",), key=key, issuer="i", audience="a")
+        ),
+    )
+    server.map_hub(PATH, Chat)
+    await nursery.start(server.run)
+    expired = mint_token(key, subject="bob", issuer="i", audience="a", lifetime=-60)
+    forged = mint_token("f" * 32, subject="bob", issuer="i", audience="a")
+    good = mint_token(key, subject="bob", issuer="i", audience="a")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=SignalRApp(server)), base_url="http://test"
+    ) as client:
+        # Chat allows anonymous callers: a bad credential is only counted (and logged).
+        for token in [expired, forged, forged, good]:
+            response = await client.post(
+                f"{PATH}/negotiate?negotiateVersion=1",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 200
+    assert reader.points("triohub.authentication.failures") == {
+        attrs_of(triohub__reason="expired"): 1,
+        attrs_of(triohub__reason="invalid_signature"): 2,
+    }
+    everything = repr(reader.reader.get_metrics_data())
+    assert expired not in everything
+    assert forged not in everything
