@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from triohub.observability import JsonFormatter
 
@@ -36,8 +37,6 @@ def test_an_exception_is_one_field() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
         line = JsonFormatter().format(record(exc_info=sys.exc_info()))
     parsed = json.loads(line)
     assert parsed["exception"].splitlines()[-1] == "ValueError: boom"
