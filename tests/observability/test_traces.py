@@ -45,6 +45,9 @@ class Traced(Hub):
     async def echo(self, text: str) -> str:
         return text
 
+    async def ready(self) -> None:
+        pass
+
     async def active(self) -> dict[str, int]:
         """The server's active-connection counts by transport, as metrics report them."""
         return {

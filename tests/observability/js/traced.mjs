@@ -43,6 +43,9 @@ try {
     const ws = await open("WebSockets");
     const sse = await open("ServerSentEvents");
     const lp = await open("LongPolling");
+    // A completed call on each proves the server has counted it open (the handshake
+    // reply goes out before the server registers the connection).
+    await Promise.all([sse.connection.invoke("Ready"), lp.connection.invoke("Ready")]);
     const active = await ws.connection.invoke("Active");
     ws.protocol.headers = { traceparent };
     const echo = await ws.connection.invoke("Echo", "hi");
