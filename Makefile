@@ -7,6 +7,8 @@ NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
+PORT2   ?= 8001
+REDIS_PORT ?= 6390
 SERVER  ?= hypercorn
 QUICK   ?=
 BENCH_ARGS ?=
@@ -14,11 +16,12 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium soak
+.PHONY: help setup demo demo-cluster test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium redis soak
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
 	@echo "              (SERVER=native: on triohub's own server instead of hypercorn)"
+	@echo "make demo-cluster - one redis-server and two demo nodes (ports $(PORT) and $(PORT2))"
 	@echo "make test   - set everything up and run lint, typecheck and all tests"
 	@echo "make bench  - triohub vs aiosignalr vs the floor (QUICK=1: short smoke run;"
 	@echo "              BENCH_ARGS='--scenarios echo-50 --servers hypercorn,aiosignalr')"
@@ -53,6 +56,13 @@ chromium:
 		|| { echo "could not install chromium" >&2; exit 1; }; \
 	fi
 
+# Debian's redis-server for the backplane tests (they start their own on free ports).
+redis:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+		|| { echo "could not install redis-server" >&2; exit 1; }; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -66,11 +76,11 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python .ci/typecheck.py
 
-test: $(STAMP) node chromium lint typecheck
+test: $(STAMP) node chromium redis lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Unit tests only (no real clients): quick feedback while developing.
-test-fast: $(STAMP)
+test-fast: $(STAMP) redis
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # Minutes per server (SOAK_SECONDS, default 300; SOAK_PATTERNS=a,b picks hostile
@@ -81,6 +91,11 @@ soak: $(STAMP) node
 demo: $(STAMP) node
 	$(BIN)/python -m demo --host $(HOST) --port $(PORT) --server $(SERVER)
 
+# Scale-out, for a person with two browsers: a redis-server on REDIS_PORT (no
+# persistence) and two demo nodes sharing it. Ctrl+C stops all three.
+demo-cluster: $(STAMP) node redis
+	$(BIN)/python -m demo.cluster --host $(HOST) --ports $(PORT),$(PORT2) --redis-port $(REDIS_PORT)
+
 # The benchmark's own venv: the project (editable) plus aiosignalr, matplotlib,
 # psutil and py-spy, none of which the library depends on. Never run by `make test`.
 $(BENCH_VENV)/bin/python:
@@ -88,12 +103,13 @@ $(BENCH_VENV)/bin/python:
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 
 $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt | $(BENCH_VENV)/bin/python
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[redis]' -r benchmarks/requirements.txt
 	touch $@
 
 # Exits non-zero if any scenario a server supports produced no number.
-bench: $(BENCH_STAMP) node
+bench: $(BENCH_STAMP) node redis
 	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick,) $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/bench_cluster.py $(if $(QUICK),--quick,)
 
 bench-smoke:
 	$(MAKE) bench QUICK=1

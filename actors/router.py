@@ -16,9 +16,10 @@ the join.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import attrs
 import trio
@@ -30,6 +31,8 @@ __all__ = [
     "Audience",
     "Backplane",
     "ConnectionEntry",
+    "Interest",
+    "JoinResult",
     "Outbox",
     "Payload",
     "Router",
@@ -60,7 +63,9 @@ class Audience:
     """Which connections a send reaches.
 
     The union of ``everyone``, ``connections``, the connections of ``users`` and
-    the members of ``groups``, minus ``exclude`` (connection ids).
+    the members of ``groups``, minus ``exclude`` (connection ids) and minus the
+    members of ``exclude_groups`` (a backplane's send to several groups reaches
+    a connection only through the first of them it is in).
     """
 
     everyone: bool = False
@@ -68,6 +73,7 @@ class Audience:
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
+    exclude_groups: frozenset[str] = frozenset()
 
 
 @attrs.define(eq=False)
@@ -87,21 +93,43 @@ class ConnectionEntry:
     groups: set[str] = attrs.field(factory=set)
 
 
-class Backplane(Protocol):
-    """The seam for a multi-node deployment.
+Interest = Literal["connection", "user", "group"]
 
-    The router hands every locally originated send to ``publish``; a backplane
-    delivers sends from other nodes by calling the ``deliver`` callback given to
-    ``run`` (which queues them into this router). The default is none.
+
+class JoinResult(enum.Enum):
+    JOINED = "joined"
+    """In the group (already or now)."""
+    REFUSED = "refused"
+    """In ``max_groups_per_connection`` groups already."""
+    UNKNOWN = "unknown"
+    """No such connection here (another node may hold it)."""
+
+
+class Backplane(Protocol):
+    """The seam for a multi-node deployment (the default is none).
+
+    Every method is called from inside the actor and must not block:
+
+    - ``interest``: what this node holds changed: a connection registered or
+      went (``"connection"``), a user got a first or lost a last local
+      connection (``"user"``), a group got a first or lost a last local member
+      (``"group"``). A backplane subscribes to exactly that.
+    - ``publish``: a send that originated here, after its local fan-out; for a
+      send to connections only those not held here are left in the audience.
+    - ``close``: the same for a close (an abort).
+
+    Sends and closes from other nodes come back through ``Router.deliver`` and
+    ``Router.close_local``, which reach local connections only.
     """
 
-    async def publish(self, audience: Audience, payload: Payload) -> None: ...
+    def interest(self, kind: Interest, name: str, present: bool) -> None: ...
+
+    def publish(self, audience: Audience, payload: Payload) -> None: ...
+
+    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None: ...
 
     async def run(
-        self,
-        deliver: Callable[[Audience, Payload], None],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        self, router: Router, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None: ...
 
 
@@ -130,13 +158,14 @@ class _Unregister:
 class _Join:
     connection_id: str
     group: str
-    reply: Reply[bool]
+    reply: Reply[JoinResult]
 
 
 @attrs.frozen
 class _Leave:
     connection_id: str
     group: str
+    reply: Reply[bool] | None = None
 
 
 @attrs.frozen
@@ -167,6 +196,7 @@ class _Close:
     audience: Audience
     reason: CloseReason
     detail: str = ""
+    local_only: bool = False
 
 
 _Command = _Register | _Unregister | _Join | _Leave | _Send | _Lookup | _Stats | _Close | _Barrier
@@ -196,7 +226,6 @@ class Router:
         self._mailbox: Mailbox[_Command] = Mailbox("router", mailbox_size, _reply_of)
         self._backplane = backplane
         self._max_groups = max_groups_per_connection
-        self._publish: trio.MemorySendChannel[_Send] | None = None
         self._connections: dict[str, ConnectionEntry] = {}
         self._users: dict[str, set[str]] = {}
         self._groups: dict[str, set[str]] = {}
@@ -208,45 +237,31 @@ class Router:
         """Serve the mailbox until cancelled."""
         async with trio.open_nursery() as nursery:
             if self._backplane is not None:
-                send, receive = trio.open_memory_channel[_Send](1024)
-                self._publish = send
-                nursery.start_soon(self._pump_to_backplane, self._backplane, receive)
-                await nursery.start(self._backplane.run, self._deliver_remote)
+                await nursery.start(self._backplane.run, self)
             task_status.started()
             try:
                 await self._mailbox.serve(self._handle)
             finally:
                 nursery.cancel_scope.cancel()
 
-    async def _pump_to_backplane(
-        self, backplane: Backplane, receive: trio.MemoryReceiveChannel[_Send]
-    ) -> None:
-        async for send in receive:
-            await backplane.publish(send.audience, send.payload)
-
-    def _deliver_remote(self, audience: Audience, payload: Payload) -> None:
-        try:
-            self._mailbox.tell_nowait(_Send(audience, payload, local_only=True))
-        except (trio.WouldBlock, ActorStopped):
-            log.warning("router mailbox full or stopped: dropped a send from the backplane")
-
     def _handle(self, command: _Command) -> None:
         match command:
             case _Send(audience, payload, local_only):
                 self._fan_out(audience, payload)
-                if self._publish is not None and not local_only:
-                    try:
-                        self._publish.send_nowait(command)
-                    except trio.WouldBlock:
-                        log.warning("backplane is not keeping up: dropped a send")
+                if self._backplane is not None and not local_only:
+                    remote = self._remote_part(audience)
+                    if remote is not None:
+                        self._backplane.publish(remote, payload)
             case _Register(entry):
                 self._register(entry)
             case _Unregister(connection_id):
                 self._unregister(connection_id)
             case _Join(connection_id, group, join_reply):
                 join_reply.set(self._join(connection_id, group))
-            case _Leave(connection_id, group):
-                self._leave(connection_id, group)
+            case _Leave(connection_id, group, leave_reply):
+                known = self._leave(connection_id, group)
+                if leave_reply is not None:
+                    leave_reply.set(known)
             case _Lookup(connection_id, reply):
                 found = self._connections.get(connection_id)
                 reply.set(found.handle if found is not None else None)
@@ -261,11 +276,29 @@ class Router:
                         slow_consumers=self._slow_consumers,
                     )
                 )
-            case _Close(audience, reason, detail):
+            case _Close(audience, reason, detail, local_only):
                 for connection_id in list(self._recipients(audience)):
                     target = self._connections.get(connection_id)
                     if target is not None:
                         target.close(reason, detail)
+                if self._backplane is not None and not local_only:
+                    remote = self._remote_part(audience)
+                    if remote is not None:
+                        self._backplane.close(remote, reason, detail)
+
+    def _remote_part(self, audience: Audience) -> Audience | None:
+        """What other nodes must still do for ``audience``: all of it, except a
+        send naming connections only, where those held here are done."""
+        if audience.everyone or audience.users or audience.groups:
+            return audience
+        remote = frozenset(c for c in audience.connections if c not in self._connections)
+        if not remote:
+            return None
+        return attrs.evolve(audience, connections=remote)
+
+    def _interest(self, kind: Interest, name: str, present: bool) -> None:
+        if self._backplane is not None:
+            self._backplane.interest(kind, name, present)
 
     def _register(self, entry: ConnectionEntry) -> None:
         if entry.connection_id in self._connections:
@@ -273,33 +306,48 @@ class Router:
             entry.close(CloseReason.INTERNAL_ERROR, "registered twice")
             return
         self._connections[entry.connection_id] = entry
+        self._interest("connection", entry.connection_id, True)
         if entry.user_id is not None:
-            self._users.setdefault(entry.user_id, set()).add(entry.connection_id)
+            members = self._users.setdefault(entry.user_id, set())
+            members.add(entry.connection_id)
+            if len(members) == 1:
+                self._interest("user", entry.user_id, True)
 
     def _unregister(self, connection_id: str) -> None:
         entry = self._connections.pop(connection_id, None)
         if entry is None:
             return
-        if entry.user_id is not None:
-            _discard(self._users, entry.user_id, connection_id)
+        self._interest("connection", connection_id, False)
+        if entry.user_id is not None and _discard(self._users, entry.user_id, connection_id):
+            self._interest("user", entry.user_id, False)
         for group in entry.groups:
-            _discard(self._groups, group, connection_id)
+            if _discard(self._groups, group, connection_id):
+                self._interest("group", group, False)
 
-    def _join(self, connection_id: str, group: str) -> bool:
+    def _join(self, connection_id: str, group: str) -> JoinResult:
         entry = self._connections.get(connection_id)
-        if entry is None or group in entry.groups:
-            return True  # unknown or gone: a no-op, as the reference does
+        if entry is None:
+            return JoinResult.UNKNOWN
+        if group in entry.groups:
+            return JoinResult.JOINED
         if self._max_groups is not None and len(entry.groups) >= self._max_groups:
-            return False
+            return JoinResult.REFUSED
         entry.groups.add(group)
-        self._groups.setdefault(group, set()).add(connection_id)
-        return True
+        members = self._groups.setdefault(group, set())
+        members.add(connection_id)
+        if len(members) == 1:
+            self._interest("group", group, True)
+        return JoinResult.JOINED
 
-    def _leave(self, connection_id: str, group: str) -> None:
+    def _leave(self, connection_id: str, group: str) -> bool:
         entry = self._connections.get(connection_id)
-        if entry is not None and group in entry.groups:
+        if entry is None:
+            return False
+        if group in entry.groups:
             entry.groups.discard(group)
-            _discard(self._groups, group, connection_id)
+            if _discard(self._groups, group, connection_id):
+                self._interest("group", group, False)
+        return True
 
     def _recipients(self, audience: Audience) -> Iterable[str]:
         if audience.everyone:
@@ -312,6 +360,8 @@ class Router:
             found.update(self._users.get(user, ()))
         for group in audience.groups:
             found.update(self._groups.get(group, ()))
+        for group in audience.exclude_groups:
+            found.difference_update(self._groups.get(group, ()))
         return found - audience.exclude if audience.exclude else found
 
     def _fan_out(self, audience: Audience, payload: Payload) -> None:
@@ -361,10 +411,34 @@ class Router:
             ``False`` if refused: the connection is in ``max_groups_per_connection``
             groups already.
         """
+        return await self.join(connection_id, group) is not JoinResult.REFUSED
+
+    async def join(self, connection_id: str, group: str) -> JoinResult:
+        """``add_to_group`` telling an unknown connection apart (a backplane
+        then asks the node that holds it)."""
         return await self._mailbox.ask(lambda reply: _Join(connection_id, group, reply))
 
     async def remove_from_group(self, connection_id: str, group: str) -> None:
         await self._mailbox.tell(_Leave(connection_id, group))
+
+    async def leave(self, connection_id: str, group: str) -> bool:
+        """``remove_from_group``, once done; ``False``: no such connection here."""
+        return await self._mailbox.ask(lambda reply: _Leave(connection_id, group, reply))
+
+    def deliver(self, audience: Audience, payload: Payload) -> None:
+        """A send from another node (through the backplane): local connections
+        only, in mailbox order; never waits (a full mailbox drops it, logged)."""
+        self._tell_remote(_Send(audience, payload, local_only=True))
+
+    def close_local(self, audience: Audience, reason: CloseReason, detail: str = "") -> None:
+        """A close from another node: local connections only; never waits."""
+        self._tell_remote(_Close(audience, reason, detail, local_only=True))
+
+    def _tell_remote(self, command: _Command) -> None:
+        try:
+            self._mailbox.tell_nowait(command)
+        except (trio.WouldBlock, ActorStopped):
+            log.warning("router mailbox full or stopped: dropped a command from the backplane")
 
     async def send(self, audience: Audience, payload: Payload) -> None:
         """Queue a send; returns once the router has it (fan-out follows in
@@ -392,9 +466,12 @@ class Router:
         await self.close(Audience(everyone=True), reason)
 
 
-def _discard(index: dict[str, set[str]], key: str, connection_id: str) -> None:
+def _discard(index: dict[str, set[str]], key: str, connection_id: str) -> bool:
+    """Returns whether ``key`` lost its last member."""
     members = index.get(key)
     if members is not None:
         members.discard(connection_id)
         if not members:
             del index[key]
+            return True
+    return False

@@ -29,7 +29,10 @@ const nowMs = () => performance.timeOrigin + performance.now(); // Unix ms, sub-
 
 // -- measuring ------------------------------------------------------------------
 
-function serverCpuNs(pid) {
+function serverCpuNs(pids) {
+  // One server, or several (a cluster's nodes: `target.pids`), summed.
+  if (Array.isArray(pids)) return pids.reduce((sum, pid) => sum + serverCpuNs(pid), 0);
+  const pid = pids;
   let total = 0;
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -506,14 +509,21 @@ function fanoutRunner(target) {
         user: perUser && !target.tokens ? `u${Math.floor(i / perUser)}` : null,
       }));
       for (const receiver of receivers) receiver.onInvocation = onDelivery;
-      sender = await connect(target, { token: target.sender_token || null });
+      // A cluster: a connection is reachable from other nodes once its first
+      // invocation is answered (its subscriptions are in place before that).
+      if (cfg.receivers_invoke_first) {
+        await Promise.all(receivers.map((receiver) => receiver.invoke('Echo', ['ready'])));
+      }
+      // A cluster: the sender may sit on another node than the receivers.
+      const senderTarget = target.sender ? { ...target, ...target.sender } : target;
+      sender = await connect(senderTarget, { token: target.sender_token || null });
     },
     async warmup() {
       await run(cfg.warmup_sends);
     },
     async rep() {
       const before = delivered;
-      const window = new Window(target.pid);
+      const window = new Window(target.pids || target.pid);
       await run(cfg.sends);
       return window.close(delivered - before);
     },

@@ -7,6 +7,9 @@ anonymous conformance hub ``/hubs/echo`` on one port.
 ``--server native`` serves the hubs on triohub's own server, every transport, with
 the demo's pages and sign-in as its fallback app, on the same port.
 
+``--redis redis://127.0.0.1:6379/0``: one node of a cluster; every node on that
+Redis (with the same ``DEMO_JWT_SECRET``) shares the hubs and the ban list.
+
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
 work gets ``--shutdown-grace`` seconds, and the process exits 0. A second signal
@@ -92,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long open connections may finish (default: 5)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="scale out on this Redis (redis://[:password@]host:port/db, rediss:// for TLS)",
+    )
     return parser
 
 
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = prometheus() if args.metrics else None
 
     async def run() -> None:
-        app = build_app(metrics=metrics)
+        app = build_app(redis_url=args.redis, metrics=metrics)
         if args.server == "native":
             serve = partial(serve_native, app.server, args.host, args.port, fallback=app.fallback)
         else:
@@ -119,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             [(host, port)] = await nursery.start(
                 partial(run_until_signalled, app.server, serve, grace=args.shutdown_grace)
             )
+            backplane = app.server.backplane
+            if backplane is not None:
+                with trio.move_on_after(10):
+                    await backplane.wait_connected()
             print(f"triohub demo listening on {http_address(host, port)}", flush=True)
 
     status = 0

@@ -56,6 +56,7 @@ def build_app(
     throttle: ThrottleOptions | None = None,
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
+    redis_url: str | None = None,
     metrics: Prometheus | None = None,
 ) -> SignalRApp:
     """The whole demo.
@@ -66,6 +67,8 @@ def build_app(
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
         revocations: where ended sessions are kept; default this process's memory.
+        redis_url: share the hubs and the ban list with every node on this Redis
+            (``demo/cluster.py``); default: this process only, no Redis loaded.
         metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
             no ``/metrics`` (the server still reports to OpenTelemetry's global
             provider, a no-op unless the application sets one).
@@ -84,11 +87,18 @@ def build_app(
         revocations=revocations,
         proxies=trusted,
     )
+    backplane = None
     state = ChatState()
+    if redis_url is not None:
+        from .cluster import RedisBanList, redis_backplane
+
+        backplane = redis_backplane(redis_url)
+        state = ChatState(RedisBanList(backplane))
     server = HubServer(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        backplane=backplane,
         meter_provider=None if metrics is None else metrics.provider,
     )
     server.map_hub(

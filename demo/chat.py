@@ -16,7 +16,7 @@ Methods that name a user take a username (``bob``) or a user id (the email,
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from triohub import Hub, HubError
 from triohub.authorization import (
@@ -36,12 +36,36 @@ MAX_MESSAGE_LENGTH = 500
 """Characters a chat or direct message may have; longer ones are refused."""
 
 
-class ChatState:
-    """What the chat remembers for the demo's lifetime (per app, no globals)."""
+class BanList(Protocol):
+    """Usernames (``sub``) that may not connect any more."""
+
+    async def contains(self, user_name: str) -> bool: ...
+
+    async def add(self, user_name: str) -> None: ...
+
+
+class MemoryBanList:
+    """This process's bans (a single node)."""
 
     def __init__(self) -> None:
-        self.banned: set[str] = set()
-        """Usernames (``sub``) that may not connect any more."""
+        self.names: set[str] = set()
+
+    async def contains(self, user_name: str) -> bool:
+        return user_name in self.names
+
+    async def add(self, user_name: str) -> None:
+        self.names.add(user_name)
+
+
+class ChatState:
+    """What the chat remembers for the demo's lifetime (per app, no globals).
+
+    The ban list is shared by every node of a cluster (``demo/cluster.py``:
+    a Redis set); the history stays per process.
+    """
+
+    def __init__(self, bans: BanList | None = None) -> None:
+        self.bans: BanList = bans if bans is not None else MemoryBanList()
         self.history: dict[str, deque[str]] = {}
 
     def remember(self, username: str, message: str) -> None:
@@ -72,11 +96,26 @@ class DomainRestrictedRequirement(Requirement):
 def chat_policies(state: ChatState) -> PolicyRegistry:
     registry = PolicyRegistry()
 
-    def not_banned(context: AuthorizationContext) -> bool:
-        return context.user.name_identifier not in state.banned
+    bans = state.bans
+    if isinstance(bans, MemoryBanList):
+        names = bans.names
+
+        def not_banned(context: AuthorizationContext) -> bool:
+            # Plain def: checked in place, the policy's fast path.
+            return context.user.name_identifier not in names
+
+        assertion: Any = not_banned
+    else:
+
+        async def not_banned_anywhere(context: AuthorizationContext) -> bool:
+            # A cluster's ban list (a Redis set): awaited.
+            name = context.user.name_identifier
+            return name is None or not await bans.contains(name)
+
+        assertion = not_banned_anywhere
 
     registry.add_policy(
-        "ChatUser", AuthorizationPolicy.build(authenticated=True, assertions=[not_banned])
+        "ChatUser", AuthorizationPolicy.build(authenticated=True, assertions=[assertion])
     )
     registry.add_policy("Administrators", AuthorizationPolicy.build(roles=["Administrators"]))
     registry.add_policy("DomainRestricted", AuthorizationPolicy([DomainRestrictedRequirement()]))
@@ -134,9 +173,10 @@ class ChatHub(Hub):
     @authorize("DomainRestricted")
     async def ban_user(self, user: str) -> str:
         """Close every connection of ``user`` (a username or a user id), telling
-        them who banned them, and refuse their new ones; returns the user id."""
+        them who banned them, and refuse their new ones (on every node of a
+        cluster); returns the user id."""
         banned = find(user)
-        self.state.banned.add(banned.username)
+        await self.state.bans.add(banned.username)
         by = self.context.principal.name or self.context.user_id
         await self.clients.user(banned.email).abort(f"You were banned from the chat by {by}.")
         return banned.email

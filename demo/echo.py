@@ -69,3 +69,40 @@ class EchoHub(Hub):
 
     async def who_am_i(self) -> dict[str, Any]:
         return describe_caller(self.context)
+
+    # -- every target, for a cluster (python -m demo --redis URL) -----------------------
+
+    async def send_to(self, target: str, names: list[str], message: Any) -> None:
+        """``Receive`` through any ``clients.*`` target: ``names`` are the
+        target's connection ids, users or groups (``group_except``: the group,
+        then the connection ids to leave out; ``others_in_group``: the group)."""
+        clients = self.clients
+        single = names[0] if names else ""
+        proxies = {
+            "all": lambda: clients.all,
+            "all_except": lambda: clients.all_except(names),
+            "client": lambda: clients.client(single),
+            "clients": lambda: clients.clients(names),
+            "user": lambda: clients.user(single),
+            "users": lambda: clients.users(names),
+            "group": lambda: clients.group(single),
+            "groups": lambda: clients.groups(names),
+            "group_except": lambda: clients.group_except(single, names[1:]),
+            "others": lambda: clients.others,
+            "others_in_group": lambda: clients.others_in_group(single),
+        }
+        choose = proxies.get(target)
+        if choose is None:
+            raise HubError(f"Unknown target '{target}'.")
+        await choose().send("Receive", message)
+
+    async def add_to_group(self, connection_id: str, group: str) -> None:
+        """Add any connection, wherever it is connected."""
+        await self.groups.add(connection_id, group)
+
+    async def remove_from_group(self, connection_id: str, group: str) -> None:
+        await self.groups.remove(connection_id, group)
+
+    async def ask_client(self, connection_id: str, method: str, argument: Any) -> Any:
+        """Client results from any connection, wherever it is connected."""
+        return await self.clients.client(connection_id).invoke(method, argument)

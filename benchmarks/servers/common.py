@@ -22,6 +22,7 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--key", help="HS256 secret, or a file holding the RS256 public key")
     parser.add_argument("--issuer", default="triohub-bench")
     parser.add_argument("--audience", default="triohub-bench")
+    parser.add_argument("--redis", metavar="URL", help="triohub only: a node of a cluster")
     parser.add_argument(
         "--telemetry",
         choices=["metrics", "all"],

@@ -120,8 +120,15 @@ def build_server(args: Any) -> HubServer:
                 leeway=0,
             )
         )
+    backplane = None
+    if args.redis:
+        from triohub.backplane.redis import RedisBackplane
+
+        backplane = RedisBackplane(args.redis)
     providers = telemetry(args.telemetry) if args.telemetry else {}
-    server = HubServer(authenticator=authenticator, policies=policies(), **providers)
+    server = HubServer(
+        authenticator=authenticator, policies=policies(), backplane=backplane, **providers
+    )
     server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
     return server
 
@@ -134,6 +141,8 @@ async def main() -> None:
             _, port = await nursery.start(serve_hypercorn, SignalRApp(server), args.host, args.port)
         elif args.transport == "native":
             await nursery.start(server.run)
+            if server.backplane is not None:
+                await server.backplane.wait_connected()
             _, port = await nursery.start(serve_native, server, args.host, args.port)
         else:
             await nursery.start(server.run)

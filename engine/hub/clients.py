@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..actors.router import Audience, Router
+from ..actors.router import Audience, JoinResult, Router
 from ..actors.supervisor import CloseReason
+from ..backplane.codec import GroupAction
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
 from .hub import HubError, LimitExceeded
 from .logs import clip
 
 if TYPE_CHECKING:
+    from ..backplane.hub import HubNode
     from .session import HubSession
 
 __all__ = [
@@ -69,6 +71,8 @@ class _Lifetime:
     default_invoke_timeout: float
     max_group_name_length: int | None = None
     max_groups_per_connection: int | None = None
+    node: HubNode | None = None
+    """The hub's side of the backplane (``None``: this process only)."""
 
 
 Mark = Callable[[], None] | None
@@ -142,12 +146,15 @@ class SingleClientProxy(ClientProxy):
             HubError: the client answered with an error, is not connected, or
                 did not answer in time.
         """
-        session: HubSession | None = await self._lifetime.router.lookup(self._connection_id)
+        lifetime = self._lifetime
+        session: HubSession | None = await lifetime.router.lookup(self._connection_id)
         if session is None:
+            if lifetime.node is not None:  # held by another node, or by none
+                return await lifetime.node.invoke(
+                    self._connection_id, method, args, limit=lifetime.default_invoke_timeout
+                )
             raise HubError(f"Connection '{self._connection_id}' is not connected.")
-        return await session.invoke_client(
-            method, args, limit=self._lifetime.default_invoke_timeout
-        )
+        return await session.invoke_client(method, args, limit=lifetime.default_invoke_timeout)
 
 
 def _ids(values: Iterable[str], what: str) -> frozenset[str]:
@@ -228,7 +235,9 @@ class GroupManager:
     """Adds and removes connections to and from groups (idempotent).
 
     Membership is per connection, in memory, and dropped when the connection
-    ends. Adding an unknown connection id does nothing.
+    ends. Adding an unknown connection id does nothing; with a backplane, a
+    connection another node holds is added there (through its channel, with
+    an ack), and one no node holds raises ``HubError`` at once.
     """
 
     __slots__ = ("_lifetime",)
@@ -248,12 +257,23 @@ class GroupManager:
         limit = lifetime.max_group_name_length
         if limit is not None and len(group) > limit:
             raise LimitExceeded(Texts.group_name_too_long(len(group), limit))
-        if not await lifetime.router.add_to_group(connection_id, group):
+        node = lifetime.node
+        result = await lifetime.router.join(connection_id, group)
+        if result is JoinResult.UNKNOWN and node is not None:
+            applied = await node.group_command(GroupAction.ADD, connection_id, group)
+            result = JoinResult.JOINED if applied else JoinResult.REFUSED
+        elif result is JoinResult.JOINED and node is not None:
+            await node.ready()  # the group's channel: other nodes' sends reach it now
+        if result is JoinResult.REFUSED:
             raise LimitExceeded(Texts.too_many_groups(lifetime.max_groups_per_connection or 0))
 
     async def remove(self, connection_id: str, group: str) -> None:
         _ids((group,), "group names")
-        await self._lifetime.router.remove_from_group(connection_id, group)
+        lifetime = self._lifetime
+        if lifetime.node is None:
+            await lifetime.router.remove_from_group(connection_id, group)
+        elif not await lifetime.router.leave(connection_id, group):
+            await lifetime.node.group_command(GroupAction.REMOVE, connection_id, group)
 
 
 @attrs.frozen

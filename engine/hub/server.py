@@ -21,6 +21,7 @@ from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry
+from ..backplane.hub import HubNode, Link
 from ..observability import MethodTelemetry, Telemetry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
@@ -68,6 +69,8 @@ class HubRegistration:
     """The server's metrics and tracer (shared by its hubs)."""
     method_telemetry: Mapping[str, MethodTelemetry] = attrs.Factory(dict)
     """Each method's prebuilt metric attributes and span name, by ``BoundMethod.name``."""
+    node: HubNode | None = None
+    """The hub's side of the server's backplane, if it has one."""
 
     def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
         options = self.options
@@ -102,6 +105,8 @@ class HubServer:
         meter_provider: where the server's metrics go (``None``: OpenTelemetry's
             global provider, a no-op until an SDK is configured).
         tracer_provider: where its invocation spans go (``None``: the global one).
+        backplane: share the hubs with other processes (``RedisBackplane(url)``
+            from ``triohub.backplane.redis``); ``None``: this process only.
     """
 
     def __init__(
@@ -116,10 +121,13 @@ class HubServer:
         audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
+        backplane: Link | None = None,
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.options = options or HubOptions()
+        self.backplane = backplane
+        self._prefixes: set[str] = set()
         self.telemetry = Telemetry(meter_provider, tracer_provider)
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
@@ -157,8 +165,13 @@ class HubServer:
         factory: Callable[[], H] | None = None,
         user_id_provider: UserIdProvider | None = None,
         filters: Sequence[HubFilter] = (),
+        channel_prefix: str | None = None,
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
+
+        ``channel_prefix`` names the hub's backplane channels (default: the
+        class's ``module.QualifiedName``, as ASP.NET uses its type's full name);
+        every process serving or sending to the hub must use the same one.
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
@@ -174,9 +187,22 @@ class HubServer:
         if not (isinstance(hub_class, type) and issubclass(hub_class, Hub)):
             raise TypeError(f"{hub_class!r} is not a Hub subclass")
         hub_options = options or self.options
+        node: HubNode | None = None
+        if self.backplane is not None:
+            prefix = channel_prefix or f"{hub_class.__module__}.{hub_class.__qualname__}"
+            if prefix in self._prefixes:
+                raise ValueError(f"channel prefix {prefix!r} is used twice; pass channel_prefix")
+            self._prefixes.add(prefix)
+            node = HubNode(
+                self.backplane,
+                prefix,
+                self.protocols,
+                result_timeout=hub_options.client_result_timeout,
+            )
         router = Router(
             mailbox_size=max(1024, hub_options.outbox_size),
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            backplane=node,
         )
         lifetime = _Lifetime(
             router,
@@ -184,6 +210,7 @@ class HubServer:
             hub_options.client_result_timeout,
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
+            node=node,
         )
         methods = bind_hub(hub_class, self.authorizer.method_guard)
         registration = HubRegistration(
@@ -205,6 +232,7 @@ class HubServer:
                 bound.name: self.telemetry.method(hub_class.__name__, bound.wire_name)
                 for bound in methods.values()
             },
+            node=node,
         )
         self._hubs[path] = registration
         return registration
@@ -280,6 +308,8 @@ class HubServer:
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)
+                if self.backplane is not None:
+                    await actors.start(self.backplane.run)
                 for registration in self._hubs.values():
                     await actors.start(registration.router.run)
                 async with trio.open_nursery() as connections:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -108,6 +108,7 @@ class HubSession:
         self._sent = False  # sends made since the last settle()
         self._connected = False  # on_connected ran without raising
         self._pending: dict[str, Reply[Any]] = {}
+        self._remote_pending: dict[str, Reply[Completion | None]] = {}
         self._next_result_id = 0
         self._metrics: ConnectionMetrics | None = None
         """Set once the connection counts as open (``opened``)."""
@@ -115,6 +116,11 @@ class HubSession:
     @property
     def context(self) -> HubCallerContext | None:
         return self._context
+
+    @property
+    def protocol_name(self) -> str:
+        """The hub protocol this connection speaks (after the handshake)."""
+        return self._protocol.protocol.name
 
     @property
     def registered(self) -> bool:
@@ -210,6 +216,12 @@ class HubSession:
                 handle=self,
             )
         )
+        node = registration.node
+        if node is not None:
+            # Subscribed to this connection's and its user's channels before
+            # on_connected: what other nodes send from now on reaches it.
+            await registration.router.barrier()
+            await node.ready()
         token = _in_on_connected.set(True)
         try:
             await self._lifetime_call(connected=True, error=None)
@@ -343,7 +355,30 @@ class HubSession:
         finally:
             self._pending.pop(invocation_id, None)
 
+    async def remote_result(
+        self, invocation_id: str, framed: Mapping[str, bytes]
+    ) -> Completion | None:
+        """Forward another node's client-result request (already framed for
+        each protocol) and return the client's Completion; ``None`` if the
+        connection ends first."""
+        if self._control is None or self._control.reason is not None:
+            return None
+        data = framed.get(self.protocol_name)
+        if data is None:
+            return Completion.with_error(invocation_id, "Unsupported protocol.")
+        reply: Reply[Completion | None] = Reply()
+        self._remote_pending[invocation_id] = reply
+        try:
+            await self._control.send(data)
+            return await reply.wait()
+        finally:
+            self._remote_pending.pop(invocation_id, None)
+
     def _client_result(self, message: Completion) -> None:
+        remote = self._remote_pending.pop(message.invocation_id, None)
+        if remote is not None:
+            remote.set(message)
+            return
         reply = self._pending.pop(message.invocation_id, None)
         if reply is None:
             log.debug("completion for unknown invocation %r ignored", message.invocation_id)
@@ -376,6 +411,9 @@ class HubSession:
         for reply in self._pending.values():
             reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
         self._pending.clear()
+        for remote in self._remote_pending.values():
+            remote.set(None)
+        self._remote_pending.clear()
         if self._registered:
             try:
                 # The router handles commands without awaiting anything, so this

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from triohub.actors.kit import ActorStopped
-from triohub.actors.router import Audience, ConnectionEntry, Router, RouterStats
+from triohub.actors.router import Audience, ConnectionEntry, JoinResult, Router, RouterStats
 from triohub.actors.supervisor import CloseReason
 
 
@@ -352,21 +352,28 @@ async def test_pending_asks_fail_when_the_router_stops() -> None:
     assert outcomes == ["router is not running"] * 6
 
 
-class FakeBackplane:
+class RecordingBackplane:
+    """Records what the router hands the seam (a real backplane is in tests/backplane)."""
+
     def __init__(self) -> None:
         self.published: list[tuple[Audience, object]] = []
-        self.deliver: Callable[[Audience, object], None] | None = None
+        self.closed: list[tuple[Audience, CloseReason, str]] = []
+        self.interest_log: list[tuple[str, str, bool]] = []
+        self.router: Router | None = None
 
-    async def publish(self, audience: Audience, payload: object) -> None:
+    def interest(self, kind: str, name: str, present: bool) -> None:
+        self.interest_log.append((kind, name, present))
+
+    def publish(self, audience: Audience, payload: object) -> None:
         self.published.append((audience, payload))
 
+    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None:
+        self.closed.append((audience, reason, detail))
+
     async def run(
-        self,
-        deliver: Callable[[Audience, object], None],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        self, router: Router, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        self.deliver = deliver
+        self.router = router
         task_status.started()
         await trio.sleep_forever()
 
@@ -374,7 +381,7 @@ class FakeBackplane:
 async def test_local_sends_are_published_and_remote_ones_only_delivered(
     nursery: trio.Nursery,
 ) -> None:
-    backplane = FakeBackplane()
+    backplane = RecordingBackplane()
     router = Router(backplane=backplane)
     await nursery.start(router.run)
     a = Conn("a")
@@ -382,14 +389,54 @@ async def test_local_sends_are_published_and_remote_ones_only_delivered(
 
     local = CountingPayload("local")
     await router.send(Audience(everyone=True), local)
-    assert backplane.deliver is not None
     remote = CountingPayload("remote")
-    backplane.deliver(Audience(everyone=True), remote)
-    await router.stats()
-    await trio.testing.wait_all_tasks_blocked()
+    router.deliver(Audience(everyone=True), remote)
+    await router.barrier()
 
     assert a.received() == [b"json:local", b"json:remote"]
     assert backplane.published == [(Audience(everyone=True), local)]
+
+
+async def test_the_seam_hears_first_and_last_of_users_and_groups(nursery: trio.Nursery) -> None:
+    backplane = RecordingBackplane()
+    router = Router(backplane=backplane)
+    await nursery.start(router.run)
+    a, b = Conn("a", user="u"), Conn("b", user="u")
+    await register(router, a, b)
+    assert await router.join("a", "g") is JoinResult.JOINED
+    assert await router.join("b", "g") is JoinResult.JOINED
+    assert await router.join("nobody", "g") is JoinResult.UNKNOWN
+    await router.unregister("a")
+    assert await router.leave("b", "g")
+    assert not await router.leave("a", "g")
+    await router.unregister("b")
+    await router.barrier()
+    assert backplane.interest_log == [
+        ("connection", "a", True),
+        ("user", "u", True),
+        ("connection", "b", True),
+        ("group", "g", True),
+        ("connection", "a", False),
+        ("group", "g", False),
+        ("connection", "b", False),
+        ("user", "u", False),
+    ]
+
+
+async def test_only_connections_held_elsewhere_are_published(nursery: trio.Nursery) -> None:
+    backplane = RecordingBackplane()
+    router = Router(backplane=backplane)
+    await nursery.start(router.run)
+    await register(router, Conn("a"))
+    payload = CountingPayload()
+    await router.send(Audience(connections=frozenset({"a"})), payload)
+    await router.send(Audience(connections=frozenset({"a", "far"})), payload)
+    await router.close(Audience(connections=frozenset({"far"})), CloseReason.ABORTED, "why")
+    await router.barrier()
+    assert backplane.published == [(Audience(connections=frozenset({"far"})), payload)]
+    assert backplane.closed == [
+        (Audience(connections=frozenset({"far"})), CloseReason.ABORTED, "why")
+    ]
 
 
 async def test_a_connection_is_in_at_most_max_groups_per_connection_groups(

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -105,9 +105,15 @@ def _copy_rest(stream: IO[bytes], log_path: Path) -> None:
             log.flush()
 
 
-def start_demo(log_path: Path, server: str = "hypercorn") -> DemoServer:
-    """Start ``python -m demo --server SERVER`` on a free port; returns once it printed
-    its listening line."""
+def start_demo(
+    log_path: Path,
+    server: str = "hypercorn",
+    *,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> DemoServer:
+    """Start ``python -m demo --server SERVER`` on a free port (plus ``args``, e.g.
+    ``("--redis", URL)``); returns once it printed its listening line."""
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("ab") as stderr_log:
         process = subprocess.Popen(
@@ -121,11 +127,12 @@ def start_demo(log_path: Path, server: str = "hypercorn") -> DemoServer:
                 "0",
                 "--server",
                 server,
+                *args,
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr_log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     try:
         base_url = _wait_for_listening_line(process, log_path)
