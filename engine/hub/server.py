@@ -129,6 +129,9 @@ class HubServer:
         self.backplane = backplane
         self._prefixes: set[str] = set()
         self.telemetry = Telemetry(meter_provider, tracer_provider)
+        instrument = getattr(backplane, "instrument", None)
+        if instrument is not None:  # RedisBackplane; a Link need not be instrumented
+            instrument(self.telemetry.metrics)
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
