@@ -348,3 +348,41 @@ async def test_authentication_failures_are_counted_by_reason_never_the_credentia
     everything = repr(reader.reader.get_metrics_data())
     assert expired not in everything
     assert forged not in everything
+
+
+@authorize("Admins")
+class Guarded(Hub):
+    async def echo(self, text: str) -> str:
+        return text
+
+
+async def test_hub_level_decisions_are_counted_under_connect(
+    nursery: trio.Nursery, reader: Reader
+) -> None:
+    key = "k" * 32
+    server = HubServer(
+        meter_provider=reader.provider,
+        policies=policies(),
+        authenticator=JwtBearerAuthenticator(
+            JwtBearerOptions(algorithms=("HS256",), key=key, issuer="i", audience="a")
+        ),
+    )
+    server.map_hub(PATH, Guarded)
+    await nursery.start(server.run)
+    admin = mint_token(key, subject="ann", issuer="i", audience="a", roles=["admin"])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=SignalRApp(server)), base_url="http://test"
+    ) as client:
+        negotiate = f"{PATH}/negotiate?negotiateVersion=1"
+        assert (await client.post(negotiate)).status_code == 401
+        response = await client.post(negotiate, headers={"Authorization": f"Bearer {admin}"})
+        assert response.status_code == 200
+    assert reader.points("triohub.authorization.decisions") == {
+        attrs_of(
+            triohub__hub="Guarded",
+            triohub__method="<connect>",
+            triohub__policy="Admins",
+            triohub__outcome=outcome,
+        ): 1
+        for outcome in ("allowed", "denied")
+    }
