@@ -24,6 +24,12 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--audience", default="triohub-bench")
     parser.add_argument("--redis", metavar="URL", help="triohub only: a node of a cluster")
     parser.add_argument(
+        "--telemetry",
+        choices=["metrics", "all"],
+        help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "
+        "SDK (triohub only)",
+    )
+    parser.add_argument(
         "--stateful-reconnect",
         action="store_true",
         help="triohub only: allow stateful reconnect (bench_resume.py)",
