@@ -17,6 +17,7 @@ from triohub.transports.asgi import SignalRApp
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
+from .observability import Prometheus
 from .users import (
     AUDIENCE,
     ISSUER,
@@ -57,6 +58,7 @@ def build_app(
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
     redis_url: str | None = None,
+    metrics: Prometheus | None = None,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -68,6 +70,9 @@ def build_app(
         revocations: where ended sessions are kept; default this process's memory.
         redis_url: share the hubs and the ban list with every node on this Redis
             (``demo/cluster.py``); default: this process only, no Redis loaded.
+        metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
+            no ``/metrics`` (the server still reports to OpenTelemetry's global
+            provider, a no-op unless the application sets one).
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -97,6 +102,7 @@ def build_app(
         # Revocations are kept as long as the longest credential the demo issues.
         credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
         backplane=backplane,
+        meter_provider=None if metrics is None else metrics.provider,
     )
     state.server = server
     server.map_hub(
@@ -115,5 +121,6 @@ def build_app(
         server=server,
         throttle=SignInThrottle(throttle if throttle is not None else signin_throttle()),
         proxies=trusted,
+        metrics=None if metrics is None else metrics.text,
     )
     return SignalRApp(server, fallback=web)

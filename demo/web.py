@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,6 +40,7 @@ from triohub.auth.throttle import SignInThrottle
 from triohub.auth.user_id import resolve_user_id
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
+from .observability import PROMETHEUS_CONTENT_TYPE
 from .users import MAX_TOKEN_LIFETIME, check_password, find_user, issue_token
 
 log = logging.getLogger("demo")
@@ -84,8 +86,11 @@ class DemoWeb:
         server: HubServer | None = None,
         throttle: SignInThrottle | None = None,
         proxies: TrustedProxies | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self.cookies = cookies
+        self.metrics = metrics
+        """Prometheus text for ``GET /metrics``; ``None``: no such page (``--metrics`` is off)."""
         self._jwt_secret = jwt_secret
         self.server = server
         self.throttle = throttle if throttle is not None else SignInThrottle()
@@ -119,6 +124,8 @@ class DemoWeb:
             await self._token(request_info(scope, None), receive, send)
         elif path == "/account/renew" and method == "POST":
             await self._renew(request_info(scope, None), send)
+        elif path == "/metrics" and method == "GET" and self.metrics is not None:
+            await respond(send, 200, self.metrics(), content_type=PROMETHEUS_CONTENT_TYPE)
         elif path in ("/account/login", "/account/logout", "/account/renew", "/api/token", "/"):
             await respond(send, 405, b"Method Not Allowed", headers=[(b"allow", b"POST")])
         else:

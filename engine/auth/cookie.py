@@ -168,7 +168,7 @@ class CookieAuthenticator:
                 value, max_age=self.max_age, return_timestamp=True
             )
         except itsdangerous.SignatureExpired:
-            raise AuthenticationFailed("The session expired.") from None
+            raise AuthenticationFailed("The session expired.", reason="expired") from None
         except itsdangerous.BadData:
             raise AuthenticationFailed("The session cookie is invalid.") from None
         if not isinstance(claims, dict):
@@ -178,7 +178,7 @@ class CookieAuthenticator:
             # Signed by us but from before sessions could end: cannot be revoked.
             raise AuthenticationFailed("The session cookie is invalid.")
         if await self.revocations.is_revoked(session_id):
-            raise AuthenticationFailed("The session has ended.")
+            raise AuthenticationFailed("The session has ended.", reason="revoked")
         principal = Principal(
             claims, scheme=self.scheme_name, expires_at=signed_at.timestamp() + self.max_age
         )

@@ -108,6 +108,8 @@ async def check_request(
     """
     outcome = await authenticate_request(server.authenticator, request)
     principal = outcome.principal
+    if outcome.failure is not None:
+        server.telemetry.metrics.authentication_failed(outcome.failure.reason)
     challenge = _challenge_headers(outcome)
     if outcome.refused is not None:
         return Verdict(principal, 403, reason=str(outcome.refused))

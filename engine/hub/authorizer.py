@@ -122,7 +122,7 @@ class HubAuthorizer:
         label = guard_label(data)
         hub = hub_class.__name__
         subject = f"{hub}.<connect> policy={label}"
-        return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None))
+        return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None, policy=label))
 
     def method_guard(self, hub_class: type, name: str, wire_name: str | None = None) -> Guard:
         # Method metadata only restricts further: @allow_anonymous on a method
@@ -134,7 +134,9 @@ class HubAuthorizer:
         label = guard_label(data)
         hub, method = hub_class.__name__, wire_name or name
         subject = f"{hub}.{method} policy={label}"
-        return Guard(policy, label, subject, hub, method, self.auditor.cell(hub, method))
+        return Guard(
+            policy, label, subject, hub, method, self.auditor.cell(hub, method, policy=label)
+        )
 
     def group_guard(self, hub_class: type, pattern: str, policy: str) -> Guard:
         """The guard of the groups ``pattern`` names (``map_hub(group_policies=...)``)."""

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import attrs
 import trio
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from ..actors.authorization import AuthorizationActor
 from ..actors.router import Router, RouterStats
@@ -22,12 +24,13 @@ from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..backplane.hub import HubNode, Link
 from ..backplane.revocations import SharedRevocations
+from ..observability import MethodTelemetry, Telemetry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
-from .credentials import Credentials, Refreshed
+from .credentials import Credentials, Refreshed, RefreshRefused
 from .drain import Drain
 from .filters import HubFilter
 from .group_policies import GroupAdmission, GroupPolicies
@@ -66,6 +69,10 @@ class HubRegistration:
     filters: tuple[HubFilter, ...] = ()
     drain: Drain = attrs.Factory(Drain)
     """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
+    telemetry: Telemetry = attrs.Factory(Telemetry)
+    """The server's metrics and tracer (shared by its hubs)."""
+    method_telemetry: Mapping[str, MethodTelemetry] = attrs.Factory(dict)
+    """Each method's prebuilt metric attributes and span name, by ``BoundMethod.name``."""
     node: HubNode | None = None
     """The hub's side of the server's backplane, if it has one."""
 
@@ -102,6 +109,9 @@ class HubServer:
         credential_lifetime: the longest lifetime (seconds) of a credential
             the authenticator accepts; a revocation is remembered this long
             after the newest credential it can match was issued.
+        meter_provider: where the server's metrics go (``None``: OpenTelemetry's
+            global provider, a no-op until an SDK is configured).
+        tracer_provider: where its invocation spans go (``None``: the global one).
         backplane: share the hubs with other processes (``RedisBackplane(url)``
             from ``triohub.backplane.redis``); ``None``: this process only.
     """
@@ -120,10 +130,16 @@ class HubServer:
         clock: Callable[[], float] = time.time,
         credential_lifetime: float = 24 * 3600.0,
         backplane: Link | None = None,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.options = options or HubOptions()
         self.backplane = backplane
         self._prefixes: set[str] = set()
+        self.telemetry = Telemetry(meter_provider, tracer_provider)
+        instrument = getattr(backplane, "instrument", None)
+        if instrument is not None:  # RedisBackplane; a Link need not be instrumented
+            instrument(self.telemetry.metrics)
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
@@ -164,6 +180,8 @@ class HubServer:
         self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
+        self.telemetry.metrics.observe_outbox(self._outbox_depths)
+        self.telemetry.metrics.observe_authorization(self._auditor.decisions)
 
     # -- configuration ----------------------------------------------------------
 
@@ -240,12 +258,13 @@ class HubServer:
             admission=admission,
             recipient_filter=functools.partial(self.authorizer.recipient_filter, hub_class),
         )
+        methods = bind_hub(hub_class, self.authorizer.method_guard)
         registration = HubRegistration(
             path=path,
             hub_class=hub_class,
             options=hub_options,
             factory=factory or hub_class,
-            methods=bind_hub(hub_class, self.authorizer.method_guard),
+            methods=methods,
             protocols=self.protocols,
             router=router,
             lifetime=lifetime,
@@ -254,6 +273,11 @@ class HubServer:
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
             drain=self._drain,
+            telemetry=self.telemetry,
+            method_telemetry={
+                bound.name: self.telemetry.method(hub_class.__name__, bound.wire_name)
+                for bound in methods.values()
+            },
             node=node,
         )
         self._hubs[path] = registration
@@ -289,6 +313,12 @@ class HubServer:
     def live_connections(self) -> int:
         return self._live
 
+    def _outbox_depths(self) -> list[tuple[int, int]]:
+        """``(records, bytes)`` queued per live connection (read by the metrics)."""
+        return [
+            depth for session in list(self._scopes.values()) if (depth := session.outbox_depth())
+        ]
+
     async def wait_idle(self) -> None:
         """Returns once no connection is live (at once when none is): every
         connection has run its close, hooks included, to the end."""
@@ -320,6 +350,7 @@ class HubServer:
         if self._started:
             raise RuntimeError("this HubServer is already running")
         self._started = True
+        self.telemetry.tracer.resolve()  # a global provider set after __init__ counts
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)
@@ -419,13 +450,22 @@ class HubServer:
         expires_at: float | None = None,
     ) -> int:
         """Refuse matching credentials and close their connections (``Credentials.revoke``)."""
-        return await self.credentials.revoke(
+        closed = await self.credentials.revoke(
             user=user, token_id=token_id, issued_before=issued_before, expires_at=expires_at
         )
+        kind = "token" if token_id is not None else "user" if user is not None else "issued_before"
+        self.telemetry.metrics.revoked(kind)
+        return closed
 
     async def refresh_authentication(self, connection_id: str, principal: Principal) -> Refreshed:
         """Replace a live connection's principal and expiry (``Credentials.refresh``)."""
-        return await self.credentials.refresh(connection_id, principal)
+        try:
+            refreshed = await self.credentials.refresh(connection_id, principal)
+        except RefreshRefused as refused:
+            self.telemetry.metrics.refreshed(refused.error)
+            raise
+        self.telemetry.metrics.refreshed("ok")
+        return refreshed
 
     def _check_running(self) -> None:
         # Changes are applied by the authorization actor, which runs with the server.
