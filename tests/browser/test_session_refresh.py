@@ -1,10 +1,10 @@
 """The demo page refreshes its session in place (Chromium driven by Playwright).
 
-The test configures a 4 s session (``DEMO_SESSION_MAX_AGE``); the hub closes a
+The test configures a 6 s session (``DEMO_SESSION_MAX_AGE``); the hub closes a
 connection when its credential expires. Halfway through each lifetime the page
 renews its cookie (``POST /account/renew``) and hands it to the hub for its
 connection (``POST /hubs/chat/refresh?id=...``), and says so ("Session refreshed
-at ..."). Four refreshes take the page past two lifetimes of its first cookie on
+at ..."). Four refreshes take the page through two lifetimes of its first cookie on
 one connection: same connection id, one negotiate, no notice of a lost
 connection, and the chat still works.
 """
@@ -23,7 +23,7 @@ from .test_chat_browser import RECORD_NOTICES, expect_messages, send, sign_in
 
 pytestmark = pytest.mark.e2e
 
-SESSION_SECONDS = 4
+SESSION_SECONDS = 6
 REFRESHED = re.compile(r"^Session refreshed at \S+")
 
 
