@@ -174,7 +174,8 @@ class Credentials:
         forgotten, the credentials having expired anyway.
 
         Returns:
-            how many open connections were closed.
+            how many open connections were closed on this node (the other
+            nodes close theirs).
 
         Raises:
             ValueError: none of ``user``, ``token_id``, ``issued_before`` is given,

@@ -1,7 +1,7 @@
 """Revocations across nodes on a real redis-server: a revocation made on one node
 closes the matching connections on the others and is refused there; it is kept in
 Redis with its expiry, so a node that starts later (or whose link comes back)
-has it in force before it serves."""
+has it in force before it serves; a process that serves nobody revokes too."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 
 import trio
 
-from triohub import Principal
+from triohub import HubServer, Principal
+from triohub.backplane.redis import RedisBackplane
 from triohub.backplane.revocations import REVOCATIONS_KEY
 from triohub.protocol import Close
 
@@ -86,3 +87,19 @@ async def test_a_revocation_made_while_redis_was_away_is_shared_when_it_returns(
                 await trio.sleep(0.02)
         assert b.server.revocations.entries == a.server.revocations.entries
         assert redis.command("ZCARD", REVOCATIONS_KEY) == 1
+
+
+async def test_a_process_that_serves_nobody_revokes_on_every_node(redis: RedisServer) -> None:
+    async with (
+        open_nodes(redis.url, 1) as (a,),
+        open_clients([(a, "bob-on-a", "bob")]) as clients,
+        trio.open_nursery() as nursery,
+    ):
+        worker = HubServer(backplane=RedisBackplane(redis.url))  # no hub, no listener
+        await nursery.start(worker.run)
+        assert await worker.revoke(user="bob") == 0
+        with trio.fail_after(10):
+            await clients["bob-on-a"].closed.wait()
+        assert clients["bob-on-a"].close_message == REVOKED
+        assert len(a.server.revocations) == 1
+        nursery.cancel_scope.cancel()
