@@ -34,8 +34,9 @@ def negotiate(base: str, token: str) -> int:
     return response.status_code
 
 
+@pytest.mark.parametrize("transport", ["WebSockets", "ServerSentEvents", "LongPolling"])
 def test_revoke_sessions_reaches_every_node_and_survives_a_restart(
-    node_client: NodeClient, cluster: Cluster
+    node_client: NodeClient, cluster: Cluster, transport: str
 ) -> None:
     a, b = cluster.start_node(), cluster.start_node()
     down = cluster.start_node()  # down while the revocation is made
@@ -43,7 +44,7 @@ def test_revoke_sessions_reaches_every_node_and_survives_a_restart(
 
     # Two bob connections on B (one per base after the first).
     bases = (a.base_url, b.base_url, b.base_url)
-    results = run_script(node_client, cluster, "revoke", "WebSockets", "json", *bases)
+    results = run_script(node_client, cluster, "revoke", transport, "json", *bases)
 
     # RevokeSessions counts the connections it closed on its own node: none (bob is on B).
     assert results["revoked"] == {"value": 0}, results
@@ -52,7 +53,7 @@ def test_revoke_sessions_reaches_every_node_and_survives_a_restart(
     # Measured, not asserted (no timed assertions): negative when bob's Close came
     # before alice's Completion.
     print(
-        f"\nbob's last Close on the other node: {results['lastCloseMs']:.1f} ms after "
+        f"\n{transport}: bob's last Close on the other node: {results['lastCloseMs']:.1f} ms after "
         f"RevokeSessions returned, {results['lastCloseFromCallMs']:.1f} ms after it was called"
     )
     assert len(results["refused"]) == 3
