@@ -111,6 +111,7 @@ bench: $(BENCH_STAMP) node redis
 	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick,) $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python benchmarks/bench_cluster.py $(if $(QUICK),--quick,)
 	$(BENCH_VENV)/bin/python benchmarks/bench_credentials.py $(if $(QUICK),--quick,)
+	$(BENCH_VENV)/bin/python benchmarks/bench_resume.py $(if $(QUICK),--quick,)
 
 bench-smoke:
 	$(MAKE) bench QUICK=1

@@ -129,7 +129,11 @@ def build_server(args: Any) -> HubServer:
     server = HubServer(
         authenticator=authenticator, policies=policies(), backplane=backplane, **providers
     )
-    server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
+    options = HubOptions(
+        close_on_authentication_expiration=True,
+        allow_stateful_reconnect=args.stateful_reconnect,
+    )
+    server.map_hub(args.path, BenchHub, options=options)
     return server
 
 

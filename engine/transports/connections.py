@@ -23,6 +23,7 @@ from ..protocol.negotiate import TransportType, new_connection_id
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration
+    from .resumable import ResumableLink
 
 __all__ = ["ConnectionTable", "HttpConnection", "Refusal"]
 
@@ -46,6 +47,11 @@ class HttpConnection:
     user (403 otherwise, ``check_bound``)."""
     channel: Any = None
     """The SSE / long-polling transport object, once bound."""
+    stateful: bool = False
+    """Negotiate granted stateful reconnect (``useStatefulReconnect``)."""
+    link: ResumableLink | None = None
+    """The WebSocket connection's ``ResumableLink`` (``stateful`` only): a later
+    WebSocket request with this token resumes it."""
 
 
 @attrs.frozen
@@ -69,9 +75,16 @@ class ConnectionTable:
         connection_id: str,
         registration: HubRegistration,
         principal: Principal | None = None,
+        *,
+        stateful: bool = False,
     ) -> HttpConnection:
         connection = HttpConnection(
-            token, connection_id, registration, trio.current_time(), principal=principal
+            token,
+            connection_id,
+            registration,
+            trio.current_time(),
+            principal=principal,
+            stateful=stateful,
         )
         self._by_token[token] = connection
         return connection

@@ -49,6 +49,7 @@ from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
 from .refresh import refresh
+from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ class OpenWebSocket:
     principal: Principal
     connection: HttpConnection | None
     """The negotiated table entry (``None`` when the client skipped negotiation)."""
+    resume: bool = False
+    """The socket resumes ``connection`` (stateful reconnect): it carries the
+    live hub connection on, and ending it ends nothing else."""
 
 
 @attrs.frozen
@@ -252,17 +256,38 @@ class Endpoint:
 
     async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
         """The hub connection of an accepted WebSocket, to its end (in the
-        calling task); its negotiated id is spent afterwards."""
+        calling task); its negotiated id is spent afterwards. A resuming socket
+        (``action.resume``) runs until another replaces it or the connection ends."""
+        connection = action.connection
+        if action.resume:
+            assert connection is not None
+            assert connection.link is not None
+            deadline = self.server.credentials.deadline_for(
+                action.principal, action.registration.options
+            )
+            await connection.link.resume(transport, deadline)
+            return
+        link: ResumableLink | None = None
+        if connection is not None and connection.stateful:
+            options = action.registration.options
+            link = resumable_link(
+                transport,
+                connection_id=action.connection_id,
+                disconnect_timeout=options.disconnect_timeout,
+                send_timeout=options.send_timeout,
+            )
+            connection.link = link
         try:
             await self.server.connect(
                 action.registration,
-                transport,
+                link or transport,
                 connection_id=action.connection_id,
                 principal=action.principal,
-                on_protocol=transport.use_protocol,
+                on_protocol=(link or transport).use_protocol,
+                resumable=link,
             )
         finally:
-            self.release(action.connection)
+            self.release(connection)
 
     async def decide(self, request: HttpRequest) -> Action:
         """What to do with ``request`` (the rules of the module's docstring, in order)."""
@@ -305,10 +330,19 @@ class Endpoint:
     def _negotiate(
         self, request: HttpRequest, registration: HubRegistration, principal: Principal
     ) -> Respond:
-        result = negotiate(request.query, transports=registration.options.transports)
+        options = registration.options
+        result = negotiate(
+            request.query,
+            transports=options.transports,
+            allow_stateful_reconnect=options.allow_stateful_reconnect,
+        )
         if not isinstance(result, NegotiateError):
             self.connections.add(
-                result.connection_token, result.connection_id, registration, principal
+                result.connection_token,
+                result.connection_id,
+                registration,
+                principal,
+                stateful=result.use_stateful_reconnect,
             )
             lifetime = self.server.credentials.token_lifetime(
                 principal, registration.options.allow_authentication_refresh
@@ -329,6 +363,9 @@ class Endpoint:
             return _refused(verdict)
         token = (parse_query(request.query).get("id") or ("",))[0]
         info = request.info(registration.path)
+        resumed = self._resume(token, registration, verdict, info)
+        if resumed is not None:
+            return resumed
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):
             if claimed.status in (401, 403):
@@ -342,6 +379,27 @@ class Endpoint:
             self.release(connection)
             return _STOPPING
         return OpenWebSocket(registration, connection_id, verdict.principal, connection)
+
+    def _resume(
+        self, token: str, registration: HubRegistration, verdict: Verdict, info: RequestInfo
+    ) -> Action | None:
+        """A WebSocket request for a resumable connection's token: resume it
+        (stateful reconnect), only for the connection's own user; ``None``: not
+        such a request."""
+        connection = self.connections.get(token) if token else None
+        if connection is None or connection.registration is not registration:
+            return None
+        link = connection.link
+        if link is None or not link.resumable:
+            return None
+        if connection.principal is not None:
+            checked = check_bound(verdict, connection.principal, info)
+            if not checked.allowed:
+                log_refusal(info, checked)
+                return _refused(checked)
+        return OpenWebSocket(
+            registration, connection.connection_id, verdict.principal, connection, resume=True
+        )
 
     def _transport_request(
         self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
