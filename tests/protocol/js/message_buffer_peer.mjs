@@ -80,6 +80,12 @@ function parse(hexText) {
 
 function receive(hexText) {
   for (const message of parse(hexText)) {
+    // The example ends where the buffer stops the connection. The real
+    // HubConnection._processIncomingData goes on with the rest of the batch while
+    // the stop is under way, numbered from the Sequence it refused (the same
+    // upstream flaw); processing it here would report "next" / "latest" past the
+    // stop and misnumbered records as received.
+    if (state.stopped !== null) break;
     if (!state.buffer._shouldProcessMessage(message)) continue;
     if (message.type === MessageType.StreamItem) state.received.push(message.item[0]);
     else if (message.type === MessageType.Ack) state.buffer._ack(message);
