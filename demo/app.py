@@ -14,6 +14,7 @@ from triohub.auth.throttle import SignInThrottle, ThrottleOptions
 from triohub.hub.context import HubCallerContext
 from triohub.hub.filters import HubFilter, Lifetime
 from triohub.transports.asgi import SignalRApp
+from triohub.transports.cluster import derive_key
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
@@ -94,6 +95,9 @@ def build_app(
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
         backplane=backplane,
+        # Every node shares DEMO_JWT_SECRET: connection tokens signed with a key
+        # derived from it are honoured by any node (no sticky sessions).
+        connection_token_key=derive_key(secret) if backplane is not None else None,
     )
     server.map_hub(
         "/hubs/chat",

@@ -26,12 +26,14 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import coredis
 import trio
 from coredis.response.types import PubSubMessage
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from .hub import BackplaneUnavailable
 
@@ -40,6 +42,7 @@ __all__ = ["RedisBackplane"]
 log = logging.getLogger("triohub.backplane")
 
 Handler = Callable[[bytes], None]
+T = TypeVar("T")
 
 
 def default_server_name() -> str:
@@ -147,14 +150,45 @@ class RedisBackplane:
         queued_before = self._removed + len(self._buffer)
         while self._client is not None and self._removed < queued_before:
             await self._sent.wait()
+        return int(await self._request("publish", lambda client: client.publish(channel, data)))
+
+    async def claim(self, key: str, ttl: float) -> str | None:
+        """Set ``key`` to this node's name for ``ttl`` seconds unless it exists
+        (one round trip, ``SET NX GET``): ``None`` when this node got it, else
+        the value it holds.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        name = self.server_name
+        previous = await self._request(
+            "claim",
+            lambda client: client.set(key, name, condition=PureToken.NX, get=True, px=_ms(ttl)),
+        )
+        if not isinstance(previous, bytes):
+            return None  # nil: it was not there, this node holds it now
+        return previous.decode(errors="replace")
+
+    async def mark(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key`` to ``value`` for ``ttl`` seconds.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        await self._request("mark", lambda client: client.set(key, value, px=_ms(ttl)))
+
+    async def _request(
+        self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
+    ) -> T:
+        """One command that needs its answer now (fails at once while Redis is away)."""
         client = self._client
         if client is None:
             raise BackplaneUnavailable("the backplane's Redis is unreachable")
         try:
             with trio.fail_after(self.request_timeout):
-                return int(await client.publish(channel, data))
+                return await command(client)
         except (Exception, trio.TooSlowError) as error:
-            raise BackplaneUnavailable(f"publish failed: {error}") from None
+            raise BackplaneUnavailable(f"{what} failed: {error}") from None
 
     async def sync(self) -> None:
         """Returns once the subscriptions asked for so far are in place (at once
@@ -330,6 +364,10 @@ class RedisBackplane:
                 handler(data)
             except Exception:
                 log.exception("backplane: handling a message on %s failed", name)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _cancelled(error: BaseException) -> bool:

@@ -97,6 +97,10 @@ class HubServer:
             into a Trio deadline.
         backplane: share the hubs with other processes (``RedisBackplane(url)``
             from ``triohub.backplane.redis``); ``None``: this process only.
+        connection_token_key: with a backplane, the key every node shares to
+            sign and verify connection tokens (``transports.cluster.derive_key``),
+            so a negotiate answered by one node is honoured by any other (no
+            sticky sessions); without it each node knows only its own tokens.
     """
 
     def __init__(
@@ -112,9 +116,11 @@ class HubServer:
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
         backplane: Link | None = None,
+        connection_token_key: bytes | None = None,
     ) -> None:
         self.options = options or HubOptions()
         self.backplane = backplane
+        self.connection_token_key = connection_token_key if backplane is not None else None
         self._prefixes: set[str] = set()
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
@@ -461,6 +467,10 @@ class HubServer:
             self._live -= 1
             if self._live == 0:
                 self._idle.set()
+
+    def wall_time(self) -> float:
+        """Unix time by the server's clock."""
+        return self._clock()
 
     def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         """Start a task in the server's connection nursery (HTTP transports,

@@ -44,6 +44,7 @@ from ..auth.request import RequestInfo
 from ..hub.access import Verdict, check_bound, check_request
 from ..protocol import HubProtocol, Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
+from .cluster import ClusterTokens
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
@@ -221,7 +222,14 @@ class Endpoint:
     def __init__(self, server: HubServer, *, fallback: bool = False) -> None:
         self.server = server
         self.fallback = fallback
-        self.connections = ConnectionTable()
+        self.cluster: ClusterTokens | None = None
+        """With a backplane and a ``connection_token_key``: tokens any node honours."""
+        key = server.connection_token_key
+        if key is None:
+            self.connections = ConnectionTable()
+        else:
+            self.connections = ConnectionTable(on_remove=self._removed)
+            self.cluster = ClusterTokens(server, key, self.connections)
 
     def route(self, path: str) -> tuple[HubRegistration | None, bool]:
         """The hub of ``path`` and whether it is its negotiate route."""
@@ -234,6 +242,27 @@ class Endpoint:
             if registration is not None:
                 return registration, True
         return None, False
+
+    def _removed(self, connection: HttpConnection) -> None:
+        if self.cluster is not None:
+            self.cluster.removed(connection)
+
+    async def _adopt(
+        self, token: str, registration: HubRegistration, verdict: Verdict, request: HttpRequest
+    ) -> Refusal | None:
+        """In a cluster, a token this node has not seen yet: adopt it (it may
+        have been negotiated on any node) or say why not."""
+        if self.cluster is None or not token or self.connections.get(token) is not None:
+            return None
+        info = request.info(registration.path)
+        adopted = await self.cluster.adopt(token, registration, verdict, info)
+        if not isinstance(adopted, Refusal):
+            return None
+        if adopted.status in (401, 403):
+            log_refusal(
+                info, Verdict(verdict.principal, adopted.status, reason="not the negotiating user")
+            )
+        return adopted
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
@@ -277,6 +306,13 @@ class Endpoint:
             return _refused(verdict)
         if negotiate_route:
             return self._negotiate(request, registration, verdict.principal)
+        if request.method == "GET":
+            # Only a transport's first request can start a connection here;
+            # sends and DELETEs go to the node that holds it.
+            token = (parse_query(request.query).get("id") or ("",))[0]
+            refused = await self._adopt(token, registration, verdict, request)
+            if refused is not None:
+                return _refused(refused)
         return self._transport_request(request, registration, verdict)
 
     async def _verdict(self, request: HttpRequest, registration: HubRegistration) -> Verdict:
@@ -289,7 +325,10 @@ class Endpoint:
         self, request: HttpRequest, registration: HubRegistration, principal: Principal
     ) -> Respond:
         result = negotiate(request.query, transports=registration.options.transports)
-        if not isinstance(result, NegotiateError):
+        if not isinstance(result, NegotiateError) and self.cluster is not None:
+            # Signed: any node verifies it at the first transport request.
+            result = self.cluster.mint(registration, principal, result)
+        elif not isinstance(result, NegotiateError):
             self.connections.add(
                 result.connection_token, result.connection_id, registration, principal
             )
@@ -306,6 +345,9 @@ class Endpoint:
         if not verdict.allowed:
             return _refused(verdict)
         token = (parse_query(request.query).get("id") or ("",))[0]
+        refused = await self._adopt(token, registration, verdict, request)
+        if refused is not None:
+            return _refused(refused)
         info = request.info(registration.path)
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):

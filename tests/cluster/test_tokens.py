@@ -1,0 +1,219 @@
+"""Cluster connection tokens (no sticky sessions), on two nodes in one Trio run
+sharing a real redis-server: negotiate on one node, connect on the other; one
+live transport per token across the cluster (409), used / expired / forged
+tokens (404), another user's token (403), and one node unchanged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from triohub import HubServer
+from triohub.backplane.redis import RedisBackplane
+from triohub.transports.asgi import SignalRApp
+from triohub.transports.cluster import TokenSigner, derive_key
+
+from ..backplane.redis_server import RedisServer
+from ..backplane.support import PATH, PREFIX, ClusterHub
+from ..transports.asgi_client import AsgiClient
+from ..transports.native_support import authenticator, token_for
+
+KEY = derive_key("a secret every node of the test cluster shares")
+HANDSHAKE = '{"protocol":"json","version":1}\x1e'
+
+
+@attrs.define
+class Clock:
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@attrs.frozen
+class Node:
+    server: HubServer
+    client: AsgiClient
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def nodes(
+    redis: RedisServer, nursery: trio.Nursery, clock: Clock
+) -> AsyncIterator[list[Node]]:
+    made = []
+    for _ in range(2):
+        link = RedisBackplane(redis.url)
+        server = HubServer(
+            backplane=link,
+            connection_token_key=KEY,
+            authenticator=authenticator(),
+            clock=clock,
+        )
+        server.map_hub(PATH, ClusterHub, channel_prefix=PREFIX)
+        app = SignalRApp(server)
+        await nursery.start(server.run)
+        await link.wait_connected()
+        made.append(Node(server, AsgiClient(app, nursery)))
+    yield made
+    for node in made:
+        node.server.stop()
+    for node in made:
+        await node.server.wait_stopped()
+        assert node.client.violations == []
+
+
+def auth(user: str | None) -> list[tuple[bytes, bytes]]:
+    return [] if user is None else [(b"authorization", f"Bearer {token_for(user)}".encode())]
+
+
+async def negotiate(node: Node, user: str | None = None, version: int = 1) -> dict[str, Any]:
+    response = await node.client.request(
+        "POST", f"{PATH}/negotiate", query=f"negotiateVersion={version}", headers=auth(user)
+    )
+    assert response.status == 200, response
+    document: dict[str, Any] = json.loads(response.body)
+    return document
+
+
+async def first_of(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def open_websocket(node: Node, token: str, user: str | None = None) -> Any:
+    socket = node.client.websocket(PATH, query=f"id={token}", headers=auth(user))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for event in (socket.accepted, socket.closed):
+                nursery.start_soon(first_of, event, nursery.cancel_scope)
+    if socket.accepted.is_set():
+        socket.send_text(HANDSHAKE)
+        with trio.fail_after(10):
+            assert await socket.frame() == "{}\x1e"
+    return socket
+
+
+async def test_negotiate_on_one_node_connect_on_the_other(nodes: list[Node]) -> None:
+    a, b = nodes
+    document = await negotiate(a)
+    token = document["connectionToken"]
+    socket = await open_websocket(b, token)
+    assert socket.accepted.is_set()
+    assert b.server.live_connections == 1
+    assert a.server.live_connections == 0
+    # The token is held across the cluster: a second socket gets 409 on either node.
+    for node in (a, b):
+        second = await open_websocket(node, token)
+        assert second.rejection.status == 409
+    socket.disconnect()
+    with trio.fail_after(10):
+        await b.server.wait_idle()
+    # Used: 404 everywhere, as on one node.
+    for node in (a, b):
+        again = await open_websocket(node, token)
+        assert again.rejection.status == 404
+        assert again.rejection.body == b"No Connection with that ID"
+
+
+async def test_version_zero_token_is_the_connection_id_on_any_node(nodes: list[Node]) -> None:
+    a, b = nodes
+    document = await negotiate(a, version=0)
+    assert "connectionToken" not in document
+    socket = await open_websocket(b, document["connectionId"])
+    assert socket.accepted.is_set()
+    socket.disconnect()
+
+
+async def test_an_unused_token_expires_on_every_node(nodes: list[Node], clock: Clock) -> None:
+    a, b = nodes
+    token = (await negotiate(a))["connectionToken"]
+    clock.now += 15.0  # the hub's disconnect_timeout
+    for node in (a, b):
+        socket = await open_websocket(node, token)
+        assert socket.rejection.status == 404
+    poll = await b.client.request("GET", PATH, query=f"id={token}")
+    assert (poll.status, poll.body) == (404, b"No Connection with that ID")
+
+
+async def test_forged_and_foreign_tokens_are_404(nodes: list[Node], clock: Clock) -> None:
+    a, b = nodes
+    token = (await negotiate(a))["connectionToken"]
+    connection_id, issued, user, version, mac = token.split(".")
+    later = f"{connection_id}.{int(issued) + 60_000}.{user}.{version}.{mac}"
+    other_key = TokenSigner(derive_key("another cluster"))
+    from triohub import Principal
+
+    _, foreign = other_key.mint(connection_id, PATH, Principal(), clock.now, 1)
+    for forged in (later, foreign, "not-a-token", token + "x"):
+        socket = await open_websocket(b, forged)
+        assert socket.rejection.status == 404, forged
+
+
+async def test_another_users_token_is_refused_on_the_other_node(nodes: list[Node]) -> None:
+    a, b = nodes
+    token = (await negotiate(a, "alice"))["connectionToken"]
+    socket = await open_websocket(b, token, "mallory")
+    assert (socket.rejection.status, socket.rejection.body) == (403, b"")
+    anonymous = await open_websocket(b, token)
+    assert anonymous.rejection.status == 401
+    sse = await b.client.request(
+        "GET",
+        PATH,
+        query=f"id={token}",
+        headers=[*auth("mallory"), (b"accept", b"text/event-stream")],
+    )
+    assert sse.status == 403
+    # Nothing was claimed: alice still connects, on either node.
+    mine = await open_websocket(b, token, "alice")
+    assert mine.accepted.is_set()
+    mine.disconnect()
+
+
+async def test_the_first_long_poll_and_event_stream_land_anywhere(nodes: list[Node]) -> None:
+    a, b = nodes
+    token = (await negotiate(a))["connectionToken"]
+    first = await b.client.request("GET", PATH, query=f"id={token}")
+    assert first.status == 200
+    # Only b holds it: a's first poll of the same token is refused.
+    other = await a.client.request("GET", PATH, query=f"id={token}")
+    assert other.status == 409
+    ended = await b.client.request("DELETE", PATH, query=f"id={token}")
+    assert ended.status == 202
+
+    token = (await negotiate(b))["connectionToken"]
+    stream = a.client.open(
+        "GET", PATH, query=f"id={token}", headers=[(b"accept", b"text/event-stream")]
+    )
+    response = await stream.response()
+    assert response.status == 200
+    second = await b.client.request(
+        "GET", PATH, query=f"id={token}", headers=[(b"accept", b"text/event-stream")]
+    )
+    assert second.status == 409
+    stream.disconnect()
+
+
+async def test_one_node_without_a_key_keeps_its_own_tokens(
+    redis: RedisServer, nursery: trio.Nursery
+) -> None:
+    server = HubServer(backplane=RedisBackplane(redis.url))
+    server.map_hub(PATH, ClusterHub, channel_prefix=PREFIX)
+    node = Node(server, AsgiClient(SignalRApp(server), nursery))
+    await nursery.start(server.run)
+    token = (await negotiate(node))["connectionToken"]
+    assert "." not in token
+    socket = await open_websocket(node, token)
+    assert socket.accepted.is_set()
+    socket.disconnect()
+    server.stop()
+    await server.wait_stopped()
