@@ -30,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -41,15 +42,18 @@ from ..hub.access import Verdict, check_bound, user_digest
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateResponse
 from .connections import ConnectionTable, HttpConnection, Refusal
+from .forwarding import Answer, ForwardedRequest, Forwarder
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
+    from .endpoint import HttpRequest, Respond
 
 __all__ = [
     "ENDED",
     "ClaimStore",
     "Claims",
     "ClusterTokens",
+    "ForwardedBody",
     "TokenClaim",
     "TokenSigner",
     "derive_key",
@@ -156,12 +160,19 @@ class ClusterTokens:
     another node (or this one) minted at its first transport request, and mark
     the claim ended when the connection leaves ``table``."""
 
-    def __init__(self, server: HubServer, key: bytes, table: ConnectionTable) -> None:
+    def __init__(
+        self,
+        server: HubServer,
+        key: bytes,
+        table: ConnectionTable,
+        serve: Callable[[str, ForwardedRequest], Awaitable[Respond]],
+    ) -> None:
         assert server.backplane is not None
         self.server = server
         self.signer = TokenSigner(key)
         self.table = table
         self._store: ClaimStore = server.backplane
+        self.forwarder = Forwarder(server.backplane, server.spawn, serve)
 
     def claims(self, registration: HubRegistration) -> Claims:
         assert registration.node is not None
@@ -179,9 +190,59 @@ class ClusterTokens:
         )
         return attrs.evolve(result, connection_id=connection_id, connection_token=token)
 
+    def _forward_channel(self, registration: HubRegistration, connection_id: str) -> str:
+        return f"{self.claims(registration).prefix}:forward:{connection_id}"
+
     def _remaining(self, claim: TokenClaim, registration: HubRegistration) -> float:
         lifetime = registration.options.disconnect_timeout
         return claim.issued + lifetime - self.server.wall_time()
+
+    def _check(
+        self, token: str, registration: HubRegistration, verdict: Verdict, request: RequestInfo
+    ) -> TokenClaim | Refusal:
+        """The token's signature (404) and its user (401 / 403), on this node."""
+        claim = self.signer.verify(token, registration.path)
+        if claim is None:
+            return Refusal(404, Texts.NO_CONNECTION.encode())
+        checked = check_bound(verdict, claim.user, request)
+        if not checked.allowed:
+            return Refusal(checked.status, b"", checked.headers)
+        return claim
+
+    async def elsewhere(
+        self,
+        token: str,
+        registration: HubRegistration,
+        verdict: Verdict,
+        request: HttpRequest,
+        info: RequestInfo,
+    ) -> Refusal | ForwardedBody | Answer | None:
+        """A GET / POST / DELETE of a connection this node does not hold:
+        ``None`` when this node now holds it (a transport's first GET: go on
+        locally), the body to forward (a POST), else the answer, forwarded to
+        the holder when there is one."""
+        claim = self._check(token, registration, verdict, info)
+        if isinstance(claim, Refusal):
+            return claim
+        event_stream = "text/event-stream" in request.header("accept")
+        forwarded = ForwardedRequest(
+            request.method, token, event_stream, user_digest(verdict.principal), b""
+        )
+        channel = self._forward_channel(registration, claim.connection_id)
+        if request.method == "POST":
+            return ForwardedBody(self.forwarder, channel, forwarded)
+        if request.method == "GET" and self._remaining(claim, registration) > 0:
+            adopted = await self._claim(token, claim, registration, verdict, forwardable=True)
+            if isinstance(adopted, HttpConnection):
+                return None
+            if adopted.status != 409:
+                return adopted
+            if event_stream:
+                return adopted  # a second event stream: 409, as on one node
+        elif request.method == "GET" and event_stream:
+            return Refusal(404, Texts.NO_CONNECTION.encode())
+        hold = registration.options.long_poll_timeout if request.method == "GET" else 0.0
+        return await self.forwarder.forward(channel, forwarded, hold)
 
     async def adopt(
         self, token: str, registration: HubRegistration, verdict: Verdict, request: RequestInfo
@@ -192,12 +253,20 @@ class ClusterTokens:
         Refusals: 404 not ours / expired / ended, 401 / 403 another user,
         409 another node holds it, 503 the backplane cannot be asked.
         """
-        claim = self.signer.verify(token, registration.path)
-        if claim is None:
-            return Refusal(404, Texts.NO_CONNECTION.encode())
-        checked = check_bound(verdict, claim.user, request)
-        if not checked.allowed:
-            return Refusal(checked.status, b"", checked.headers)
+        claim = self._check(token, registration, verdict, request)
+        if isinstance(claim, Refusal):
+            return claim
+        return await self._claim(token, claim, registration, verdict, forwardable=False)
+
+    async def _claim(
+        self,
+        token: str,
+        claim: TokenClaim,
+        registration: HubRegistration,
+        verdict: Verdict,
+        *,
+        forwardable: bool,
+    ) -> HttpConnection | Refusal:
         remaining = self._remaining(claim, registration)
         if remaining <= 0:
             return Refusal(404, Texts.NO_CONNECTION.encode())
@@ -212,12 +281,20 @@ class ClusterTokens:
             return Refusal(409)
         connection = self.table.add(token, claim.connection_id, registration, verdict.principal)
         connection.issued = claim.issued
+        if forwardable:
+            # Subscribed before the first answer: the client's next request
+            # may be on another node already.
+            self.forwarder.hold(self._forward_channel(registration, claim.connection_id), token)
+            await self.forwarder.sync()
         return connection
 
     def removed(self, connection: HttpConnection) -> None:
         """``table``'s removal hook: a claimed token's connection ended."""
         if connection.issued is None:
             return
+        self.forwarder.release(
+            self._forward_channel(connection.registration, connection.connection_id)
+        )
         remaining = self._remaining(
             TokenClaim(connection.connection_id, connection.issued, ""), connection.registration
         )
@@ -235,3 +312,18 @@ class ClusterTokens:
             await self.claims(registration).end(connection_id, ttl + 1)
         except BackplaneUnavailable:
             log.warning("cannot mark a connection token ended: the backplane is unreachable")
+
+
+@attrs.frozen
+class ForwardedBody:
+    """A POST's body, handed to the holder (``ReadBody``): accepted only once
+    the holder's connection took it."""
+
+    forwarder: Forwarder
+    channel: str
+    request: ForwardedRequest
+
+    async def put(self, body: bytes) -> bool:
+        request = attrs.evolve(self.request, body=body)
+        answer = await self.forwarder.forward(self.channel, request, 0.0)
+        return answer.status == 200

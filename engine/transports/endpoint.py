@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from ..actors.supervisor import Transport
-from ..auth.principal import Principal
+from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
-from ..hub.access import Verdict, check_bound, check_request
+from ..hub.access import ANONYMOUS_DIGEST, Verdict, check_bound, check_request, user_digest
 from ..protocol import HubProtocol, Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
-from .cluster import ClusterTokens
+from .cluster import ClusterTokens, ForwardedBody
 from .connections import ConnectionTable, HttpConnection, Refusal
+from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
 from .sse import Inbound, SseTransport
@@ -85,6 +86,15 @@ class WebSocketTransport(Transport, Protocol):
     """A hub transport that frames by the hub protocol (text or binary)."""
 
     def use_protocol(self, protocol: HubProtocol) -> None: ...
+
+
+class BodySink(Protocol):
+    """Where a POST's body goes: a connection's ``Inbound``, or in a cluster the
+    node that holds the connection (``cluster.ForwardedBody``)."""
+
+    async def put(self, body: bytes) -> bool:
+        """``False``: the connection is gone (404)."""
+        ...
 
 
 @attrs.frozen
@@ -175,7 +185,7 @@ class ReadBody:
     """Read the body (at most ``limit`` bytes, else 413) and hand it to the
     connection (``sse.deliver``)."""
 
-    inbound: Inbound
+    inbound: BodySink
     limit: int = POST_LIMIT
 
 
@@ -189,6 +199,15 @@ _STOPPING = Respond(503, SHUTTING_DOWN, close=True)
 def _refused(verdict: Verdict | Refusal) -> Respond:
     body = verdict.body if isinstance(verdict, Refusal) else b""
     return Respond(verdict.status, body, headers=verdict.headers)
+
+
+def _refused_bound(info: RequestInfo, verdict: Verdict, refusal: Refusal) -> Respond:
+    """A transport request refused; another user's (401 / 403) is logged."""
+    if refusal.status in (401, 403):
+        log_refusal(
+            info, Verdict(verdict.principal, refusal.status, reason="not the negotiating user")
+        )
+    return _refused(refusal)
 
 
 def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
@@ -229,7 +248,7 @@ class Endpoint:
             self.connections = ConnectionTable()
         else:
             self.connections = ConnectionTable(on_remove=self._removed)
-            self.cluster = ClusterTokens(server, key, self.connections)
+            self.cluster = ClusterTokens(server, key, self.connections, self._serve_forwarded)
 
     def route(self, path: str) -> tuple[HubRegistration | None, bool]:
         """The hub of ``path`` and whether it is its negotiate route."""
@@ -247,22 +266,59 @@ class Endpoint:
         if self.cluster is not None:
             self.cluster.removed(connection)
 
-    async def _adopt(
+    async def _adopt_websocket(
         self, token: str, registration: HubRegistration, verdict: Verdict, request: HttpRequest
-    ) -> Refusal | None:
-        """In a cluster, a token this node has not seen yet: adopt it (it may
-        have been negotiated on any node) or say why not."""
+    ) -> Respond | None:
+        """In a cluster, a WebSocket's token this node has not seen yet: adopt
+        it (it may have been negotiated on any node) or say why not."""
         if self.cluster is None or not token or self.connections.get(token) is not None:
             return None
         info = request.info(registration.path)
         adopted = await self.cluster.adopt(token, registration, verdict, info)
         if not isinstance(adopted, Refusal):
             return None
-        if adopted.status in (401, 403):
-            log_refusal(
-                info, Verdict(verdict.principal, adopted.status, reason="not the negotiating user")
-            )
-        return adopted
+        return _refused_bound(info, verdict, adopted)
+
+    async def _elsewhere(
+        self, token: str, registration: HubRegistration, verdict: Verdict, request: HttpRequest
+    ) -> Action | None:
+        """A request of a connection this node does not hold (a cluster):
+        ``None`` when this node took it (a transport's first GET)."""
+        assert self.cluster is not None
+        info = request.info(registration.path)
+        result = await self.cluster.elsewhere(token, registration, verdict, request, info)
+        if result is None:
+            return None
+        if isinstance(result, Refusal):
+            return _refused_bound(info, verdict, result)
+        if isinstance(result, ForwardedBody):
+            return ReadBody(result)
+        return Respond(result.status, result.body, result.content_type, result.headers)
+
+    async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Respond:
+        """On the holder: a request another node checked and forwarded. The
+        user is checked again, then the request goes through the same rules as
+        one that arrived here."""
+        connection = self.connections.get(token)
+        if connection is None:
+            return Respond(404, Texts.NO_CONNECTION.encode())
+        principal = connection.principal or ANONYMOUS
+        if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
+            log.warning("refused a forwarded request on the connection of another user")
+            return Respond(403)
+        registration = connection.registration
+        headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
+        request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
+        action = self._transport_request(request, registration, Verdict(principal))
+        if isinstance(action, ReadBody):
+            body = forwarded.body if len(forwarded.body) <= action.limit else None
+            return await deliver(action, body)
+        if isinstance(action, Poll):
+            outcome, body = await action.transport.poll(action.hold)
+            return poll_answer(outcome, body)
+        if isinstance(action, Respond):
+            return action
+        return Respond(409)  # pragma: no cover - first requests are never forwarded
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
@@ -306,13 +362,12 @@ class Endpoint:
             return _refused(verdict)
         if negotiate_route:
             return self._negotiate(request, registration, verdict.principal)
-        if request.method == "GET":
-            # Only a transport's first request can start a connection here;
-            # sends and DELETEs go to the node that holds it.
+        if self.cluster is not None:
             token = (parse_query(request.query).get("id") or ("",))[0]
-            refused = await self._adopt(token, registration, verdict, request)
-            if refused is not None:
-                return _refused(refused)
+            if token and self.connections.get(token) is None:
+                elsewhere = await self._elsewhere(token, registration, verdict, request)
+                if elsewhere is not None:
+                    return elsewhere
         return self._transport_request(request, registration, verdict)
 
     async def _verdict(self, request: HttpRequest, registration: HubRegistration) -> Verdict:
@@ -345,18 +400,13 @@ class Endpoint:
         if not verdict.allowed:
             return _refused(verdict)
         token = (parse_query(request.query).get("id") or ("",))[0]
-        refused = await self._adopt(token, registration, verdict, request)
+        refused = await self._adopt_websocket(token, registration, verdict, request)
         if refused is not None:
-            return _refused(refused)
+            return refused
         info = request.info(registration.path)
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):
-            if claimed.status in (401, 403):
-                log_refusal(
-                    info,
-                    Verdict(verdict.principal, claimed.status, reason="not the negotiating user"),
-                )
-            return _refused(claimed)
+            return _refused_bound(info, verdict, claimed)
         connection_id, connection = claimed
         if not self.server.accepting:
             self.release(connection)

@@ -184,8 +184,10 @@ async def test_the_first_long_poll_and_event_stream_land_anywhere(nodes: list[No
     token = (await negotiate(a))["connectionToken"]
     first = await b.client.request("GET", PATH, query=f"id={token}")
     assert first.status == 200
-    # Only b holds it: a's first poll of the same token is refused.
-    other = await a.client.request("GET", PATH, query=f"id={token}")
+    # b holds it: an event stream on a for the same token is refused.
+    other = await a.client.request(
+        "GET", PATH, query=f"id={token}", headers=[(b"accept", b"text/event-stream")]
+    )
     assert other.status == 409
     ended = await b.client.request("DELETE", PATH, query=f"id={token}")
     assert ended.status == 202
@@ -194,8 +196,8 @@ async def test_the_first_long_poll_and_event_stream_land_anywhere(nodes: list[No
     stream = a.client.open(
         "GET", PATH, query=f"id={token}", headers=[(b"accept", b"text/event-stream")]
     )
-    response = await stream.response()
-    assert response.status == 200
+    await stream.started.wait()
+    assert stream.status == 200
     second = await b.client.request(
         "GET", PATH, query=f"id={token}", headers=[(b"accept", b"text/event-stream")]
     )
@@ -217,3 +219,91 @@ async def test_one_node_without_a_key_keeps_its_own_tokens(
     socket.disconnect()
     server.stop()
     await server.wait_stopped()
+
+
+INVOKE = '{"type":1,"invocationId":"1","target":"Join","arguments":["g"]}\x1e'
+
+
+async def test_long_polling_requests_are_forwarded_to_the_holder(nodes: list[Node]) -> None:
+    a, b = nodes
+    token = (await negotiate(a, "alice"))["connectionToken"]
+    alice = auth("alice")
+    query = f"id={token}"
+    first = await b.client.request("GET", PATH, query=query, headers=alice)
+    assert first.status == 200  # b holds it now
+    # Every later request lands on a: forwarded to b, answered as b would.
+    sent = await a.client.request("POST", PATH, query=query, headers=alice, body=HANDSHAKE.encode())
+    assert sent.status == 200
+    poll = await a.client.request("GET", PATH, query=query, headers=alice)
+    assert (poll.status, poll.body) == (200, b"{}\x1e")
+    sent = await a.client.request("POST", PATH, query=query, headers=alice, body=INVOKE.encode())
+    assert sent.status == 200
+    poll = await a.client.request("GET", PATH, query=query, headers=alice)
+    assert poll.status == 200
+    assert json.loads(poll.body.rstrip(b"\x1e")) == {"type": 3, "invocationId": "1", "result": None}
+    # Another user, or nobody, on the forwarding node: refused there, nothing forwarded.
+    before = b.server.hubs[PATH].node
+    assert before is not None
+    for headers, status in ((auth("mallory"), 403), ([], 401)):
+        refused = await a.client.request(
+            "POST", PATH, query=query, headers=headers, body=INVOKE.encode()
+        )
+        assert refused.status == status
+        refused = await a.client.request("GET", PATH, query=query, headers=headers)
+        assert refused.status == status
+    # A poll held on a is superseded by a newer one on b: 204, as on one node.
+    held = a.client.open("GET", PATH, query=query, headers=alice)
+    await trio.sleep(0.2)
+    newer = b.client.open("GET", PATH, query=query, headers=alice)
+    assert (await held.response()).status == 204
+    ended = await a.client.request("DELETE", PATH, query=query, headers=alice)
+    assert ended.status == 202
+    assert (await newer.response()).status == 204
+    with trio.fail_after(10):
+        await b.server.wait_idle()
+    # Ended: 404 on every node, for every method.
+    for node in (a, b):
+        for method in ("GET", "POST", "DELETE"):
+            gone = await node.client.request(method, PATH, query=query, headers=alice)
+            assert gone.status == 404, (node, method)
+
+
+async def test_event_stream_sends_are_forwarded_to_the_holder(nodes: list[Node]) -> None:
+    a, b = nodes
+    token = (await negotiate(a))["connectionToken"]
+    query = f"id={token}"
+    stream = b.client.open("GET", PATH, query=query, headers=[(b"accept", b"text/event-stream")])
+    await stream.started.wait()
+    assert stream.status == 200
+    sent = await a.client.request("POST", PATH, query=query, body=HANDSHAKE.encode())
+    assert sent.status == 200
+    with trio.fail_after(10):
+        received = b""
+        while b"data: {}" not in received:
+            received += await stream.read(1)
+    stream.disconnect()
+    with trio.fail_after(10):
+        await b.server.wait_idle()
+    gone = await a.client.request("POST", PATH, query=query, body=HANDSHAKE.encode())
+    assert gone.status == 404
+
+
+async def test_the_holder_checks_the_user_again(nodes: list[Node]) -> None:
+    from triohub.transports.forwarding import ForwardedRequest
+
+    a, b = nodes
+    token = (await negotiate(a, "alice"))["connectionToken"]
+    assert (
+        await b.client.request("GET", PATH, query=f"id={token}", headers=auth("alice"))
+    ).status == 200
+    cluster = a.client.app.endpoint.cluster
+    assert cluster is not None
+    claim = cluster.signer.verify(token, PATH)
+    assert claim is not None
+    channel = f"{PREFIX}:forward:{claim.connection_id}"
+    # A node that (wrongly) let mallory through: the holder refuses it.
+    forged = ForwardedRequest("POST", token, False, "not-alice", HANDSHAKE.encode())
+    answer = await cluster.forwarder.forward(channel, forged, 0)
+    assert answer.status == 403
+    ended = await a.client.request("DELETE", PATH, query=f"id={token}", headers=auth("alice"))
+    assert ended.status == 202
