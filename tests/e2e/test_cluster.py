@@ -10,10 +10,8 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -26,6 +24,7 @@ from pysignalr.client import SignalRClient
 from demo.cluster import BAN_KEY
 from tests.backplane.redis_server import RedisServer
 
+from .balancer import FirstAlive, RoundRobin
 from .conftest import REPO_ROOT, DemoServer, NodeClient, interrupt_demo, start_demo
 from .test_pysignalr import Session, connected, run
 
@@ -274,60 +273,14 @@ def test_a_node_killed_with_sigkill_leaves_nothing_in_redis(cluster: Cluster) ->
     run(scenario())
 
 
-class Balancer:
-    """A TCP balancer on loopback: each connection goes to the first node that
-    accepts it (a node that died refuses, so its clients land on the next)."""
-
-    def __init__(self, ports: list[int]) -> None:
-        self.ports = ports
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        for port in self.ports:
-            try:
-                upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
-            except OSError:
-                continue
-            upstream.settimeout(None)
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-            _pipe(client, upstream)
-            return
-        client.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 def test_clients_of_a_sigkilled_node_reconnect_to_another(
     node_client: NodeClient, cluster: Cluster
 ) -> None:
     doomed = cluster.start_node()
     survivor = cluster.nodes[0]
     ports = [int(node.base_url.rsplit(":", 1)[1]) for node in (doomed, survivor)]
-    balancer = Balancer(ports)
-    base = f"http://127.0.0.1:{balancer.port}"
+    balancer = FirstAlive(ports)
+    base = balancer.base_url
     command = [node_client.node, str(CLUSTER_SCRIPT), "failover", "WebSockets", "json"]
     process = subprocess.Popen(
         [*command, base, cluster.bases(2)[1]],
@@ -353,3 +306,46 @@ def test_clients_of_a_sigkilled_node_reconnect_to_another(
         "newConnection": True,
         "received": ["back"],
     }
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol", "nodes"),
+    [
+        ("WebSockets", "json", 2),
+        ("WebSockets", "messagepack", 3),
+        ("ServerSentEvents", "json", 2),
+        ("ServerSentEvents", "json", 3),
+        ("LongPolling", "json", 2),
+        ("LongPolling", "messagepack", 3),
+    ],
+)
+def test_js_client_through_a_round_robin_balancer_without_affinity(
+    node_client: NodeClient, cluster: Cluster, transport: str, protocol: str, nodes: int
+) -> None:
+    """No sticky sessions: every HTTP request goes to the next node, so a
+    connection's negotiate, transport request, sends and polls land on
+    different nodes; the JS client sees one hub all the same."""
+    ports = [int(base.rsplit(":", 1)[1]) for base in cluster.bases(nodes)]
+    balancer = RoundRobin(ports)
+    try:
+        results = run_script(
+            node_client, cluster, "targets", transport, protocol, *[balancer.base_url] * nodes
+        )
+    finally:
+        balancer.close()
+    for name, expected in EXPECTED.items():
+        got = results["labels"][name]
+        assert got == expected, f"{name}: {got}\n{cluster.logs_text()}"
+    assert results["askAcross"] == {"value": 42}
+    # Negotiates included: with WebSockets, a connection's negotiate and upgrade
+    # are two requests in a row, so never on the same node.
+    assert {node for node, _, path, _ in balancer.routed if path.startswith("/hubs/echo")} == set(
+        range(nodes)
+    )
+    hub_requests = [r for r in balancer.routed if r[2] == "/hubs/echo"]
+    if transport != "WebSockets":
+        # The requests of one connection were really spread over the nodes.
+        tokens = {ident for *_, ident in hub_requests if ident}
+        assert tokens
+        for token in tokens:
+            assert len(balancer.nodes_of(token)) > 1, (token, balancer.routed)
