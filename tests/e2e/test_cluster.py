@@ -349,3 +349,36 @@ def test_js_client_through_a_round_robin_balancer_without_affinity(
         assert tokens
         for token in tokens:
             assert len(balancer.nodes_of(token)) > 1, (token, balancer.routed)
+
+
+@pytest.mark.parametrize("server", ["native", "hypercorn"])
+@pytest.mark.parametrize("transport", ["WebSockets", "LongPolling"])
+def test_workers_serve_one_port_as_one_cluster(
+    node_client: NodeClient, cluster: Cluster, tmp_path: Path, server: str, transport: str
+) -> None:
+    """``python -m demo --workers 2 --redis URL``: two node processes on one port."""
+    before = _ack_servers(cluster)
+    demo = start_demo(
+        tmp_path / "workers.log",
+        server,
+        args=("--redis", cluster.redis.url, "--workers", "2"),
+        env={"DEMO_JWT_SECRET": SECRET},
+    )
+    try:
+        assert len(_ack_servers(cluster) - before) == 2  # two nodes joined the cluster
+        results = run_script(
+            node_client, cluster, "targets", transport, "json", demo.base_url, demo.base_url
+        )
+        for name, expected in EXPECTED.items():
+            assert results["labels"][name] == expected, name
+    finally:
+        assert interrupt_demo(demo) == 0
+
+
+def _ack_servers(cluster: Cluster) -> set[str]:
+    """The server names of the nodes on Redis (each subscribes its ack channels)."""
+    names = set()
+    for channel in cluster.redis.channels(f"{ECHO}:internal:ack:*"):
+        text = channel.decode() if isinstance(channel, bytes) else str(channel)
+        names.add(text.rsplit(":", 1)[1])
+    return names
