@@ -98,7 +98,12 @@ def parser() -> argparse.ArgumentParser:
         help="serve the port from N processes (SO_REUSEPORT), each a node of the "
         "--redis cluster (default: 1, this process)",
     )
-    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, sharing the port with other processes (what "
+        "--workers starts its workers with)",
+    )
     return parser
 
 
