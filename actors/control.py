@@ -33,6 +33,7 @@ class CloseReason(enum.Enum):
     HANDSHAKE_TIMEOUT = "handshake timeout"
     CONNECT_FAILED = "connect handler failed"
     EXPIRED = "authentication expired"
+    REVOKED = "authentication revoked"
     SLOW_CONSUMER = "slow consumer"
     LIMITS_EXCEEDED = "limits exceeded"
     SHUTDOWN = "server shutdown"

@@ -58,6 +58,10 @@ class Payload(Protocol):
     def encode(self, key: str) -> bytes: ...
 
 
+Admits = Callable[[Any], bool]
+"""Whether the connection of a ``ConnectionEntry.handle`` receives a send."""
+
+
 @attrs.frozen
 class Audience:
     """Which connections a send reaches.
@@ -173,6 +177,7 @@ class _Send:
     audience: Audience
     payload: Payload
     local_only: bool = False
+    admits: Admits | None = None
 
 
 @attrs.frozen
@@ -246,8 +251,8 @@ class Router:
 
     def _handle(self, command: _Command) -> None:
         match command:
-            case _Send(audience, payload, local_only):
-                self._fan_out(audience, payload)
+            case _Send(audience, payload, local_only, admits):
+                self._fan_out(audience, payload, admits)
                 if self._backplane is not None and not local_only:
                     remote = self._remote_part(audience)
                     if remote is not None:
@@ -364,11 +369,13 @@ class Router:
             found.difference_update(self._groups.get(group, ()))
         return found - audience.exclude if audience.exclude else found
 
-    def _fan_out(self, audience: Audience, payload: Payload) -> None:
+    def _fan_out(self, audience: Audience, payload: Payload, admits: Admits | None = None) -> None:
         encoded: dict[str, bytes] = {}
         for connection_id in self._recipients(audience):
             entry = self._connections.get(connection_id)
             if entry is None:
+                continue
+            if admits is not None and not admits(entry.handle):
                 continue
             data = encoded.get(entry.protocol)
             if data is None:
@@ -444,6 +451,14 @@ class Router:
         """Queue a send; returns once the router has it (fan-out follows in
         mailbox order). ``barrier`` waits for everything queued before it."""
         await self._mailbox.tell(_Send(audience, payload))
+
+    async def send_admitted(self, audience: Audience, payload: Payload, admits: Admits) -> None:
+        """``send`` to the recipients ``admits`` accepts (it is given each one's
+        registered ``handle``, in the router's task: it must decide at once).
+
+        Such a send reaches this router's connections only: a backplane would
+        carry the payload without the filter, so it is never published."""
+        await self._mailbox.tell(_Send(audience, payload, local_only=True, admits=admits))
 
     async def barrier(self) -> None:
         """Returns once every command queued before it has been handled: the

@@ -147,12 +147,17 @@ async def supervise(
     options: SupervisorOptions,
     *,
     expires_at: float | None = None,
+    expiry: trio.CancelScope | None = None,
 ) -> CloseReason:
     """Run one connection to its end and return why it ended.
 
     Args:
         expires_at: ``trio.current_time()``-based deadline of the credential;
             reaching it cancels the connection with ``CloseReason.EXPIRED``.
+        expiry: the cancel scope that enforces that deadline, made by the
+            caller so it can move the deadline later (a credential refreshed
+            in place); if given, ``expires_at`` is ignored. A fresh scope
+            (never entered).
 
     Never raises for anything the client or hub code does; a bug in the
     session is logged and closes only this connection.
@@ -161,7 +166,8 @@ async def supervise(
     control: Control | None = None
     opened = False  # the handshake succeeded: the session speaks the hub protocol
     send_outbox, receive_outbox = trio.open_memory_channel[bytes](options.outbox_size)
-    expiry = trio.CancelScope(deadline=expires_at if expires_at is not None else float("inf"))
+    if expiry is None:
+        expiry = trio.CancelScope(deadline=expires_at if expires_at is not None else float("inf"))
     try:
         with expiry:
             remainder: bytes | None = None

@@ -106,6 +106,25 @@ SERVERS: dict[str, ServerSpec] = {
             jwt=True,
             users_from="token",
         ),
+        # The native server again, with an OpenTelemetry SDK recording its metrics
+        # (native-metrics), and its metrics and a span per invocation (native-otel):
+        # what turning observability on costs (echo only; see TELEMETRY_SCENARIOS).
+        ServerSpec(
+            "native-metrics",
+            "triohub_server.py",
+            ("--transport", "native", "--telemetry", "metrics"),
+            negotiate=True,
+            jwt=True,
+            users_from="token",
+        ),
+        ServerSpec(
+            "native-otel",
+            "triohub_server.py",
+            ("--transport", "native", "--telemetry", "all"),
+            negotiate=True,
+            jwt=True,
+            users_from="token",
+        ),
         ServerSpec("aiosignalr", "aiosignalr_server.py", negotiate=True, users_from="query"),
         ServerSpec("floor", "floor_server.py", kind="raw", jwt=True, users_from="query"),
     )
@@ -119,6 +138,27 @@ NOT_SUPPORTED = {
     ("floor", "authz"): "no hub, no policies",
     ("floor", "expiry"): "no hub, no expiry",
 }
+TELEMETRY_SCENARIOS = ("echo-50",)
+"""Where ``native-metrics`` and ``native-otel`` run: next to ``native`` in the same
+rounds, the cost of metrics, and of metrics and traces, on (``report.check_goals``)."""
+NOT_SUPPORTED.update(
+    {
+        (server, name): "telemetry's cost is measured on echo-50"
+        for server in ("native-metrics", "native-otel")
+        for name in (
+            "echo-1",
+            "fanout-all",
+            "fanout-user",
+            "authz",
+            "connect-hs256",
+            "connect-rs256",
+            "connect-anon",
+            "expiry",
+            "memory",
+        )
+        if name not in TELEMETRY_SCENARIOS
+    }
+)
 
 
 @dataclass
@@ -571,7 +611,7 @@ def jwt_args(
     return args
 
 
-ALL = ("hypercorn", "native", "trio-ws", "aiosignalr", "floor")
+ALL = ("hypercorn", "native", "native-metrics", "native-otel", "trio-ws", "aiosignalr", "floor")
 
 
 def scenarios() -> list[Scenario]:

@@ -17,6 +17,8 @@ PEERS = ("aiosignalr", "floor")
 LABELS = {
     "hypercorn": "triohub hypercorn",
     "native": "triohub native",
+    "native-metrics": "triohub native+metrics",
+    "native-otel": "triohub native+otel",
     "trio-ws": "triohub trio-ws",
     "aiosignalr": "aiosignalr",
     "floor": "floor",
@@ -327,6 +329,22 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
     ratio_goal("echo-50", "invocations/s", "aiosignalr", 1.0, "echo 50 conns >= aiosignalr")
     ratio_goal("fanout-all", "deliveries/s", "aiosignalr", 1.5, "broadcast >= 1.5x aiosignalr")
     ratio_goal("fanout-user", "deliveries/s", "aiosignalr", 1.5, "clients.user >= 1.5x aiosignalr")
+    echo = _find(metrics, "echo-50", "invocations/s")
+    for server, what in (("native-metrics", "metrics"), ("native-otel", "metrics and traces")):
+        if echo is None or server not in echo.values:
+            continue
+        # The same server with an OpenTelemetry SDK configured, in the same rounds:
+        # the throughput it loses.
+        ratio = echo.ratio(server, "native")
+        loss = None if ratio is None else round((1 - ratio) * 100, 2)
+        goals.append(
+            {
+                "goal": f"echo 50 conns, {what} on: throughput lost (native)",
+                "figure": loss,
+                "target": "<= 5 %",
+                "met": loss is not None and loss <= 5,
+            }
+        )
     cost = _find(metrics, "authz", "throughput cost")
     worst = _find(metrics, "expiry", "max")
     for server in TRIOHUB:
@@ -497,6 +515,8 @@ def _short(server: str) -> str:
     return {
         "hypercorn": "hc",
         "native": "nat",
+        "native-metrics": "met",
+        "native-otel": "otel",
         "trio-ws": "tws",
         "aiosignalr": "aio",
         "floor": "floor",
@@ -506,6 +526,8 @@ def _short(server: str) -> str:
 COLOURS = {
     "hypercorn": "#1f77b4",
     "native": "#2ca02c",
+    "native-metrics": "#bcbd22",
+    "native-otel": "#98df8a",
     "trio-ws": "#17becf",
     "aiosignalr": "#ff7f0e",
     "floor": "#7f7f7f",

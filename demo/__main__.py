@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import sys
 from functools import partial
 
@@ -32,6 +31,7 @@ from triohub import ListenError, run_until_signalled, serve_hypercorn, serve_nat
 from triohub.transports.listening import http_address
 
 from .app import build_app
+from .observability import configure_logging, prometheus
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -79,6 +79,18 @@ def parser() -> argparse.ArgumentParser:
         help="what the server logs to stderr (default: INFO)",
     )
     parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text lines, or one JSON object per line for log pipelines (default: text)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve the server's metrics as Prometheus text on GET /metrics (default: off; "
+        "needs the metrics extra: pip install -e '.[metrics]')",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=float,
         default=5.0,
@@ -124,12 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         from .workers import run_workers
 
         return run_workers(args)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
+    metrics = prometheus() if args.metrics else None
 
     async def run() -> None:
-        app = build_app(redis_url=args.redis)
+        app = build_app(redis_url=args.redis, metrics=metrics)
         if args.server == "native":
             serve = partial(
                 serve_native,

@@ -18,9 +18,11 @@ from triohub.transports.cluster import derive_key
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
+from .observability import Prometheus
 from .users import (
     AUDIENCE,
     ISSUER,
+    MAX_TOKEN_LIFETIME,
     jwt_secret,
     session_max_age,
     signin_throttle,
@@ -57,6 +59,7 @@ def build_app(
     proxies: Collection[str] | None = None,
     revocations: RevocationStore | None = None,
     redis_url: str | None = None,
+    metrics: Prometheus | None = None,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -68,6 +71,9 @@ def build_app(
         revocations: where ended sessions are kept; default this process's memory.
         redis_url: share the hubs and the ban list with every node on this Redis
             (``demo/cluster.py``); default: this process only, no Redis loaded.
+        metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
+            no ``/metrics`` (the server still reports to OpenTelemetry's global
+            provider, a no-op unless the application sets one).
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -94,17 +100,23 @@ def build_app(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
         filters=[EndedSessions(cookies)],
+        # Revocations are kept as long as the longest credential the demo issues.
+        credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
         backplane=backplane,
         # Every node shares DEMO_JWT_SECRET: connection tokens signed with a key
         # derived from it are honoured by any node (no sticky sessions).
         connection_token_key=derive_key(secret) if backplane is not None else None,
+        meter_provider=None if metrics is None else metrics.provider,
     )
+    state.server = server
     server.map_hub(
         "/hubs/chat",
         ChatHub,
         factory=lambda: ChatHub(state),
         user_id_provider=email_user_id,
-        options=HubOptions(close_on_authentication_expiration=True),
+        options=HubOptions(
+            close_on_authentication_expiration=True, allow_authentication_refresh=True
+        ),
     )
     server.map_hub("/hubs/echo", EchoHub)
     web = DemoWeb(
@@ -113,5 +125,6 @@ def build_app(
         server=server,
         throttle=SignInThrottle(throttle if throttle is not None else signin_throttle()),
         proxies=trusted,
+        metrics=None if metrics is None else metrics.text,
     )
     return SignalRApp(server, fallback=web)

@@ -7,7 +7,9 @@ Who may do what (the page's rules card says the same):
   ``SendMessage``, ``SendToUser``, ``WhoAmI``;
 * ``ViewUserHistory``: policy ``DomainRestricted`` (an ``@contoso.example`` email);
 * ``BanUser``: ``Administrators`` and ``DomainRestricted`` (which also refuses
-  ``BanUser`` to asdf42): only alice among the demo users.
+  ``BanUser`` to asdf42): only alice among the demo users;
+* ``RevokeSessions`` (from the browser console): ``Administrators`` and
+  ``DomainRestricted``: alice and asdf42.
 
 Methods that name a user take a username (``bob``) or a user id (the email,
 ``bob@contoso.example``); an unknown one is refused with ``Unknown user 'X'.``
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
-from triohub import Hub, HubError
+from triohub import Hub, HubError, HubServer
 from triohub.authorization import (
     AuthorizationContext,
     AuthorizationPolicy,
@@ -67,6 +69,8 @@ class ChatState:
     def __init__(self, bans: BanList | None = None) -> None:
         self.bans: BanList = bans if bans is not None else MemoryBanList()
         self.history: dict[str, deque[str]] = {}
+        self.server: HubServer | None = None
+        """The server hosting the chat (``RevokeSessions`` revokes there)."""
 
     def remember(self, username: str, message: str) -> None:
         self.history.setdefault(username, deque(maxlen=HISTORY_PER_USER)).append(message)
@@ -180,6 +184,17 @@ class ChatHub(Hub):
         by = self.context.principal.name or self.context.user_id
         await self.clients.user(banned.email).abort(f"You were banned from the chat by {by}.")
         return banned.email
+
+    @authorize("Administrators")
+    @authorize("DomainRestricted")
+    async def revoke_sessions(self, user: str) -> int:
+        """End every session of ``user`` (a username or a user id) now: their
+        connections close (no reconnect) and their tokens and cookies issued
+        before now are refused; signing in again works. Returns how many
+        connections were closed."""
+        revoked = find(user)
+        assert self.state.server is not None, "the app sets ChatState.server"
+        return await self.state.server.revoke(user=revoked.email)
 
     @authorize("DomainRestricted")
     async def view_user_history(self, user: str) -> list[dict[str, str]]:

@@ -126,14 +126,23 @@ def trusted_proxies() -> list[str]:
     return proxies
 
 
+MAX_TOKEN_LIFETIME = 86400
+"""Seconds: the longest lifetime ``POST /api/token`` grants."""
+
+
 def issue_token(user: User, secret: str, lifetime: int, *, now: float | None = None) -> str:
-    issued = int(now if now is not None else time.time())
+    """A bearer token of ``user``. Its ``iat`` keeps the fraction of a second, so
+    a token issued just after a revocation (``issued_before=now``) is newer than
+    it; its ``jti`` lets one token be revoked."""
+    instant = now if now is not None else time.time()
+    issued = int(instant)
     claims = {
         **user.claims(),
         "iss": ISSUER,
         "aud": AUDIENCE,
-        "iat": issued,
+        "iat": instant,
         "nbf": issued,
         "exp": issued + lifetime,
+        "jti": secrets.token_urlsafe(12),
     }
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -22,6 +22,7 @@ Sign-in hardening:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,7 +37,8 @@ from triohub.auth.request import RequestInfo
 from triohub.auth.throttle import SignInThrottle
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
-from .users import check_password, issue_token
+from .observability import PROMETHEUS_CONTENT_TYPE
+from .users import MAX_TOKEN_LIFETIME, check_password, issue_token
 
 log = logging.getLogger("demo")
 
@@ -81,8 +83,11 @@ class DemoWeb:
         server: HubServer | None = None,
         throttle: SignInThrottle | None = None,
         proxies: TrustedProxies | None = None,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self.cookies = cookies
+        self.metrics = metrics
+        """Prometheus text for ``GET /metrics``; ``None``: no such page (``--metrics`` is off)."""
         self._jwt_secret = jwt_secret
         self.server = server
         self.throttle = throttle if throttle is not None else SignInThrottle()
@@ -114,6 +119,8 @@ class DemoWeb:
             await self._logout(request_info(scope, None), send)
         elif path == "/api/token" and method == "POST":
             await self._token(request_info(scope, None), receive, send)
+        elif path == "/metrics" and method == "GET" and self.metrics is not None:
+            await respond(send, 200, self.metrics(), content_type=PROMETHEUS_CONTENT_TYPE)
         elif path in ("/account/login", "/account/logout", "/api/token", "/"):
             await respond(send, 405, b"Method Not Allowed", headers=[(b"allow", b"POST")])
         else:
@@ -218,14 +225,14 @@ class DemoWeb:
         if (
             isinstance(lifetime, bool)
             or not isinstance(lifetime, int)
-            or not 1 <= lifetime <= 86400
+            or not 1 <= lifetime <= MAX_TOKEN_LIFETIME
         ):
             await _json(
                 send,
                 400,
                 {
                     "error": "invalid_request",
-                    "error_description": "lifetime must be 1..86400 seconds.",
+                    "error_description": f"lifetime must be 1..{MAX_TOKEN_LIFETIME} seconds.",
                 },
             )
             return

@@ -58,6 +58,7 @@ def run_workers(args: argparse.Namespace) -> int:
     env.setdefault("DEMO_JWT_SECRET", secrets.token_urlsafe(48))
     command = [sys.executable, "-m", "demo", "--host", args.host, "--port", str(port)]
     command += ["--server", args.server, "--log-level", args.log_level]
+    command += ["--log-format", args.log_format, *(["--metrics"] if args.metrics else [])]
     command += ["--shutdown-grace", str(args.shutdown_grace), "--redis", args.redis]
     command.append("--reuse-port")
     workers: list[subprocess.Popen[bytes]] = []

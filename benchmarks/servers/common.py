@@ -23,6 +23,12 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--issuer", default="triohub-bench")
     parser.add_argument("--audience", default="triohub-bench")
     parser.add_argument("--redis", metavar="URL", help="triohub only: a node of a cluster")
+    parser.add_argument(
+        "--telemetry",
+        choices=["metrics", "all"],
+        help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "
+        "SDK (triohub only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # 5,000 connections and their listener need more descriptors than some defaults.

@@ -8,11 +8,17 @@ no HTTP, so clients skip negotiation. All authenticate with JWT bearer tokens
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 # For benchmarks.servers.common; triohub itself is the installed package (the bench venv's).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -74,6 +80,33 @@ class BenchHub(Hub):
         await self.clients.user(user).send("Receive", value)
 
 
+class Discard(SpanExporter):
+    """Takes the batches and drops them: the server's side of exporting, without a
+    collector to measure too."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def telemetry(which: str) -> dict[str, Any]:
+    """An OpenTelemetry SDK as production would set it up: metrics read every 10 s,
+    and for ``all`` every invocation's span (sampled always) batched by the SDK's
+    background thread."""
+    metrics = MeterProvider(
+        metric_readers=[
+            PeriodicExportingMetricReader(
+                ConsoleMetricExporter(out=open(os.devnull, "w")),  # noqa: SIM115 - for the process
+                export_interval_millis=10_000,
+            )
+        ]
+    )
+    if which == "metrics":
+        return {"meter_provider": metrics}
+    traces = TracerProvider()
+    traces.add_span_processor(BatchSpanProcessor(Discard()))
+    return {"meter_provider": metrics, "tracer_provider": traces}
+
+
 def build_server(args: Any) -> HubServer:
     authenticator = None
     key = jwt_key(args)
@@ -92,9 +125,23 @@ def build_server(args: Any) -> HubServer:
         from triohub.backplane.redis import RedisBackplane
 
         backplane = RedisBackplane(args.redis)
-    server = HubServer(authenticator=authenticator, policies=policies(), backplane=backplane)
+    providers = telemetry(args.telemetry) if args.telemetry else {}
+    server = HubServer(
+        authenticator=authenticator, policies=policies(), backplane=backplane, **providers
+    )
     server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
     return server
+
+
+REVOCATIONS = 1000
+"""Revocations in force while measuring: the request checks look them up (none
+matches the load generator's tokens), as a server that revokes would."""
+
+
+async def revoke_unrelated(server: HubServer) -> None:
+    for n in range(REVOCATIONS - 1):
+        await server.revoke(token_id=f"bench-revoked-{n}")
+    await server.revoke(user="bench-revoked-user")
 
 
 async def main() -> None:
@@ -111,6 +158,7 @@ async def main() -> None:
         else:
             await nursery.start(server.run)
             _, port = await nursery.start(serve_trio_websocket, server, args.host, args.port)
+        await revoke_unrelated(server)
         ready(port)
 
 

@@ -45,12 +45,17 @@ class AuthenticationFailed(Exception):
         error: the RFC 6750 error code for the challenge (``invalid_token``).
         description: a short, credential-free description for the challenge
             and the logs.
+        reason: one fixed word for metrics (``expired``, ``invalid_signature``...;
+            ``triohub.authentication.failures``), never client data.
     """
 
-    def __init__(self, description: str, *, error: str = "invalid_token") -> None:
+    def __init__(
+        self, description: str, *, error: str = "invalid_token", reason: str = "invalid"
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
+        self.reason = reason
 
 
 class AmbiguousCredentials(AuthenticationFailed):
@@ -63,7 +68,7 @@ class AmbiguousCredentials(AuthenticationFailed):
     """
 
     def __init__(self, description: str) -> None:
-        super().__init__(description, error="invalid_request")
+        super().__init__(description, error="invalid_request", reason="ambiguous")
 
 
 class AuthenticationRefused(Exception):
@@ -176,7 +181,7 @@ async def authenticate_request(
         except Exception:
             log.exception("authentication scheme %s raised", type(scheme).__name__)
             if failure is None:
-                failure = AuthenticationFailed("authentication error")
+                failure = AuthenticationFailed("authentication error", reason="scheme_error")
                 failure_challenge = scheme.challenge
             continue
         if principal is not None and principal.is_authenticated:

@@ -19,6 +19,7 @@ not this site (or an allowed origin) is refused with 403.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -91,12 +92,16 @@ class CookieAuthenticator:
     def issue(self, claims: Mapping[str, Any], *, secure: bool = False) -> str:
         """The ``Set-Cookie`` header value for a new session holding ``claims``.
 
-        The session gets a new random id (the ``sid`` claim; one passed in
-        ``claims`` is replaced). ``secure`` adds the ``Secure`` attribute (set
+        The session gets a new random id (the ``sid`` claim) and its time of
+        issue (the ``iat`` claim, Unix time to the fraction of a second, which
+        ``HubServer.revoke(issued_before=...)`` compares); those passed in
+        ``claims`` are replaced. ``secure`` adds the ``Secure`` attribute (set
         it when the request came over TLS); it is always added when the
         authenticator was made with ``secure=True``.
         """
-        value = self._serializer.dumps({**claims, SESSION_ID_CLAIM: secrets.token_urlsafe(24)})
+        value = self._serializer.dumps(
+            {**claims, SESSION_ID_CLAIM: secrets.token_urlsafe(24), "iat": time.time()}
+        )
         return self._set_cookie(value, self.max_age, secure)
 
     def clear(self, *, secure: bool = False) -> str:
@@ -159,7 +164,7 @@ class CookieAuthenticator:
                 value, max_age=self.max_age, return_timestamp=True
             )
         except itsdangerous.SignatureExpired:
-            raise AuthenticationFailed("The session expired.") from None
+            raise AuthenticationFailed("The session expired.", reason="expired") from None
         except itsdangerous.BadData:
             raise AuthenticationFailed("The session cookie is invalid.") from None
         if not isinstance(claims, dict):
@@ -169,7 +174,7 @@ class CookieAuthenticator:
             # Signed by us but from before sessions could end: cannot be revoked.
             raise AuthenticationFailed("The session cookie is invalid.")
         if await self.revocations.is_revoked(session_id):
-            raise AuthenticationFailed("The session has ended.")
+            raise AuthenticationFailed("The session has ended.", reason="revoked")
         principal = Principal(
             claims, scheme=self.scheme_name, expires_at=signed_at.timestamp() + self.max_age
         )

@@ -218,15 +218,19 @@ class JwtBearerAuthenticator:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise AuthenticationFailed("The token is malformed.") from None
+            raise AuthenticationFailed("The token is malformed.", reason="malformed") from None
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in options.algorithms:
-            raise AuthenticationFailed("The token's signing algorithm is not allowed.")
+            raise AuthenticationFailed(
+                "The token's signing algorithm is not allowed.", reason="algorithm"
+            )
         if options.jwks is not None:
             kid = header.get("kid")
             key = await options.jwks.key_for(kid if isinstance(kid, str) else None, algorithm)
             if key is None:
-                raise AuthenticationFailed("The token's signing key is not known.")
+                raise AuthenticationFailed(
+                    "The token's signing key is not known.", reason="unknown_key"
+                )
         else:
             key = options.key
         try:
@@ -244,19 +248,31 @@ class JwtBearerAuthenticator:
                 },
             )
         except jwt.ExpiredSignatureError:
-            raise AuthenticationFailed("The token expired.") from None
+            raise AuthenticationFailed("The token expired.", reason="expired") from None
         except jwt.ImmatureSignatureError:
-            raise AuthenticationFailed("The token is not valid yet.") from None
+            raise AuthenticationFailed(
+                "The token is not valid yet.", reason="not_yet_valid"
+            ) from None
         except jwt.InvalidIssuerError:
-            raise AuthenticationFailed("The token's issuer is not accepted.") from None
+            raise AuthenticationFailed(
+                "The token's issuer is not accepted.", reason="issuer"
+            ) from None
         except jwt.InvalidAudienceError:
-            raise AuthenticationFailed("The token's audience is not accepted.") from None
+            raise AuthenticationFailed(
+                "The token's audience is not accepted.", reason="audience"
+            ) from None
         except jwt.InvalidSignatureError:
-            raise AuthenticationFailed("The token's signature is invalid.") from None
+            raise AuthenticationFailed(
+                "The token's signature is invalid.", reason="invalid_signature"
+            ) from None
         except jwt.MissingRequiredClaimError as error:
-            raise AuthenticationFailed(f"The token has no '{error.claim}' claim.") from None
+            raise AuthenticationFailed(
+                f"The token has no '{error.claim}' claim.", reason="missing_claim"
+            ) from None
         except jwt.InvalidAlgorithmError:
-            raise AuthenticationFailed("The token's signing algorithm is not allowed.") from None
+            raise AuthenticationFailed(
+                "The token's signing algorithm is not allowed.", reason="algorithm"
+            ) from None
         except (jwt.DecodeError, jwt.InvalidIssuedAtError):
             # Raised for a time claim pyjwt cannot make an int of ("abc", NaN) too,
             # after the signature was verified: say which claim when it is one.

@@ -1,5 +1,5 @@
 """Authorization: requirements, handlers, policies, ``@authorize`` metadata, the
-evaluator, and the authorization state (bans).
+evaluator, and the authorization state (bans, revocations).
 
 Pure: this package never imports trio and knows nothing of the hub engine. The
 engine hands it principals and resources and runs each evaluation in the task
@@ -7,7 +7,14 @@ that asks (``triohub.hub.authorizer``); the state's single writer is the
 authorization actor (``triohub.actors.authorization``).
 """
 
-from .context import AuthorizationContext, HubCaller, HubInvocationContext, HubRequestContext
+from .context import (
+    AuthorizationContext,
+    HubCaller,
+    HubGroupContext,
+    HubInvocationContext,
+    HubRequestContext,
+    HubSendContext,
+)
 from .evaluator import AuthorizationResult, evaluate, evaluate_sync
 from .handlers import AuthorizationHandler, HandlerFunction
 from .metadata import (
@@ -31,6 +38,7 @@ from .requirements import (
     Requirement,
     RolesRequirement,
 )
+from .revocation import Revocation, Revocations
 from .state import AuthorizationState
 
 __all__ = [
@@ -47,11 +55,15 @@ __all__ = [
     "ClaimRequirement",
     "HandlerFunction",
     "HubCaller",
+    "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
+    "HubSendContext",
     "PolicyRegistry",
     "Predicate",
     "Requirement",
+    "Revocation",
+    "Revocations",
     "RolesRequirement",
     "UnknownPolicyError",
     "allow_anonymous",

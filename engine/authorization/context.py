@@ -14,8 +14,10 @@ from .requirements import Requirement
 __all__ = [
     "AuthorizationContext",
     "HubCaller",
+    "HubGroupContext",
     "HubInvocationContext",
     "HubRequestContext",
+    "HubSendContext",
 ]
 
 R = TypeVar("R", bound=Requirement)
@@ -34,7 +36,9 @@ class AuthorizationContext:
         principal: the caller.
         resource: what is being accessed: a ``HubInvocationContext`` for a hub
             method, a ``HubRequestContext`` for a negotiate or transport
-            request, or whatever the application passes.
+            request, a ``HubGroupContext`` for a guarded group, a ``HubSendContext``
+            for a recipient of a send with a policy, or whatever the application
+            passes.
         requirements: every requirement of the policy, in order.
 
     Args:
@@ -214,3 +218,32 @@ class HubRequestContext:
     """The ``Hub`` subclass mapped at ``path``."""
     path: str
     """The hub's path, e.g. ``/hubs/chat``."""
+
+
+@attrs.frozen(eq=False)
+class HubGroupContext:
+    """The resource of a group policy check: may ``member`` be in ``group``?
+
+    Checked when the connection is added to a guarded group, and again when
+    its principal changes (a refreshed credential).
+    """
+
+    member: HubCaller
+    """The connection being added (not necessarily the one whose call adds it)."""
+    hub: type[Any]
+    """The ``Hub`` subclass that owns the group."""
+    group: str
+    """The group's name."""
+
+
+@attrs.frozen(eq=False)
+class HubSendContext:
+    """The resource of an outbound check: may ``recipient`` receive this send
+    (``clients.group(g).send(..., policy="X")``)?"""
+
+    recipient: HubCaller
+    """The connection the send would reach (its current principal decides)."""
+    hub: type[Any]
+    """The ``Hub`` subclass sending."""
+    method: str
+    """The client method the send invokes."""

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import attrs
 
+from ..auth.principal import Principal
+from .revocation import Revocation, Revocations
+
 __all__ = ["AuthorizationState"]
 
 
 @attrs.frozen
 class AuthorizationState:
-    """Who is banned (later: revoked sessions, changed policies)."""
+    """Who is banned and which credentials are revoked."""
 
     banned: frozenset[str] = frozenset()
     """User ids (as each hub's user-id provider gives them) refused everywhere:
     their new connections get a 403 and their open ones are closed."""
+    revocations: Revocations = attrs.field(factory=Revocations)
+    """Credentials refused before their own expiry (each entry forgotten at its
+    ``until``): their requests get a 401 and their connections are closed."""
 
     def ban(self, user_id: str) -> AuthorizationState:
         """The state with ``user_id`` banned (the same state if it already was).
@@ -43,3 +49,19 @@ class AuthorizationState:
     def is_banned(self, user_id: str | None) -> bool:
         """Whether ``user_id`` is banned (``None``, a connection without a user, never is)."""
         return user_id is not None and user_id in self.banned
+
+    def revoke(self, revocation: Revocation, now: float) -> AuthorizationState:
+        """The state with ``revocation`` in force and the revocations past
+        their ``until`` at ``now`` (Unix time) forgotten."""
+        return attrs.evolve(self, revocations=self.revocations.add(revocation, now))
+
+    def forget_expired(self, now: float) -> AuthorizationState:
+        """The state without the revocations past their ``until`` at ``now``."""
+        revocations = self.revocations.forget_expired(now)
+        if revocations is self.revocations:
+            return self
+        return attrs.evolve(self, revocations=revocations)
+
+    def revoked(self, principal: Principal, user_id: str | None, now: float) -> Revocation | None:
+        """The revocation refusing ``principal``'s credential at ``now``, if any."""
+        return self.revocations.refusing(principal, user_id, now)

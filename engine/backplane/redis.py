@@ -27,7 +27,7 @@ import socket
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import coredis
 import trio
@@ -36,6 +36,9 @@ from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
 from .hub import BackplaneUnavailable
+
+if TYPE_CHECKING:
+    from ..observability import ServerMetrics
 
 __all__ = ["RedisBackplane"]
 
@@ -102,6 +105,14 @@ class RedisBackplane:
         self._up = trio.Event()
         self._lost = trio.Event()
         self._lost.set()
+        self._metrics: ServerMetrics | None = None
+
+    def instrument(self, metrics: ServerMetrics) -> None:
+        """Report to ``metrics`` (``HubServer`` calls this with its own): the link's
+        state, each publish round trip (a batch's or a request's), lost links and
+        failed requests, and the publishes dropped while Redis was away."""
+        self._metrics = metrics
+        metrics.backplane_connection(self._client is not None)
 
     # -- what the hubs use (any task, never blocks) ------------------------------
 
@@ -129,6 +140,8 @@ class RedisBackplane:
             self._buffer.popleft()
             self._removed += 1
             self.dropped += 1
+            if self._metrics is not None:
+                self._metrics.backplane_dropped_messages(1, "buffer_full")
             if not self._dropped_logged:
                 self._dropped_logged = True
                 log.error(
@@ -150,7 +163,11 @@ class RedisBackplane:
         queued_before = self._removed + len(self._buffer)
         while self._client is not None and self._removed < queued_before:
             await self._sent.wait()
-        return int(await self._request("publish", lambda client: client.publish(channel, data)))
+        started = trio.current_time()
+        receivers = await self._request("publish", lambda client: client.publish(channel, data))
+        if self._metrics is not None:
+            self._metrics.backplane_published(trio.current_time() - started)
+        return int(receivers)
 
     async def claim(self, key: str, ttl: float) -> str | None:
         """Set ``key`` to this node's name for ``ttl`` seconds unless it exists
@@ -182,12 +199,17 @@ class RedisBackplane:
     ) -> T:
         """One command that needs its answer now (fails at once while Redis is away)."""
         client = self._client
+        metrics = self._metrics
         if client is None:
+            if metrics is not None:
+                metrics.backplane_failed("request")
             raise BackplaneUnavailable("the backplane's Redis is unreachable")
         try:
             with trio.fail_after(self.request_timeout):
                 return await command(client)
         except (Exception, trio.TooSlowError) as error:
+            if metrics is not None:
+                metrics.backplane_failed("request")
             raise BackplaneUnavailable(f"{what} failed: {error}") from None
 
     async def sync(self) -> None:
@@ -231,6 +253,8 @@ class RedisBackplane:
                     # error (a write to the closed connection): end with Cancelled alone.
                     await trio.lowlevel.checkpoint()
                     raise
+                if self._metrics is not None:
+                    self._metrics.backplane_failed("link")
                 log.warning(
                     "backplane: Redis link lost or refused (%s); retrying in %.1f s",
                     _describe(error),
@@ -246,6 +270,8 @@ class RedisBackplane:
 
     def _down(self) -> None:
         self._client = None
+        if self._metrics is not None:
+            self._metrics.backplane_connection(False)
         if self._up.is_set():
             self._up = trio.Event()
         self._lost.set()
@@ -274,6 +300,8 @@ class RedisBackplane:
                 subscribed = set(wanted)
                 self._subscriptions_applied = applied
                 self._client = client
+                if self._metrics is not None:
+                    self._metrics.backplane_connection(True)
                 self._lost = trio.Event()
                 self._up.set()
                 self._linked = True
@@ -327,6 +355,7 @@ class RedisBackplane:
                 await trio.sleep(self.coalesce)
             first = self._removed
             batch = [self._buffer[i] for i in range(min(self._batch, len(self._buffer)))]
+            started = trio.current_time()
             with trio.fail_after(self.request_timeout):
                 if len(batch) == 1:
                     await client.publish(*batch[0])
@@ -334,6 +363,9 @@ class RedisBackplane:
                     async with client.pipeline(transaction=False) as pipe:
                         for channel, data in batch:
                             pipe.publish(channel, data)
+            if self._metrics is not None:
+                # One round trip per batch, whatever its size: the latency Redis adds.
+                self._metrics.backplane_published(trio.current_time() - started)
             # Sent: only now leave the buffer (a failure keeps them for the next
             # link). Drops while the batch was in flight took some already.
             while self._buffer and self._removed < first + len(batch):

@@ -44,6 +44,11 @@ class Verdict:
     """The challenge (``WWW-Authenticate``) for a 401, kept for a later 401."""
     reason: str = ""
     """For logs only (never credentials)."""
+    body: bytes = b""
+    """The response's text (a revoked credential says so)."""
+    description: str = ""
+    """What the caller may be told of a 401: why the credential was refused
+    (the scheme's error description, as in the challenge)."""
 
     @property
     def allowed(self) -> bool:
@@ -60,6 +65,22 @@ def _challenge_headers(outcome: AuthenticationOutcome) -> tuple[Header, ...]:
                 f'{challenge} error="{outcome.failure.error}", error_description="{description}"'
             )
         headers.append((b"www-authenticate", value.encode("latin-1", "replace")))
+    return tuple(headers)
+
+
+REVOKED_DESCRIPTION = "The credential has been revoked"
+REVOKED_TEXT = b"The credential has been revoked."
+"""The body of the 401 that refuses a revoked credential."""
+
+
+def _revoked_challenge(outcome: AuthenticationOutcome, principal: Principal) -> tuple[Header, ...]:
+    """The challenges, the revoked credential's scheme's saying why (RFC 6750 3.1)."""
+    headers = []
+    for challenge in outcome.challenges:
+        value = challenge
+        if challenge == principal.scheme:
+            value = f'{challenge} error="invalid_token", error_description="{REVOKED_DESCRIPTION}"'
+        headers.append((b"www-authenticate", value.encode("latin-1")))
     return tuple(headers)
 
 
@@ -113,20 +134,40 @@ async def check_request(
     """
     outcome = await authenticate_request(server.authenticator, request)
     principal = outcome.principal
+    if outcome.failure is not None:
+        server.telemetry.metrics.authentication_failed(outcome.failure.reason)
     challenge = _challenge_headers(outcome)
     if outcome.refused is not None:
         return Verdict(principal, 403, reason=str(outcome.refused))
-    if server.banned:
+    state = server.authorizer.state
+    if state.banned or state.revocations:
         user_id = await resolve_user_id(registration.user_id_provider, principal)
         if server.authorizer.is_banned(user_id):
             log.info("refused a request of a banned user (%s %s)", request.method, request.path)
             return Verdict(principal, 403, reason="the user is banned")
+        if server.authorizer.revoked(principal, user_id) is not None:
+            log.info("refused a revoked credential (%s %s)", request.method, request.path)
+            return Verdict(
+                principal,
+                401,
+                _revoked_challenge(outcome, principal),
+                reason="the credential is revoked",
+                body=REVOKED_TEXT,
+                description=REVOKED_TEXT.decode(),
+            )
     allowed = await server.authorize_hub(registration, principal, request)
     if allowed:
         return Verdict(principal, headers=challenge)
     if principal.is_authenticated:
         return Verdict(principal, 403, reason="hub policy denied the user")
-    return Verdict(principal, 401, challenge, reason="authentication required")
+    failure = outcome.failure
+    return Verdict(
+        principal,
+        401,
+        challenge,
+        reason="authentication required",
+        description=failure.description if failure is not None else "",
+    )
 
 
 def check_bound(verdict: Verdict, bound: Principal | str, request: RequestInfo) -> Verdict:

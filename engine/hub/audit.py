@@ -46,6 +46,8 @@ class Auditor:
         self.hook = hook
         self._counts: Counter[tuple[str, str | None, str]] = Counter()
         self._cells: dict[tuple[str, str | None, str], list[int]] = {}
+        self._policies: dict[tuple[str, str | None], str] = {}
+        """The policy label of each guarded hub and method (for the metrics)."""
 
     @property
     def counters(self) -> Counter[tuple[str, str | None, str]]:
@@ -63,14 +65,27 @@ class Auditor:
         counting it is all there is to do."""
         return self.hook is None and not log.isEnabledFor(logging.DEBUG)
 
-    def cell(self, hub: str, method: str | None, outcome: str = "allowed") -> list[int]:
+    def cell(
+        self, hub: str, method: str | None, outcome: str = "allowed", *, policy: str = ""
+    ) -> list[int]:
         """The count of one ``(hub, method, outcome)`` as a one-item list, for a
         guard to bump (``cell[0] += 1``) on every call without building a
         record or hashing a key: what ``count`` does, cheapest."""
+        if policy:
+            self._policies[hub, method] = policy
         return self._cells.setdefault((hub, method, outcome), [0])
+
+    def decisions(self) -> list[tuple[str, str | None, str, str, int]]:
+        """``(hub, method, policy, outcome, count)`` for every decision so far
+        (what the ``triohub.authorization.decisions`` metric reports)."""
+        return [
+            (hub, method, self._policies.get((hub, method), ""), outcome, count)
+            for (hub, method, outcome), count in self.counters.items()
+        ]
 
     def record(self, record: AuditRecord) -> None:
         key = (record.hub, record.method, record.outcome)
+        self._policies.setdefault((record.hub, record.method), record.policy)
         cell = self._cells.get(key)
         if cell is not None:
             cell[0] += 1

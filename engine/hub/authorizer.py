@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,9 +36,13 @@ from ..auth.request import RequestInfo
 from ..authorization import (
     AuthorizationResult,
     AuthorizationState,
+    AuthorizeData,
+    HubGroupContext,
     HubInvocationContext,
     HubRequestContext,
+    HubSendContext,
     PolicyRegistry,
+    Revocation,
     allows_anonymous,
     authorize_data,
     method_authorize_data,
@@ -81,6 +87,7 @@ class HubAuthorizer:
         state: the server's authorization state (its single writer); read here.
         timeout: seconds an evaluation with an ``async def`` handler may take
             before it denies (``math.inf`` for none).
+        clock: Unix time, against which revocations are in force.
 
     Raises:
         ValueError: ``timeout`` is not positive.
@@ -93,12 +100,14 @@ class HubAuthorizer:
         state: AuthorizationActor[AuthorizationState],
         *,
         timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive (seconds, or math.inf), got {timeout!r}")
         self.registry = registry
         self.auditor = auditor
         self.timeout = timeout
+        self._clock = clock
         self._state = state
 
     # -- registration (startup; errors here name the hub and method) ------------
@@ -113,7 +122,7 @@ class HubAuthorizer:
         label = guard_label(data)
         hub = hub_class.__name__
         subject = f"{hub}.<connect> policy={label}"
-        return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None))
+        return Guard(policy, label, subject, hub, None, self.auditor.cell(hub, None, policy=label))
 
     def method_guard(self, hub_class: type, name: str, wire_name: str | None = None) -> Guard:
         # Method metadata only restricts further: @allow_anonymous on a method
@@ -125,7 +134,22 @@ class HubAuthorizer:
         label = guard_label(data)
         hub, method = hub_class.__name__, wire_name or name
         subject = f"{hub}.{method} policy={label}"
-        return Guard(policy, label, subject, hub, method, self.auditor.cell(hub, method))
+        return Guard(
+            policy, label, subject, hub, method, self.auditor.cell(hub, method, policy=label)
+        )
+
+    def group_guard(self, hub_class: type, pattern: str, policy: str) -> Guard:
+        """The guard of the groups ``pattern`` names (``map_hub(group_policies=...)``)."""
+        data = [AuthorizeData(policy=policy)]
+        hub = hub_class.__name__
+        where = f"{hub} group {pattern!r}"
+        resolved = resolve_policy(self.registry, data, where=where)
+        assert resolved is not None  # a named policy always resolves (or raises)
+        label = guard_label(data)
+        method = f"<group {pattern}>"
+        return Guard(
+            resolved, label, f"{where} policy={label}", hub, method, self.auditor.cell(hub, method)
+        )
 
     # -- state ------------------------------------------------------------------
 
@@ -136,6 +160,13 @@ class HubAuthorizer:
 
     def is_banned(self, user_id: str | None) -> bool:
         return self._state.current.is_banned(user_id)
+
+    def revoked(self, principal: Principal, user_id: str | None) -> Revocation | None:
+        """The revocation refusing ``principal``'s credential now, if any."""
+        revocations = self._state.current.revocations
+        if not revocations:
+            return None
+        return revocations.refusing(principal, user_id, self._clock())
 
     # -- checks -----------------------------------------------------------------
 
@@ -200,6 +231,61 @@ class HubAuthorizer:
             guard.allowed[0] += 1
             return True
         return self._conclude(outcome, (guard, principal, caller))
+
+    async def authorize_member(
+        self, hub_class: type, guard: Guard, member: HubCallerContext, group: str
+    ) -> bool:
+        """Whether ``member`` may be in ``group`` (the group's policy)."""
+        policy = guard.policy
+        if policy is None:
+            return True
+        resource = HubGroupContext(member, hub_class, group)
+        plan = self.registry.plan(policy)
+        outcome = await self._evaluate(plan, guard, member.principal, resource)
+        return self._conclude(outcome, (guard, member.principal, member))
+
+    def recipient_filter(self, hub_class: type, policy: str, method: str) -> Callable[[Any], bool]:
+        """For a send with a policy: a filter the router applies to each
+        recipient's handle (its ``HubSession``), deciding from the recipient's
+        current principal, once per distinct principal per send.
+
+        It runs in the router's task, so the policy must decide at once.
+        Outbound decisions are filtering, not refusals: they are not audited
+        (a handler that raises is still logged, and denies).
+
+        Raises:
+            UnknownPolicyError: ``policy`` is not registered.
+            ValueError: the policy has an ``async def`` handler.
+        """
+        hub = hub_class.__name__
+        data = [AuthorizeData(policy=policy)]
+        resolved = resolve_policy(self.registry, data, where=f"a send of {hub}")
+        assert resolved is not None  # a named policy always resolves (or raises)
+        plan = self.registry.plan(resolved)
+        if plan.awaits:
+            raise ValueError(
+                f"policy {policy!r} awaits (an async def handler); the policy of a send "
+                "must decide at once: use plain def handlers"
+            )
+        guard = Guard(resolved, policy, f"{hub} send {method!r} policy={policy}", hub, method)
+        decided: dict[str | None, list[tuple[Principal, bool]]] = {}
+
+        def admits(handle: Any) -> bool:
+            context = getattr(handle, "context", None)
+            if not isinstance(context, HubCallerContext):
+                return False  # not past its handshake: nothing to decide from
+            principal = context.principal
+            seen = decided.setdefault(context.user_id, [])
+            for known, allowed in seen:
+                if known is principal or known == principal:
+                    return allowed
+            resource = HubSendContext(context, hub_class, method)
+            outcome = self._evaluate_now(plan, guard, principal, resource)
+            allowed = type(outcome) is AuthorizationResult and outcome.succeeded
+            seen.append((principal, allowed))
+            return allowed
+
+        return admits
 
     def _evaluate_now(
         self,

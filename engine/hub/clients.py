@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..actors.router import Audience, JoinResult, Router
+from ..actors.router import Admits, Audience, JoinResult, Router
 from ..actors.supervisor import CloseReason
 from ..backplane.codec import GroupAction
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts
@@ -17,6 +17,7 @@ from .logs import clip
 
 if TYPE_CHECKING:
     from ..backplane.hub import HubNode
+    from .group_policies import GroupAdmission
     from .session import HubSession
 
 __all__ = [
@@ -73,6 +74,10 @@ class _Lifetime:
     max_groups_per_connection: int | None = None
     node: HubNode | None = None
     """The hub's side of the backplane (``None``: this process only)."""
+    admission: GroupAdmission | None = None
+    """The hub's group policies, if it has any."""
+    recipient_filter: Callable[[str, str], Admits] | None = None
+    """``(policy, method)`` -> the filter of a send with a policy."""
 
 
 Mark = Callable[[], None] | None
@@ -89,13 +94,22 @@ class ClientProxy:
         self._audience = audience
         self._mark = mark
 
-    async def send(self, method: str, *args: Any) -> None:
+    async def send(self, method: str, *args: Any, policy: str | None = None) -> None:
         """Invoke ``method`` on every connection of this audience, not waiting for them.
 
         Returns once the router has the message; delivery to each connection is
         independent (a slow one is closed, never waited for).
 
+        Args:
+            policy: a registered policy each recipient's *current* principal
+                must meet to receive it (checked as the message goes out, once
+                per distinct principal; a connection refreshed to a principal
+                without the role stops receiving). Its handlers must be plain
+                ``def``. Such a send reaches the connections of this server only.
+
         Raises:
+            UnknownPolicyError: ``policy`` is not registered.
+            ValueError: ``policy`` has an ``async def`` handler.
             UnserializableError: an argument cannot be serialized by one of the
                 hub's protocols (often a value a client sent, such as a
                 MessagePack map with integer keys, broadcast to JSON clients).
@@ -108,7 +122,13 @@ class ClientProxy:
                 f"Cannot send '{clip(method, 100)}': an argument cannot be serialized "
                 f"({clip(error, 100)})."
             ) from None
-        await self._lifetime.router.send(self._audience, payload)
+        lifetime = self._lifetime
+        if policy is None:
+            await lifetime.router.send(self._audience, payload)
+        else:
+            assert lifetime.recipient_filter is not None  # set by map_hub
+            admits = lifetime.recipient_filter(policy, method)
+            await lifetime.router.send_admitted(self._audience, payload, admits)
         if self._mark is not None:
             self._mark()
 
@@ -251,12 +271,17 @@ class GroupManager:
         Raises:
             LimitExceeded: the name is longer than ``max_group_name_length``, or
                 the connection is in ``max_groups_per_connection`` groups already.
+            Unauthorized: the group has a policy (``map_hub(group_policies=...)``)
+                that the connection's principal does not meet.
         """
         _ids((group,), "group names")
         lifetime = self._lifetime
         limit = lifetime.max_group_name_length
         if limit is not None and len(group) > limit:
             raise LimitExceeded(Texts.group_name_too_long(len(group), limit))
+        admission = lifetime.admission
+        if admission is not None:
+            await admission.admit(connection_id, group)
         node = lifetime.node
         result = await lifetime.router.join(connection_id, group)
         if result is JoinResult.UNKNOWN and node is not None:
@@ -266,6 +291,8 @@ class GroupManager:
             await node.ready()  # the group's channel: other nodes' sends reach it now
         if result is JoinResult.REFUSED:
             raise LimitExceeded(Texts.too_many_groups(lifetime.max_groups_per_connection or 0))
+        if admission is not None:
+            admission.joined(connection_id, group)
 
     async def remove(self, connection_id: str, group: str) -> None:
         _ids((group,), "group names")
@@ -274,6 +301,8 @@ class GroupManager:
             await lifetime.router.remove_from_group(connection_id, group)
         elif not await lifetime.router.leave(connection_id, group):
             await lifetime.node.group_command(GroupAction.REMOVE, connection_id, group)
+        if lifetime.admission is not None:
+            lifetime.admission.left(connection_id, group)
 
 
 @attrs.frozen

@@ -20,6 +20,8 @@ import trio
 
 from ..actors.supervisor import CloseReason, Control
 from ..authorization.context import HubInvocationContext
+from ..observability import MethodTelemetry
+from ..observability.tracing import Span, activate, deactivate
 from ..protocol import (
     CancelInvocation,
     Completion,
@@ -30,10 +32,11 @@ from ..protocol import (
     StreamItem,
     Texts,
 )
+from .arguments import bind_arguments, call_arguments, wrong_kind
 from .binding import BoundMethod, MethodKind
 from .context import HubCallerContext
 from .filters import compose_invoke
-from .hub import Hub, HubError, LimitExceeded
+from .hub import Hub, HubError, LimitExceeded, Unauthorized
 from .logs import ConnectionLog, clip
 from .streams import ClientStream, ClientStreamError
 
@@ -68,6 +71,8 @@ class Dispatcher:
         self._filters = registration.filters
         self._caller = caller
         self._methods = registration.methods
+        self._telemetry = registration.method_telemetry
+        self._tracer = registration.telemetry.tracer
         self._control = control
         self._make_hub = make_hub
         self._send = send
@@ -103,10 +108,14 @@ class Dispatcher:
             log.debug("unknown hub method %r", clip(target))
             await self._fail(reply_id, Texts.method_does_not_exist(target))
             return
-        arguments = self._bind(method, message)
+        telemetry = self._telemetry[method.name]
+        arguments = bind_arguments(method, message, self.log, self._with_detail)
         if isinstance(arguments, str):
+            telemetry.metrics.count("error")
             await self._fail(reply_id, arguments)
             return
+        # None unless an OpenTelemetry SDK records (the no-op tracer's span is dropped).
+        span = self._tracer.start(telemetry.span, message.headers)
         simple = not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
         if simple and not message.stream_ids:
             # The common case: the policy is checked inside the invocation,
@@ -115,35 +124,30 @@ class Dispatcher:
             await self._acquire_slot()
             if drain.draining():  # the stop began while we waited for the slot
                 self._limiter.release()
+                telemetry.finish(span, "error", "ShuttingDown")
                 await self._fail(reply_id, Texts.shutting_down(target))
                 return
             drain.begin()
             self._control.nursery.start_soon(
-                self._run_plain, method, target, reply_id, arguments, [], True
+                self._run_plain, method, target, reply_id, arguments, [], True, telemetry, span
             )
             return
-        if not await self._allowed(method, target, arguments):
+        if not await self._allowed(method, target, arguments, span):
+            telemetry.finish(span, "denied", "Unauthorized")
             await self._fail(reply_id, Texts.unauthorized(target))
             return
-        if streaming and method.kind is MethodKind.PLAIN:
-            await self._fail(reply_id, Texts.plain_via_stream_invocation(target))
-            return
-        if not streaming and method.kind is MethodKind.STREAM:
-            await self._fail(reply_id, Texts.streaming_via_invocation(target))
-            return
-        if len(message.stream_ids) != len(method.stream_positions):
-            await self._fail(
-                reply_id,
-                Texts.stream_count_mismatch(
-                    target, len(message.stream_ids), len(method.stream_positions)
-                ),
-            )
+        wrong = wrong_kind(method, target, message, streaming)
+        if wrong is not None:
+            telemetry.finish(span, "error", "InvalidDataException")
+            await self._fail(reply_id, wrong)
             return
         if streaming and reply_id in self._streams:
+            telemetry.finish(span, "error", "InvalidDataException")
             await self._fail(reply_id, Texts.invocation_id_in_use(reply_id))
             return
         opening = streaming + len(message.stream_ids)
         if self._open_streams + opening > self._max_streams:
+            telemetry.finish(span, "error", "LimitExceeded")
             await self._fail(reply_id, Texts.too_many_streams(target, self._max_streams))
             # After the answer: the refusal that closes the connection is answered too.
             self.refused(f"{target!r} refused: {self._open_streams} streams open")
@@ -156,7 +160,15 @@ class Dispatcher:
             uploads = self._open_uploads(method, message.stream_ids)
             drain.begin()
             self._control.nursery.start_soon(
-                self._run_stream, method, target, reply_id, arguments, uploads, scope
+                self._run_stream,
+                method,
+                target,
+                reply_id,
+                arguments,
+                uploads,
+                scope,
+                telemetry,
+                span,
             )
             return
         uploads = self._open_uploads(method, message.stream_ids)
@@ -166,7 +178,7 @@ class Dispatcher:
             await self._acquire_slot()
         drain.begin()
         self._control.nursery.start_soon(
-            self._run_plain, method, target, reply_id, arguments, uploads, False
+            self._run_plain, method, target, reply_id, arguments, uploads, False, telemetry, span
         )
 
     async def _acquire_slot(self) -> None:
@@ -182,10 +194,20 @@ class Dispatcher:
         except trio.WouldBlock:
             await self._limiter.acquire()
 
-    async def _allowed(self, method: BoundMethod, target: str, arguments: tuple[Any, ...]) -> bool:
+    async def _allowed(
+        self, method: BoundMethod, target: str, arguments: tuple[Any, ...], span: Span | None
+    ) -> bool:
         if method.guard.policy is None or self._authorize is None:
             return True
-        return await self._authorize(method, target, arguments)
+        if span is None:
+            return await self._authorize(method, target, arguments)
+        child = self._tracer.authorization(span, method.guard.label)
+        try:
+            allowed = await self._authorize(method, target, arguments)
+            child.set_attribute("triohub.outcome", "allowed" if allowed else "denied")
+            return allowed
+        finally:
+            child.end()
 
     async def stream_item(self, message: StreamItem) -> None:
         upload = self._uploads.get(message.invocation_id)
@@ -225,35 +247,6 @@ class Dispatcher:
 
     # -- binding --------------------------------------------------------------
 
-    def _bind(self, method: BoundMethod, message: Invocation | StreamInvocation) -> Any:
-        """The converted arguments, or the error text to answer with."""
-        given = message.arguments
-        if len(given) != method.argument_count:
-            why = Texts.argument_count(len(given), method.argument_count)
-            self.log.info("%s not invoked: %s", clip(message.target, 100), why)
-            return self._with_detail(
-                Texts.invocation_failed(message.target), "InvalidDataException", why
-            )
-        try:
-            return tuple(
-                value if coerce is None else coerce(value)
-                for coerce, value in zip(method.coercers, given, strict=True)
-            )
-        except (TypeError, ValueError):
-            # The client is told only that binding failed (the reference's
-            # answer); the developer reads here which argument and why.
-            self.log.info(
-                "%s not invoked: %s (%s)",
-                clip(message.target, 100),
-                Texts.ARGUMENT_BINDING,
-                _binding_failure(method.coercers, given),
-            )
-            return self._with_detail(
-                Texts.invocation_failed(message.target),
-                "InvalidDataException",
-                Texts.ARGUMENT_BINDING,
-            )
-
     def _open_uploads(
         self, method: BoundMethod, stream_ids: tuple[str, ...]
     ) -> list[ClientStream[Any]]:
@@ -263,20 +256,6 @@ class Dispatcher:
             self._uploads[stream_id] = upload
             uploads.append(upload)
         return uploads
-
-    @staticmethod
-    def _call_arguments(
-        method: BoundMethod, arguments: tuple[Any, ...], uploads: list[ClientStream[Any]]
-    ) -> list[Any]:
-        if not uploads:
-            return list(arguments)
-        values = iter(arguments)
-        streams = iter(uploads)
-        positions = set(method.stream_positions)
-        return [
-            next(streams) if position in positions else next(values)
-            for position in range(method.parameter_count)
-        ]
 
     def _close_uploads(self, uploads: list[ClientStream[Any]]) -> None:
         # When the invocation finishes, the server completes its remaining streams.
@@ -294,41 +273,52 @@ class Dispatcher:
         arguments: tuple[Any, ...],
         uploads: list[ClientStream[Any]],
         authorize: bool,
+        telemetry: MethodTelemetry,
+        span: Span | None,
     ) -> None:
         completion: Completion | None = None
         refusal: str | None = None
+        outcome, error_type = "cancelled", "Cancelled"  # unless it ends otherwise
+        token = None if span is None else activate(span)
         try:
-            if (
-                authorize
-                and method.guard.policy is not None
-                and self._authorize is not None
-                and not await self._authorize(method, target, arguments)
-            ):
+            if authorize and not await self._allowed(method, target, arguments, span):
+                outcome, error_type = "denied", "Unauthorized"
                 completion = self._error_completion(reply_id, Texts.unauthorized(target))
                 return
             hub = self._make_hub()
             result = await self._call(method, hub, target, arguments, uploads, streaming=False)
+        except Unauthorized as error:
+            # A guarded group refused the connection: as a denied method.
+            self.log.info("%s refused: %s", method.name, clip(error))
+            completion = self._error_completion(reply_id, Texts.unauthorized(target))
         except HubError as error:
+            outcome, error_type = "error", "HubException"
             self.log.info("%s failed: HubException: %s", method.name, clip(error))
             if isinstance(error, LimitExceeded):
                 refusal = f"{target!r} raised: {error}"
             completion = self._error_completion(reply_id, Texts.hub_exception(target, str(error)))
         except ClientStreamError as error:
+            outcome, error_type = "error", type(error).__name__
             self.log.info("%s failed: its upload stream ended with: %s", method.name, clip(error))
             completion = self._error_completion(
                 reply_id,
                 self._with_detail(Texts.unexpected_error(target), type(error).__name__, str(error)),
             )
         except Exception as error:
+            outcome, error_type = "error", type(error).__name__
             log.exception("hub method %r raised", method.name)
             completion = self._error_completion(
                 reply_id,
                 self._with_detail(Texts.unexpected_error(target), type(error).__name__, str(error)),
             )
         else:
+            outcome = "ok"
             if reply_id is not None:
                 completion = Completion.with_result(reply_id, result)
         finally:
+            if token is not None:
+                deactivate(token)
+            telemetry.finish(span, outcome, error_type)
             if uploads:
                 self._close_uploads(uploads)
                 self._open_streams -= len(uploads)
@@ -352,10 +342,21 @@ class Dispatcher:
         arguments: tuple[Any, ...],
         uploads: list[ClientStream[Any]],
         scope: trio.CancelScope,
+        telemetry: MethodTelemetry,
+        span: Span | None,
     ) -> None:
+        error_type: str | None = "Cancelled"
+        token = None if span is None else activate(span)
         try:
-            await self._stream(method, target, reply_id, arguments, uploads, scope)
+            error_type = await self._stream(method, target, reply_id, arguments, uploads, scope)
         finally:
+            if token is not None:
+                deactivate(token)
+            if error_type is None:
+                outcome = "cancelled" if scope.cancelled_caught else "ok"
+            else:
+                outcome = "cancelled" if error_type == "Cancelled" else "error"
+            telemetry.finish(span, outcome, error_type)
             self._drain.end()
 
     async def _stream(
@@ -366,8 +367,10 @@ class Dispatcher:
         arguments: tuple[Any, ...],
         uploads: list[ClientStream[Any]],
         scope: trio.CancelScope,
-    ) -> None:
+    ) -> str | None:
+        """Runs the stream and sends its Completion; returns its error type, if it failed."""
         error_text: str | None = None
+        error_type: str | None = None
         refusal: str | None = None
         try:
             with scope:
@@ -383,8 +386,10 @@ class Dispatcher:
                     if isinstance(error, LimitExceeded):
                         refusal = f"{target!r} raised: {error}"
                     error_text = Texts.hub_exception(target, str(error))
+                    error_type = "HubException"
                 except Exception as error:
                     log.exception("starting the stream of %r raised", method.name)
+                    error_type = type(error).__name__
                     error_text = self._with_detail(
                         Texts.unexpected_error(target), type(error).__name__, str(error)
                     )
@@ -403,13 +408,16 @@ class Dispatcher:
             if isinstance(error, LimitExceeded):
                 refusal = f"{target!r} raised: {error}"
             error_text = f"{Texts.STREAMING_ERROR} HubException: {error}"
+            error_type = "HubException"
         except ClientStreamError as error:
             self.log.info(
                 "stream %s failed: its upload stream ended with: %s", method.name, clip(error)
             )
             error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
+            error_type = type(error).__name__
         except Exception as error:
             log.exception("streaming hub method %r raised", method.name)
+            error_type = type(error).__name__
             error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
         finally:
             self._streams.pop(reply_id, None)
@@ -424,6 +432,7 @@ class Dispatcher:
         )
         if refusal is not None:
             self.refused(refusal)
+        return error_type
 
     async def _call(
         self,
@@ -439,14 +448,14 @@ class Dispatcher:
         of a streaming method without iterating it)."""
 
         async def final(context: HubInvocationContext) -> Any:
-            values = self._call_arguments(method, context.arguments, uploads)
+            values = call_arguments(method, context.arguments, uploads)
             if streaming:
                 return method.function(hub, *values)
             return await method.function(hub, *values)
 
         if not self._filters:
             # The hot path: no context object to build.
-            values = self._call_arguments(method, arguments, uploads)
+            values = call_arguments(method, arguments, uploads)
             if streaming:
                 return method.function(hub, *values)
             return await method.function(hub, *values)
@@ -514,15 +523,3 @@ class Dispatcher:
         # A non-blocking call (no invocation id) gets nothing back, not even errors.
         if reply_id is not None:
             await self._send(Completion.with_error(reply_id, text))
-
-
-def _binding_failure(coercers: tuple[Any, ...], given: tuple[Any, ...]) -> str:
-    """Which argument did not fit, and why (``argument 2: expected an integer, got str``)."""
-    for position, (coerce, value) in enumerate(zip(coercers, given, strict=True), 1):
-        if coerce is None:
-            continue
-        try:
-            coerce(value)
-        except (TypeError, ValueError) as error:
-            return f"argument {position}: {clip(error, 100)}"
-    return "unknown"  # pragma: no cover - called only after a coercer failed

@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from .clients import GroupManager, HubCallerClients
     from .context import HubCallerContext
 
-__all__ = ["Hub", "HubError", "LimitExceeded"]
+__all__ = ["Hub", "HubError", "LimitExceeded", "Unauthorized"]
 
 
 class HubError(Exception):
@@ -26,6 +26,14 @@ class LimitExceeded(HubError):
     The caller sees it as any ``HubError``; each one raised out of a hub
     method also counts as a refusal of the calling connection, and too many
     refusals close it (``HubOptions.max_refusals``).
+    """
+
+
+class Unauthorized(HubError):
+    """A connection may not join a guarded group (``map_hub(group_policies=...)``).
+
+    An invocation that raises it fails as a denied method does:
+    ``Failed to invoke 'X' because user is unauthorized``.
     """
 
 
@@ -53,3 +61,8 @@ class Hub:
 
     async def on_disconnected(self, error: BaseException | None) -> None:
         """Called once when the connection ends (``error`` if it ended with one)."""
+
+    async def on_authentication_refreshed(self) -> None:
+        """Called after the connection's credential was refreshed in place
+        (``self.context.principal`` is the new one). Raising is logged; the
+        refresh stands."""

@@ -65,6 +65,10 @@ class HubOptions:
     """Seconds one transport write may take before the connection is dropped."""
     close_on_authentication_expiration: bool = False
     """Close connections when their credential expires (opt-in, as in ASP.NET)."""
+    allow_authentication_refresh: bool = False
+    """Accept ``POST {hub}/refresh?id={token}``: a fresh credential of the
+    connection's own user replaces its principal and expiry in place (opt-in,
+    as in ASP.NET Core 11). Negotiate then reports ``tokenLifetimeSeconds``."""
     transports: frozenset[TransportType] = attrs.field(default=ALL_TRANSPORTS, converter=frozenset)
     """Transports this hub accepts."""
     disconnect_timeout: float = attrs.field(default=15.0, validator=_positive)

@@ -3,6 +3,7 @@ connections' supervision. Transports (ASGI, trio-websocket) sit on top."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -10,6 +11,8 @@ from typing import Any, TypeVar
 
 import attrs
 import trio
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from ..actors.authorization import AuthorizationActor
 from ..actors.router import Router, RouterStats
@@ -18,15 +21,18 @@ from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
-from ..authorization import AuthorizationState, PolicyRegistry
+from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..backplane.hub import HubNode, Link
+from ..observability import MethodTelemetry, Telemetry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
 from .binding import BoundMethod, bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
+from .credentials import Credentials, Refreshed, RefreshRefused
 from .drain import Drain
 from .filters import HubFilter
+from .group_policies import GroupAdmission, GroupPolicies
 from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
@@ -62,6 +68,10 @@ class HubRegistration:
     filters: tuple[HubFilter, ...] = ()
     drain: Drain = attrs.Factory(Drain)
     """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
+    telemetry: Telemetry = attrs.Factory(Telemetry)
+    """The server's metrics and tracer (shared by its hubs)."""
+    method_telemetry: Mapping[str, MethodTelemetry] = attrs.Factory(dict)
+    """Each method's prebuilt metric attributes and span name, by ``BoundMethod.name``."""
     node: HubNode | None = None
     """The hub's side of the server's backplane, if it has one."""
 
@@ -95,6 +105,12 @@ class HubServer:
         filters: hub filters around every hub's invocations and lifetime events.
         clock: wall-clock time, used to turn credential expiry (Unix time)
             into a Trio deadline.
+        credential_lifetime: the longest lifetime (seconds) of a credential
+            the authenticator accepts; a revocation is remembered this long
+            after the newest credential it can match was issued.
+        meter_provider: where the server's metrics go (``None``: OpenTelemetry's
+            global provider, a no-op until an SDK is configured).
+        tracer_provider: where its invocation spans go (``None``: the global one).
         backplane: share the hubs with other processes (``RedisBackplane(url)``
             from ``triohub.backplane.redis``); ``None``: this process only.
         connection_token_key: with a backplane, the key every node shares to
@@ -115,21 +131,32 @@ class HubServer:
         audit_hook: Callable[[AuditRecord], None] | None = None,
         filters: Sequence[HubFilter] = (),
         clock: Callable[[], float] = time.time,
+        credential_lifetime: float = 24 * 3600.0,
         backplane: Link | None = None,
         connection_token_key: bytes | None = None,
+        meter_provider: MeterProvider | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.options = options or HubOptions()
         self.backplane = backplane
         self.connection_token_key = connection_token_key if backplane is not None else None
         self._prefixes: set[str] = set()
+        self.telemetry = Telemetry(meter_provider, tracer_provider)
+        instrument = getattr(backplane, "instrument", None)
+        if instrument is not None:  # RedisBackplane; a Link need not be instrumented
+            instrument(self.telemetry.metrics)
         self.authenticator = authenticator
         self.policies = policies if policies is not None else PolicyRegistry()
         self.filters = tuple(filters)
         self._auditor = Auditor(audit_hook)
         self._authorization = AuthorizationActor(AuthorizationState())
-        """The single writer of the authorization state (bans)."""
+        """The single writer of the authorization state (bans, revocations)."""
         self.authorizer = HubAuthorizer(
-            self.policies, self._auditor, self._authorization, timeout=authorization_timeout
+            self.policies,
+            self._auditor,
+            self._authorization,
+            timeout=authorization_timeout,
+            clock=clock,
         )
         self.user_id_provider = user_id_provider
         self.protocols = dict(protocols) if protocols is not None else default_protocols()
@@ -141,9 +168,21 @@ class HubServer:
         self._stopped = trio.Event()
         self._live = 0
         self._scopes: dict[trio.CancelScope, HubSession] = {}
+        self._sessions: dict[str, HubSession] = {}
+        """The same connections, by connection id."""
+        self.credentials = Credentials(
+            self._authorization,
+            self._sessions,
+            check_running=self._check_running,
+            clock=clock,
+            credential_lifetime=credential_lifetime,
+        )
+        """Bans, revocations and refreshes."""
         self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
+        self.telemetry.metrics.observe_outbox(self._outbox_depths)
+        self.telemetry.metrics.observe_authorization(self._auditor.decisions)
 
     # -- configuration ----------------------------------------------------------
 
@@ -157,12 +196,16 @@ class HubServer:
         user_id_provider: UserIdProvider | None = None,
         filters: Sequence[HubFilter] = (),
         channel_prefix: str | None = None,
+        group_policies: Mapping[str, str] | None = None,
     ) -> HubRegistration:
         """Serve ``hub_class`` at ``path`` (``"/hubs/chat"``).
 
         ``channel_prefix`` names the hub's backplane channels (default: the
         class's ``module.QualifiedName``, as ASP.NET uses its type's full name);
         every process serving or sending to the hub must use the same one.
+        ``group_policies`` maps a group name (or a ``prefix*``) to a policy
+        name: only connections that meet the policy may be added to those
+        groups (``group_policies.py``).
 
         Raises:
             BindingError: the hub's methods cannot be bound (said why).
@@ -195,6 +238,17 @@ class HubServer:
             max_groups_per_connection=hub_options.max_groups_per_connection,
             backplane=node,
         )
+        guarded = GroupPolicies(
+            {
+                pattern: self.authorizer.group_guard(hub_class, pattern, policy)
+                for pattern, policy in (group_policies or {}).items()
+            }
+        )
+        admission = (
+            GroupAdmission(hub_class, guarded, self.authorizer, self._sessions, router)
+            if guarded
+            else None
+        )
         lifetime = _Lifetime(
             router,
             self.protocols,
@@ -202,13 +256,16 @@ class HubServer:
             max_group_name_length=hub_options.max_group_name_length,
             max_groups_per_connection=hub_options.max_groups_per_connection,
             node=node,
+            admission=admission,
+            recipient_filter=functools.partial(self.authorizer.recipient_filter, hub_class),
         )
+        methods = bind_hub(hub_class, self.authorizer.method_guard)
         registration = HubRegistration(
             path=path,
             hub_class=hub_class,
             options=hub_options,
             factory=factory or hub_class,
-            methods=bind_hub(hub_class, self.authorizer.method_guard),
+            methods=methods,
             protocols=self.protocols,
             router=router,
             lifetime=lifetime,
@@ -217,6 +274,11 @@ class HubServer:
             guard=self.authorizer.hub_guard(hub_class),
             filters=(*self.filters, *filters),
             drain=self._drain,
+            telemetry=self.telemetry,
+            method_telemetry={
+                bound.name: self.telemetry.method(hub_class.__name__, bound.wire_name)
+                for bound in methods.values()
+            },
             node=node,
         )
         self._hubs[path] = registration
@@ -252,6 +314,12 @@ class HubServer:
     def live_connections(self) -> int:
         return self._live
 
+    def _outbox_depths(self) -> list[tuple[int, int]]:
+        """``(records, bytes)`` queued per live connection (read by the metrics)."""
+        return [
+            depth for session in list(self._scopes.values()) if (depth := session.outbox_depth())
+        ]
+
     async def wait_idle(self) -> None:
         """Returns once no connection is live (at once when none is): every
         connection has run its close, hooks included, to the end."""
@@ -283,6 +351,7 @@ class HubServer:
         if self._started:
             raise RuntimeError("this HubServer is already running")
         self._started = True
+        self.telemetry.tracer.resolve()  # a global provider set after __init__ counts
         try:
             async with trio.open_nursery() as actors:
                 await actors.start(self._authorization.run)
@@ -351,51 +420,51 @@ class HubServer:
             registration.hub_class, registration.path, guard, principal, request, user_id=user_id
         )
 
-    # -- bans -------------------------------------------------------------------
+    # -- bans, revocations, refresh (``credentials.Credentials``) --------------------
 
     @property
     def banned(self) -> frozenset[str]:
         """The banned user ids (a snapshot)."""
         return self.authorizer.state.banned
 
+    @property
+    def revocations(self) -> Revocations:
+        """The revocations in force (a snapshot)."""
+        return self.credentials.revocations
+
     async def ban(self, user_id: str) -> int:
-        """Ban a user: refuse their new connections and close their open ones.
-
-        ``user_id`` is a user id as the hubs' user-id providers give it (what
-        ``clients.user(...)`` takes). From the moment this returns, negotiate and
-        every transport request of that user get a 403 on every hub, a
-        connection that was past those checks is closed when its handshake
-        completes, and every open connection of the user has been sent
-        ``{"type":7}`` without ``allowReconnect`` and is closing. The ban lasts
-        until ``unban`` (it is kept in memory, per server).
-
-        Returns:
-            how many open connections were closed.
-
-        Raises:
-            ValueError: ``user_id`` is not a non-empty string.
-            RuntimeError: the server is not running.
-        """
-        self._check_running()
-        await self._authorization.change(lambda state: state.ban(user_id))
-        # Every connection whose user id was known before the change is here;
-        # one that learns its user id later checks the ban itself (HubSession).
-        closed = 0
-        for session in list(self._scopes.values()):
-            context = session.context
-            if context is not None and context.user_id == user_id:
-                context.abort()
-                closed += 1
-        return closed
+        """Refuse a user's new connections and close their open ones (``Credentials.ban``)."""
+        return await self.credentials.ban(user_id)
 
     async def unban(self, user_id: str) -> None:
-        """Lift a ban (nothing happens if ``user_id`` is not banned).
+        """Lift a ban (``Credentials.unban``)."""
+        await self.credentials.unban(user_id)
 
-        Raises:
-            RuntimeError: the server is not running.
-        """
-        self._check_running()
-        await self._authorization.change(lambda state: state.unban(user_id))
+    async def revoke(
+        self,
+        *,
+        user: str | None = None,
+        token_id: str | None = None,
+        issued_before: float | None = None,
+        expires_at: float | None = None,
+    ) -> int:
+        """Refuse matching credentials and close their connections (``Credentials.revoke``)."""
+        closed = await self.credentials.revoke(
+            user=user, token_id=token_id, issued_before=issued_before, expires_at=expires_at
+        )
+        kind = "token" if token_id is not None else "user" if user is not None else "issued_before"
+        self.telemetry.metrics.revoked(kind)
+        return closed
+
+    async def refresh_authentication(self, connection_id: str, principal: Principal) -> Refreshed:
+        """Replace a live connection's principal and expiry (``Credentials.refresh``)."""
+        try:
+            refreshed = await self.credentials.refresh(connection_id, principal)
+        except RefreshRefused as refused:
+            self.telemetry.metrics.refreshed(refused.error)
+            raise
+        self.telemetry.metrics.refreshed("ok")
+        return refreshed
 
     def _check_running(self) -> None:
         # Changes are applied by the authorization actor, which runs with the server.
@@ -408,14 +477,6 @@ class HubServer:
     def authorization_counters(self) -> Mapping[tuple[str, str | None, str], int]:
         """Decisions so far, by ``(hub, method, outcome)`` (method ``None``: hub level)."""
         return self._auditor.counters
-
-    def deadline_for(self, principal: Principal, registration: HubRegistration) -> float | None:
-        """The Trio deadline at which this principal's connection must end."""
-        if not registration.options.close_on_authentication_expiration:
-            return None
-        if principal.expires_at is None:
-            return None
-        return trio.current_time() + (principal.expires_at - self._clock())
 
     async def connect(
         self,
@@ -430,7 +491,8 @@ class HubServer:
     ) -> CloseReason:
         """Run one connection in the calling task until it ends.
 
-        The principal is fixed here for the connection's life.
+        The principal is fixed here, until a refresh replaces it
+        (``refresh_authentication``).
         """
         if not self.running:
             raise RuntimeError(
@@ -448,8 +510,12 @@ class HubServer:
             on_protocol,
             transport_name=getattr(transport, "name", type(transport).__name__),
         )
+        deadline = self.credentials.deadline_for(principal, registration.options)
+        if deadline is not None:
+            session.expiry.deadline = deadline
         scope = trio.CancelScope()
         self._scopes[scope] = session
+        self._sessions[connection_id] = session
         self._live += 1
         self._idle = trio.Event() if self._live == 1 else self._idle
         try:
@@ -459,11 +525,13 @@ class HubServer:
                     transport,
                     session,
                     registration.supervisor_options(keep_alive=keep_alive),
-                    expires_at=self.deadline_for(principal, registration),
+                    expiry=session.expiry,
                 )
             return CloseReason.SHUTDOWN  # cancelled by run() after the grace
         finally:
             self._scopes.pop(scope, None)
+            if self._sessions.get(connection_id) is session:
+                del self._sessions[connection_id]
             self._live -= 1
             if self._live == 0:
                 self._idle.set()

@@ -45,6 +45,7 @@ from .hub import Hub, HubError, LimitExceeded
 from .logs import clip
 
 if TYPE_CHECKING:
+    from ..observability import ConnectionMetrics
     from .server import HubRegistration
 
 __all__ = ["HubSession"]
@@ -65,6 +66,8 @@ _CLOSE_RECORDS: dict[CloseReason, Close] = {
     CloseReason.SLOW_CONSUMER: _ERROR_CLOSE,
     CloseReason.INTERNAL_ERROR: _ERROR_CLOSE,
     CloseReason.EXPIRED: Close(error=Texts.AUTHENTICATION_EXPIRED, allow_reconnect=True),
+    # Revoked: the client's credential is refused, so reconnecting cannot work.
+    CloseReason.REVOKED: Close(error=Texts.AUTHENTICATION_REVOKED),
     # A server going down for a restart: let clients come back.
     CloseReason.SHUTDOWN: Close(allow_reconnect=True),
 }
@@ -109,6 +112,14 @@ class HubSession:
         self._pending: dict[str, Reply[Any]] = {}
         self._remote_pending: dict[str, Reply[Completion | None]] = {}
         self._next_result_id = 0
+        self.guarded_groups: set[str] = set()
+        """Groups with a policy this connection joined (checked again when
+        its principal changes)."""
+        self.expiry = trio.CancelScope()
+        """Enforces the credential's expiry (``close_on_authentication_expiration``):
+        the server sets its deadline at the handshake and at each refresh."""
+        self._metrics: ConnectionMetrics | None = None
+        """Set once the connection counts as open (``opened``)."""
 
     @property
     def context(self) -> HubCallerContext | None:
@@ -157,6 +168,9 @@ class HubSession:
             # Banned after this connection's request was checked: HubServer.ban
             # could not see it (no user id yet), so it ends here.
             raise CloseConnection(CloseReason.ABORTED, "the user is banned")
+        if registration.authorizer.revoked(self.principal, user_id) is not None:
+            # Revoked after this connection's request was checked (as a ban above).
+            raise CloseConnection(CloseReason.REVOKED)
         self._context = HubCallerContext(
             self.connection_id,
             self.principal,
@@ -181,13 +195,27 @@ class HubSession:
         )
         self._registered = True
         self._opened_at = trio.current_time()
+        self._metrics = registration.telemetry.metrics.connection(self.transport_name)
+        self._metrics.opened()
+        hub = registration.hub_class.__name__
+        protocol = self._protocol.protocol.name
         log.info(
             "connection %s opened: hub=%s user=%s transport=%s protocol=%s",
             self.connection_id,
-            registration.hub_class.__name__,
+            hub,
             user_id,
             self.transport_name,
-            self._protocol.protocol.name,
+            protocol,
+            extra={
+                "triohub": {
+                    "event": "connection.opened",
+                    "connection_id": self.connection_id,
+                    "hub": hub,
+                    "user_id": user_id,
+                    "transport": self.transport_name,
+                    "protocol": protocol,
+                }
+            },
         )
         await registration.router.register(
             ConnectionEntry(
@@ -214,6 +242,46 @@ class HubSession:
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    @property
+    def open(self) -> bool:
+        """Past the handshake and not closing."""
+        control = self._control
+        return (
+            self._context is not None
+            and control is not None
+            and control.reason is None
+            and not self.expiry.cancel_called
+        )
+
+    def replace_principal(self, principal: Principal, deadline: float) -> None:
+        """A refreshed credential: hub code and policies see ``principal`` from
+        now on, and the connection expires at ``deadline`` (Trio time) instead."""
+        assert self._context is not None
+        self.principal = principal
+        self._context.principal = principal
+        self.expiry.deadline = deadline
+
+    async def authentication_refreshed(self) -> None:
+        """The hub's ``on_authentication_refreshed`` (its errors are logged)."""
+        try:
+            await self._make_hub().on_authentication_refreshed()
+        except Exception:
+            log.exception(
+                "on_authentication_refreshed of %s raised", self.registration.hub_class.__name__
+            )
+
+    def close(self, reason: CloseReason) -> None:
+        """Close this connection with ``reason`` (its close record tells the client)."""
+        if self._control is not None:
+            self._control.close(reason)
+
+    def outbox_depth(self) -> tuple[int, int] | None:
+        """``(records, bytes)`` queued for this client; ``None`` before it opened."""
+        control = self._control
+        if control is None:
+            return None
+        return control.outbox.statistics().current_buffer_used, control.queued_bytes
 
     def _mark_sent(self) -> None:
         self._sent = True
@@ -401,21 +469,37 @@ class HubSession:
     async def closed(self, reason: CloseReason, opened: bool) -> None:
         if self._dispatcher is not None:
             self._dispatcher.log.flush()
+        duration = trio.current_time() - self._opened_at
+        if self._metrics is not None:
+            self._metrics.closed(reason, duration)
         if self._context is not None:
             # The detail of an abort (what the client was told) or of the
             # client's own Close; other reasons logged theirs when they happened.
             detail = ""
             if self._control is not None and reason in _DETAILED:
-                detail = self._control.detail
+                detail = clip(self._control.detail, 100)
+            hub = self.registration.hub_class.__name__
             log.info(
                 "connection %s closed: hub=%s user=%s transport=%s after %.1f s, %s%s",
                 self.connection_id,
-                self.registration.hub_class.__name__,
+                hub,
                 self._context.user_id,
                 self.transport_name,
-                trio.current_time() - self._opened_at,
+                duration,
                 reason.value,
-                f" ({clip(detail, 100)})" if detail else "",
+                f" ({detail})" if detail else "",
+                extra={
+                    "triohub": {
+                        "event": "connection.closed",
+                        "connection_id": self.connection_id,
+                        "hub": hub,
+                        "user_id": self._context.user_id,
+                        "transport": self.transport_name,
+                        "duration": round(duration, 3),
+                        "close_reason": reason.name.lower(),
+                        "close_detail": detail,
+                    }
+                },
             )
         if self._connected:
             error = None if reason in _CLEAN else ConnectionError(reason.value)

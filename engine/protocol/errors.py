@@ -54,6 +54,7 @@ class Texts:
     # -- close records (7)
     CONNECTION_CLOSED_WITH_ERROR: Final = "Connection closed with an error."
     AUTHENTICATION_EXPIRED: Final = "Authentication expired."
+    AUTHENTICATION_REVOKED: Final = "Authentication revoked."
 
     # -- message parsing (4.2, 6); shown only with detailed errors
     @staticmethod

@@ -108,6 +108,9 @@ class NegotiateResponse:
     """Enabled transports; kept in the reference's order whatever the input order."""
     use_stateful_reconnect: bool = False
     """True only when the client asked and the server allows it."""
+    token_lifetime_seconds: int | None = None
+    """Whole seconds until the credential expires, for a hub that accepts
+    refresh (``tokenLifetimeSeconds``, as ASP.NET Core 11); ``None``: not sent."""
 
     def __attrs_post_init__(self) -> None:
         if self.negotiate_version < 1 and self.connection_token != self.connection_id:
@@ -134,6 +137,8 @@ class NegotiateResponse:
             }
             for transport in self.available_transports
         ]
+        if self.token_lifetime_seconds is not None:
+            document["tokenLifetimeSeconds"] = self.token_lifetime_seconds
         return orjson.dumps(document)
 
 

@@ -217,13 +217,20 @@ class ClusterTokens:
         request: HttpRequest,
         info: RequestInfo,
     ) -> Refusal | ForwardedBody | Answer | None:
-        """A GET / POST / DELETE of a connection this node does not hold:
-        ``None`` when this node now holds it (a transport's first GET: go on
-        locally), the body to forward (a POST), else the answer, forwarded to
-        the holder when there is one."""
+        """A request of a connection this node does not hold: ``None`` when
+        this node now holds it (a transport's first request: go on locally),
+        the body to forward (a POST), else the answer, forwarded to the holder
+        when there is one.
+
+        Refusals: 404 not ours / expired / ended, 401 / 403 another user,
+        409 another node holds it, 503 the backplane cannot be asked.
+        """
         claim = self._check(token, registration, verdict, info)
         if isinstance(claim, Refusal):
             return claim
+        if request.websocket:
+            adopted = await self._claim(token, claim, registration, verdict, forwardable=False)
+            return None if isinstance(adopted, HttpConnection) else adopted
         event_stream = "text/event-stream" in request.header("accept")
         forwarded = ForwardedRequest(
             request.method, token, event_stream, user_digest(verdict.principal), b""
@@ -243,20 +250,6 @@ class ClusterTokens:
             return Refusal(404, Texts.NO_CONNECTION.encode())
         hold = registration.options.long_poll_timeout if request.method == "GET" else 0.0
         return await self.forwarder.forward(channel, forwarded, hold)
-
-    async def adopt(
-        self, token: str, registration: HubRegistration, verdict: Verdict, request: RequestInfo
-    ) -> HttpConnection | Refusal:
-        """The first transport request of ``token`` on this node: verify it,
-        check the user, claim it cluster-wide and enter it in the table.
-
-        Refusals: 404 not ours / expired / ended, 401 / 403 another user,
-        409 another node holds it, 503 the backplane cannot be asked.
-        """
-        claim = self._check(token, registration, verdict, request)
-        if isinstance(claim, Refusal):
-            return claim
-        return await self._claim(token, claim, registration, verdict, forwardable=False)
 
     async def _claim(
         self,

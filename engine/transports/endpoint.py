@@ -10,8 +10,9 @@ gives the same answers by construction.
 
 The rules, in order (``signalr-protocol.md`` sections 1-3):
 
-1. routing: ``{hub}`` and ``{hub}/negotiate``; any other path goes to the fallback
-   (404 without one);
+1. routing: ``{hub}``, ``{hub}/negotiate`` and ``{hub}/refresh`` (authentication
+   refresh in place, ``refresh.py``: it answers in JSON, refusals included); any
+   other path goes to the fallback (404 without one);
 2. methods (405) and WebSocket upgrade checks (400, RFC 6455 4.2.1), and a request
    carrying both ``Transfer-Encoding`` and ``Content-Length`` (400: a proxy might
    frame it differently, RFC 9112 6.1);
@@ -49,6 +50,7 @@ from .connections import ConnectionTable, HttpConnection, Refusal
 from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
+from .refresh import refresh
 from .sse import Inbound, SseTransport
 
 if TYPE_CHECKING:
@@ -189,6 +191,13 @@ class ReadBody:
     limit: int = POST_LIMIT
 
 
+HUB = ""
+"""The route of ``{hub}`` itself: the transports' requests."""
+NEGOTIATE = "/negotiate"
+REFRESH = "/refresh"
+"""``POST {hub}/refresh?id={token}``: a fresh credential replaces the connection's
+principal in place (``refresh.py``)."""
+
 Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 _NOT_FOUND = Respond(404, b"Not Found")
@@ -197,8 +206,7 @@ _STOPPING = Respond(503, SHUTTING_DOWN, close=True)
 
 
 def _refused(verdict: Verdict | Refusal) -> Respond:
-    body = verdict.body if isinstance(verdict, Refusal) else b""
-    return Respond(verdict.status, body, headers=verdict.headers)
+    return Respond(verdict.status, verdict.body, headers=verdict.headers)
 
 
 def _refused_bound(info: RequestInfo, verdict: Verdict, refusal: Refusal) -> Respond:
@@ -250,41 +258,32 @@ class Endpoint:
             self.connections = ConnectionTable(on_remove=self._removed)
             self.cluster = ClusterTokens(server, key, self.connections, self._serve_forwarded)
 
-    def route(self, path: str) -> tuple[HubRegistration | None, bool]:
-        """The hub of ``path`` and whether it is its negotiate route."""
+    def route(self, path: str) -> tuple[HubRegistration | None, str]:
+        """The hub of ``path`` and which of its routes it is: ``HUB`` (the
+        transports), ``NEGOTIATE`` or ``REFRESH``."""
         hubs = self.server.hubs
         registration = hubs.get(path)
         if registration is not None:
-            return registration, False
-        if path.endswith("/negotiate"):
-            registration = hubs.get(path[: -len("/negotiate")])
-            if registration is not None:
-                return registration, True
-        return None, False
+            return registration, HUB
+        for suffix in (NEGOTIATE, REFRESH):
+            if path.endswith(suffix):
+                registration = hubs.get(path[: -len(suffix)])
+                if registration is not None:
+                    return registration, suffix
+        return None, HUB
 
     def _removed(self, connection: HttpConnection) -> None:
         if self.cluster is not None:
             self.cluster.removed(connection)
 
-    async def _adopt_websocket(
-        self, token: str, registration: HubRegistration, verdict: Verdict, request: HttpRequest
-    ) -> Respond | None:
-        """In a cluster, a WebSocket's token this node has not seen yet: adopt
-        it (it may have been negotiated on any node) or say why not."""
+    async def _elsewhere(
+        self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
+    ) -> Action | None:
+        """In a cluster, a request of a connection this node does not hold:
+        ``None`` to go on here (this node holds it now), else the answer."""
+        token = (parse_query(request.query).get("id") or ("",))[0]
         if self.cluster is None or not token or self.connections.get(token) is not None:
             return None
-        info = request.info(registration.path)
-        adopted = await self.cluster.adopt(token, registration, verdict, info)
-        if not isinstance(adopted, Refusal):
-            return None
-        return _refused_bound(info, verdict, adopted)
-
-    async def _elsewhere(
-        self, token: str, registration: HubRegistration, verdict: Verdict, request: HttpRequest
-    ) -> Action | None:
-        """A request of a connection this node does not hold (a cluster):
-        ``None`` when this node took it (a transport's first GET)."""
-        assert self.cluster is not None
         info = request.info(registration.path)
         result = await self.cluster.elsewhere(token, registration, verdict, request, info)
         if result is None:
@@ -343,31 +342,35 @@ class Endpoint:
         """What to do with ``request`` (the rules of the module's docstring, in order)."""
         if "transfer-encoding" in request.headers and "content-length" in request.headers:
             return Respond(400, BOTH_FRAMINGS, close=True)
-        registration, negotiate_route = self.route(request.path)
+        registration, route = self.route(request.path)
         if registration is None:
             return Fallback() if self.fallback else _NOT_FOUND
         if request.websocket:
-            if negotiate_route:
+            if route != HUB:
                 return _NOT_FOUND
             return await self._websocket(request, registration)
-        if negotiate_route and request.method != "POST":
+        if route != HUB and request.method != "POST":
             return _METHOD_NOT_ALLOWED
         if request.method not in ("GET", "POST", "DELETE"):
             return _METHOD_NOT_ALLOWED
-        if negotiate_route and not self.server.accepting:
+        if route == NEGOTIATE and not self.server.accepting:
             return _STOPPING
         # Authentication and the hub policy come first, before any lookup.
         verdict = await self._verdict(request, registration)
+        if route == REFRESH:
+            answer = await refresh(
+                self.server, self.connections, registration, request.query, verdict
+            )
+            return Respond(
+                answer.status, answer.body, content_type="application/json", headers=answer.headers
+            )
         if not verdict.allowed:
             return _refused(verdict)
-        if negotiate_route:
+        if route == NEGOTIATE:
             return self._negotiate(request, registration, verdict.principal)
-        if self.cluster is not None:
-            token = (parse_query(request.query).get("id") or ("",))[0]
-            if token and self.connections.get(token) is None:
-                elsewhere = await self._elsewhere(token, registration, verdict, request)
-                if elsewhere is not None:
-                    return elsewhere
+        elsewhere = await self._elsewhere(request, registration, verdict)
+        if elsewhere is not None:
+            return elsewhere
         return self._transport_request(request, registration, verdict)
 
     async def _verdict(self, request: HttpRequest, registration: HubRegistration) -> Verdict:
@@ -387,6 +390,11 @@ class Endpoint:
             self.connections.add(
                 result.connection_token, result.connection_id, registration, principal
             )
+            lifetime = self.server.credentials.token_lifetime(
+                principal, registration.options.allow_authentication_refresh
+            )
+            if lifetime is not None:
+                result = attrs.evolve(result, token_lifetime_seconds=lifetime)
         return Respond(200, result.body, content_type="application/json")
 
     async def _websocket(self, request: HttpRequest, registration: HubRegistration) -> Action:
@@ -400,9 +408,9 @@ class Endpoint:
         if not verdict.allowed:
             return _refused(verdict)
         token = (parse_query(request.query).get("id") or ("",))[0]
-        refused = await self._adopt_websocket(token, registration, verdict, request)
-        if refused is not None:
-            return refused
+        elsewhere = await self._elsewhere(request, registration, verdict)
+        if elsewhere is not None:
+            return elsewhere
         info = request.info(registration.path)
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):

@@ -397,6 +397,30 @@ async def test_local_sends_are_published_and_remote_ones_only_delivered(
     assert backplane.published == [(Audience(everyone=True), local)]
 
 
+async def test_a_filtered_send_reaches_the_admitted_and_is_never_published(
+    nursery: trio.Nursery,
+) -> None:
+    """``send_admitted``: the filter sees each recipient's handle; the send stays on
+    this node (a backplane would carry it without its filter)."""
+    backplane = RecordingBackplane()
+    router = Router(backplane=backplane)
+    await nursery.start(router.run)
+    a, b = Conn("a"), Conn("b")
+    await register(router, a, b)
+    seen: list[str] = []
+
+    def admits(handle: object) -> bool:
+        seen.append(str(handle))
+        return handle == "handle-b"
+
+    await router.send_admitted(Audience(everyone=True), CountingPayload("filtered"), admits)
+    await router.stats()
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(seen) == ["handle-a", "handle-b"]
+    assert (a.received(), b.received()) == ([], [b"json:filtered"])
+    assert backplane.published == []
+
+
 async def test_the_seam_hears_first_and_last_of_users_and_groups(nursery: trio.Nursery) -> None:
     backplane = RecordingBackplane()
     router = Router(backplane=backplane)

@@ -262,6 +262,16 @@ class NodeClient:
             pytest.fail(_describe(command, None, b"", b"", NODE_TIMEOUT), pytrace=False)
         return _results(command, done.returncode, done.stdout, done.stderr)
 
+    async def arun_script(self, script: Path, *args: str) -> dict[str, Any]:
+        """Run another script of ``js/`` that prints one ``{"ok", "results"}`` line,
+        with ``trio.run_process``; fails after ``NODE_TIMEOUT``."""
+        command = [self.node, str(script), *args]
+        with trio.fail_after(NODE_TIMEOUT):
+            done = await trio.run_process(
+                command, cwd=REPO_ROOT, capture_stdout=True, capture_stderr=True, check=False
+            )
+        return _results(command, done.returncode, done.stdout, done.stderr)
+
 
 def _describe(
     command: list[str], code: int | None, stdout: bytes, stderr: bytes, timeout: float | None

@@ -12,10 +12,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
-from triohub import ANONYMOUS, HubServer, Principal
+from triohub import (
+    ANONYMOUS,
+    HubServer,
+    JwtBearerAuthenticator,
+    JwtBearerOptions,
+    Principal,
+    SignalRApp,
+    serve_hypercorn,
+    serve_native,
+)
 from triohub.actors.supervisor import CloseReason
 from triohub.protocol import HubMessage, Ping
 from triohub.testing import HubTestClient
@@ -26,6 +36,26 @@ PATH = "/hub"
 
 StartServer = Callable[..., Awaitable[HubServer]]
 """The type of the ``start_server`` fixture."""
+
+Serve = Callable[[trio.Nursery, HubServer], Awaitable[Any]]
+"""Serves a running ``HubServer`` over real HTTP; returns ``(host, port)``."""
+
+
+async def on_hypercorn(nursery: trio.Nursery, server: HubServer) -> Any:
+    return await nursery.start(serve_hypercorn, SignalRApp(server), "127.0.0.1", 0)
+
+
+def bearer_authenticator(key: str, audience: str) -> JwtBearerAuthenticator:
+    """HS256 bearer tokens signed with ``key``, issuer ``tests``, for ``audience``."""
+    return JwtBearerAuthenticator(
+        JwtBearerOptions(algorithms=("HS256",), key=key, issuer="tests", audience=audience)
+    )
+
+
+async def on_native(nursery: trio.Nursery, server: HubServer) -> Any:
+    return await nursery.start(serve_native, server, "127.0.0.1", 0)
+
+
 JSON_HANDSHAKE = b'{"protocol":"json","version":1}\x1e'
 HANDSHAKE_OK = b"{}\x1e"
 PING = b'{"type":6}\x1e'

@@ -4,23 +4,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from hub_support import CLOSE, HANDSHAKE_OK, PATH, StartServer, open_raw_client
+from hub_support import (
+    CLOSE,
+    HANDSHAKE_OK,
+    PATH,
+    Serve,
+    StartServer,
+    bearer_authenticator,
+    on_hypercorn,
+    on_native,
+    open_raw_client,
+)
 
 from tests.auth.support import Http, bearer, sign
 from triohub import (
     HubServer,
-    JwtBearerAuthenticator,
-    JwtBearerOptions,
     Principal,
-    SignalRApp,
-    serve_hypercorn,
-    serve_native,
 )
 from triohub.actors.supervisor import CloseReason
 from triohub.hub.hub import Hub
@@ -123,26 +126,12 @@ async def test_ban_needs_a_running_server_and_a_user_id(start_server: StartServe
 
 # -- over HTTP: negotiate answers 403 ------------------------------------------------------
 
-Serve = Callable[[trio.Nursery, HubServer], Awaitable[Any]]
-
-
-async def on_hypercorn(nursery: trio.Nursery, server: HubServer) -> Any:
-    return await nursery.start(serve_hypercorn, SignalRApp(server), "127.0.0.1", 0)
-
-
-async def on_native(nursery: trio.Nursery, server: HubServer) -> Any:
-    return await nursery.start(serve_native, server, "127.0.0.1", 0)
-
 
 @pytest.mark.parametrize("serve", [on_hypercorn, on_native], ids=["hypercorn", "native"])
 async def test_negotiate_refuses_a_banned_user_with_403(
     nursery: trio.Nursery, serve: Serve
 ) -> None:
-    server = HubServer(
-        authenticator=JwtBearerAuthenticator(
-            JwtBearerOptions(algorithms=("HS256",), key=KEY, issuer="tests", audience="bans")
-        )
-    )
+    server = HubServer(authenticator=bearer_authenticator(KEY, "bans"))
     server.map_hub("/hubs/chat", ChatHub)
     await nursery.start(server.run)
     host, port = await serve(nursery, server)

@@ -44,6 +44,16 @@ def test_vector_4_version_1_body() -> None:
     )
 
 
+def test_token_lifetime_is_reported_last_when_given() -> None:
+    response = NegotiateResponse(1, ID, TOKEN, ALL, token_lifetime_seconds=299)
+    assert response.body == (
+        b'{"negotiateVersion":1,"connectionId":"AAAAAAAAAAAAAAAAAAAAAA",'
+        b'"connectionToken":"BBBBBBBBBBBBBBBBBBBBBB",'
+        + TRANSPORTS_JSON
+        + b',"tokenLifetimeSeconds":299}'
+    )
+
+
 def test_vector_4_version_0_body_has_no_token() -> None:
     response = NegotiateResponse(0, ID, ID, ALL)
     assert response.body == (

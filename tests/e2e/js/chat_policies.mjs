@@ -2,29 +2,10 @@
 // client: each user's BanUser and ViewUserHistory outcomes, and an anonymous start.
 //   node chat_policies.mjs BASE_URL   -> one JSON line
 import * as signalR from "@microsoft/signalr";
+import { outcome, token as demoToken } from "./demo.mjs";
 
 const base = process.argv[2];
 const USERS = ["alice", "bob", "asdf42", "mallory"];
-
-async function token(username) {
-    const response = await fetch(`${base}/api/token`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ username, password: `${username}-password` }),
-    });
-    if (response.status !== 200) {
-        throw new Error(`token for ${username}: HTTP ${response.status}`);
-    }
-    return (await response.json()).access_token;
-}
-
-async function outcome(call) {
-    try {
-        return { value: (await call()) ?? null };
-    } catch (error) {
-        return { error: String(error?.message ?? error) };
-    }
-}
 
 function build(options) {
     return new signalR.HubConnectionBuilder()
@@ -35,7 +16,7 @@ function build(options) {
 
 const results = { users: {} };
 for (const username of USERS) {
-    const accessToken = await token(username);
+    const accessToken = await demoToken(base, username);
     const connection = build({ accessTokenFactory: () => accessToken });
     await connection.start();
     results.users[username] = {
