@@ -169,6 +169,15 @@ class RedisBackplane:
             self._metrics.backplane_published(trio.current_time() - started)
         return int(receivers)
 
+    async def subscribers(self, channel: str) -> int:
+        """How many subscribe to ``channel`` now (``PUBSUB NUMSUB``).
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        counts = await self._request("numsub", lambda client: client.pubsub_numsub(channel))
+        return int(sum(counts.values()))
+
     async def claim(self, key: str, ttl: float) -> str | None:
         """Set ``key`` to this node's name for ``ttl`` seconds unless it exists
         (one round trip, ``SET NX GET``): ``None`` when this node got it, else

@@ -22,6 +22,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,6 +42,10 @@ log = logging.getLogger("triohub.transports")
 _REPLY_MARGIN = 10.0
 """How much longer than a poll's hold a node waits for the holder's answer
 before it takes the holder for dead (404)."""
+HOLDER_CHECK = 3.0
+"""While waiting for the holder's answer, how often a node asks Redis whether
+the holder still subscribes (one ``PUBSUB NUMSUB``): a killed holder's
+forwarded polls answer 404 within this, not after the whole hold."""
 
 
 @attrs.frozen
@@ -188,8 +193,15 @@ class Forwarder:
                 return gone
             self.forwarded += 1
             with trio.move_on_after(wait + _REPLY_MARGIN):
-                return await receive.receive()
-            log.warning("the node holding a connection did not answer a forwarded request")
+                while True:
+                    with trio.move_on_after(HOLDER_CHECK):
+                        return await receive.receive()
+                    # A held poll: is the holder still there? (A killed node's
+                    # subscriptions go with its Redis connection.)
+                    with suppress(BackplaneUnavailable):
+                        if not await self.link.subscribers(channel):
+                            break
+            log.warning("the node holding a connection went away during a forwarded request")
             return gone
         finally:
             self._waiting.pop(number, None)

@@ -307,3 +307,25 @@ async def test_the_holder_checks_the_user_again(nodes: list[Node]) -> None:
     assert answer.status == 403
     ended = await a.client.request("DELETE", PATH, query=f"id={token}", headers=auth("alice"))
     assert ended.status == 202
+
+
+async def test_a_poll_forwarded_to_a_holder_that_dies_is_answered_404(
+    redis: RedisServer, nodes: list[Node], nursery: trio.Nursery
+) -> None:
+    a, _ = nodes
+    # A third node, killed abruptly below (its Redis link dies with it).
+    link = RedisBackplane(redis.url)
+    doomed = HubServer(backplane=link, connection_token_key=KEY, authenticator=authenticator())
+    doomed.map_hub(PATH, ClusterHub, channel_prefix=PREFIX)
+    with trio.CancelScope() as kill:
+        async with trio.open_nursery() as inner:
+            await inner.start(doomed.run)
+            await link.wait_connected()
+            client = AsgiClient(SignalRApp(doomed), inner)
+            token = (await negotiate(a))["connectionToken"]
+            assert (await client.request("GET", PATH, query=f"id={token}")).status == 200
+            held = a.client.open("GET", PATH, query=f"id={token}")
+            await trio.sleep(0.5)  # forwarded and held on the doomed node
+            kill.cancel()
+    response = await held.response()
+    assert (response.status, response.body) == (404, b"No Connection with that ID")

@@ -111,11 +111,13 @@ class RoundRobin(_Balancer):
                     if buffer:
                         upstream.sendall(buffer)
                 # The answer, until the node closes (Connection: close).
+                streaming = upgrade
                 while data := upstream.recv(65536):
+                    streaming = streaming or b"text/event-stream" in data
                     client.sendall(data)
                 upstream.close()
-                if upgrade:
-                    return
+                if streaming:
+                    return  # an event stream ends with its TCP connection
         except OSError:
             pass
         finally:
