@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +90,7 @@ class Lines:
 
 
 @contextmanager
-def running_demo(
-    log_path: Path, server: str = "hypercorn", args: Sequence[str] = ()
-) -> Iterator[Demo]:
+def running_demo(log_path: Path, server: str = "hypercorn") -> Iterator[Demo]:
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("a") as stderr_log:
         process = subprocess.Popen(
@@ -106,7 +104,6 @@ def running_demo(
                 "0",
                 "--server",
                 server,
-                *args,
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
