@@ -97,6 +97,9 @@ class Control:
         self.last_send = trio.current_time()
         self.dispatching = False
         """The reader is handling a record (the client timeout does not run)."""
+        self.detached = False
+        """The transport is gone and a resume may replace it (stateful reconnect;
+        the client timeout does not run)."""
         self.writer_waiting = False
         """The writer is parked on an empty outbox (see ``send``)."""
         self._direct = direct

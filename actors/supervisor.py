@@ -39,6 +39,7 @@ __all__ = [
     "Control",
     "DirectTransport",
     "HandshakeStep",
+    "PacedTransport",
     "Session",
     "SupervisorOptions",
     "Transport",
@@ -79,6 +80,18 @@ class DirectTransport(Transport, Protocol):
     def send_nowait(self, data: bytes) -> bool: ...
 
     def attach(self, waker: Callable[[], None]) -> None: ...
+
+
+class PacedTransport(Transport, Protocol):
+    """A transport whose peer paces what it may be sent (stateful reconnect's
+    replay buffer, which fills until the peer acknowledges).
+
+    ``admit(records)`` waits until the first of ``records`` may be written and
+    returns how many may go now (at least 1). The writer waits there with no
+    send timeout (the peer's Acks, not the socket, are late), still cancellable.
+    """
+
+    async def admit(self, chunks: Sequence[bytes]) -> int: ...
 
 
 @attrs.frozen
@@ -268,6 +281,7 @@ async def _writer(
     control: Control,
     options: SupervisorOptions,
 ) -> None:
+    admit = getattr(transport, "admit", None)
     batch: list[bytes] = []
     while True:
         try:
@@ -286,24 +300,41 @@ async def _writer(
                 batch.append(outbox.receive_nowait())
             except trio.WouldBlock:
                 break
-        # Shielded so a cancellation never leaves half a frame on the wire;
-        # bounded so a client that stopped reading cannot hold us forever.
-        # One scope does both (a shield keeps its own deadline): this runs once
-        # per batch on the hottest path there is.
-        with trio.CancelScope(
-            shield=True, deadline=trio.current_time() + options.send_timeout
-        ) as timeout:
-            try:
-                await transport.send(batch)
-            except _TRANSPORT_GONE:
-                control.close(CloseReason.TRANSPORT_CLOSED)
-                return
-        if timeout.cancelled_caught:
-            control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
+        if admit is not None:
+            while True:
+                count = await admit(batch)
+                if count >= len(batch):
+                    break
+                if not await _write(transport, batch[:count], control, options):
+                    return
+                del batch[:count]
+        if not await _write(transport, batch, control, options):
             return
-        control.last_send = trio.current_time()
-        control._sent(sum(map(len, batch)))
         batch = []
+
+
+async def _write(
+    transport: Transport, batch: list[bytes], control: Control, options: SupervisorOptions
+) -> bool:
+    """One batch to the transport; False when that ended the connection."""
+    # Shielded so a cancellation never leaves half a frame on the wire;
+    # bounded so a client that stopped reading cannot hold us forever.
+    # One scope does both (a shield keeps its own deadline): this runs once
+    # per batch on the hottest path there is.
+    with trio.CancelScope(
+        shield=True, deadline=trio.current_time() + options.send_timeout
+    ) as timeout:
+        try:
+            await transport.send(batch)
+        except _TRANSPORT_GONE:
+            control.close(CloseReason.TRANSPORT_CLOSED)
+            return False
+    if timeout.cancelled_caught:
+        control.close(CloseReason.SLOW_CONSUMER, "transport send timed out")
+        return False
+    control.last_send = trio.current_time()
+    control._sent(sum(map(len, batch)))
+    return True
 
 
 async def _timers(session: Session, control: Control, options: SupervisorOptions) -> None:
@@ -332,7 +363,10 @@ async def _timers(session: Session, control: Control, options: SupervisorOptions
                 continue
             wake = due
         if control.client_timeout_armed:
-            due = (now if control.dispatching else control.last_receive) + options.client_timeout
+            # Paused while the reader handles a record and while the transport
+            # is gone and a resume may come (stateful reconnect).
+            busy = control.dispatching or control.detached
+            due = (now if busy else control.last_receive) + options.client_timeout
             if now >= due:
                 control.close(CloseReason.CLIENT_TIMEOUT)
                 return

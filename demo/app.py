@@ -60,6 +60,7 @@ def build_app(
     revocations: RevocationStore | None = None,
     redis_url: str | None = None,
     metrics: Prometheus | None = None,
+    disconnect_timeout: float = 15.0,
 ) -> SignalRApp:
     """The whole demo.
 
@@ -74,6 +75,9 @@ def build_app(
         metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
             no ``/metrics`` (the server still reports to OpenTelemetry's global
             provider, a no-op unless the application sets one).
+        disconnect_timeout: seconds a dropped WebSocket's connection waits for the
+            client to resume it (both hubs allow stateful reconnect; a page or
+            client opts in with ``withStatefulReconnect()``).
     """
     secret = secret or jwt_secret()
     trusted = TrustedProxies(trusted_proxies() if proxies is None else proxies)
@@ -115,10 +119,17 @@ def build_app(
         factory=lambda: ChatHub(state),
         user_id_provider=email_user_id,
         options=HubOptions(
-            close_on_authentication_expiration=True, allow_authentication_refresh=True
+            close_on_authentication_expiration=True,
+            allow_authentication_refresh=True,
+            allow_stateful_reconnect=True,
+            disconnect_timeout=disconnect_timeout,
         ),
     )
-    server.map_hub("/hubs/echo", EchoHub)
+    server.map_hub(
+        "/hubs/echo",
+        EchoHub,
+        options=HubOptions(allow_stateful_reconnect=True, disconnect_timeout=disconnect_timeout),
+    )
     web = DemoWeb(
         cookies,
         secret,

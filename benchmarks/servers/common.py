@@ -32,6 +32,11 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "
         "SDK (triohub only)",
     )
+    parser.add_argument(
+        "--stateful-reconnect",
+        action="store_true",
+        help="triohub only: allow stateful reconnect (bench_resume.py)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # 5,000 connections and their listener need more descriptors than some defaults.

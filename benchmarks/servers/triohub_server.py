@@ -136,7 +136,11 @@ def build_server(args: Any) -> HubServer:
         connection_token_key=derive_key(args.key or "bench") if backplane else None,
         **providers,
     )
-    server.map_hub(args.path, BenchHub, options=HubOptions(close_on_authentication_expiration=True))
+    options = HubOptions(
+        close_on_authentication_expiration=True,
+        allow_stateful_reconnect=args.stateful_reconnect,
+    )
+    server.map_hub(args.path, BenchHub, options=options)
     return server
 
 

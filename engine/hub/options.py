@@ -72,14 +72,17 @@ class HubOptions:
     transports: frozenset[TransportType] = attrs.field(default=ALL_TRANSPORTS, converter=frozenset)
     """Transports this hub accepts."""
     disconnect_timeout: float = attrs.field(default=15.0, validator=_positive)
-    """Seconds a negotiated-but-unused or idle long-polling connection is kept."""
+    """Seconds a negotiated-but-unused or idle long-polling connection is kept,
+    and a resumable WebSocket connection waits for its client to resume it."""
     long_poll_timeout: float = attrs.field(default=90.0, validator=_positive)
     """Seconds a poll is held open when there is nothing to send."""
     allow_stateful_reconnect: bool = False
     """Grant stateful reconnect to clients that ask for it on negotiate
     (``withStatefulReconnect()``; opt-in, as ASP.NET's ``AllowStatefulReconnects``).
-    Not yet honoured by the transports: the sans-IO parts are in
-    ``triohub.protocol.resumable``, the I/O side is issue 18's next step."""
+    WebSockets only: a socket that drops without a Close keeps its connection
+    (groups, invocations, streams, output buffered) for ``disconnect_timeout``,
+    and a WebSocket request with the same connection token from the same user
+    resumes it with nothing lost or repeated (``triohub.transports.resumable``)."""
     stateful_reconnect_buffer_size: int = attrs.field(default=DEFAULT_BUFFER_SIZE, validator=_count)
     """Bytes of sent, unacknowledged records kept per resumable connection for
     resending after a reconnect; when full, sending waits for the client's Ack."""

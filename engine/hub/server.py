@@ -36,7 +36,7 @@ from .group_policies import GroupAdmission, GroupPolicies
 from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
-from .session import HubSession
+from .session import HubSession, Resumable
 
 __all__ = ["HubRegistration", "HubServer"]
 
@@ -488,11 +488,14 @@ class HubServer:
         transfer_formats: Collection[TransferFormat] = (TransferFormat.TEXT, TransferFormat.BINARY),
         keep_alive: bool = True,
         on_protocol: Callable[[HubProtocol], None] | None = None,
+        resumable: Resumable | None = None,
     ) -> CloseReason:
         """Run one connection in the calling task until it ends.
 
         The principal is fixed here, until a refresh replaces it
-        (``refresh_authentication``).
+        (``refresh_authentication``). ``resumable``: ``transport`` is that
+        link, and negotiate granted stateful reconnect (the handshake decides
+        whether it is used).
         """
         if not self.running:
             raise RuntimeError(
@@ -509,6 +512,7 @@ class HubServer:
             transfer_formats,
             on_protocol,
             transport_name=getattr(transport, "name", type(transport).__name__),
+            resumable=resumable,
         )
         deadline = self.credentials.deadline_for(principal, registration.options)
         if deadline is not None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import math
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -37,6 +38,7 @@ from ..protocol import (
     Texts,
     TransferFormat,
 )
+from ..protocol.resumable import ResumableStream
 from .clients import GroupManager, HubCallerClients
 from .context import HubCallerContext
 from .dispatcher import Dispatcher
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     from ..observability import ConnectionMetrics
     from .server import HubRegistration
 
-__all__ = ["HubSession"]
+__all__ = ["HubSession", "Resumable"]
 
 log = logging.getLogger("triohub.connection")
 
@@ -80,6 +82,23 @@ _CLEAN = {
 _DETAILED = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.ABORTED_WITH_ERROR}
 
 
+class Resumable(Protocol):
+    """The transport of a connection that negotiate granted stateful reconnect
+    (``transports.resumable.ResumableLink``), as the session drives it."""
+
+    def begin(
+        self,
+        stream: ResumableStream,
+        *,
+        on_lost: Callable[[], None],
+        on_resumed: Callable[[float | None], None],
+    ) -> None: ...
+
+    def received(self, message: HubMessage) -> bool: ...
+
+    async def run_acks(self) -> None: ...
+
+
 class HubSession:
     """Implements ``triohub.actors.supervisor.Session`` for one hub connection."""
 
@@ -92,6 +111,7 @@ class HubSession:
         on_protocol: Callable[[HubProtocol], None] | None = None,
         *,
         transport_name: str = "unknown",
+        resumable: Resumable | None = None,
     ) -> None:
         self.registration = registration
         self.connection_id = connection_id
@@ -100,8 +120,13 @@ class HubSession:
         """``WebSockets``, ``ServerSentEvents``, ``LongPolling`` (for log lines)."""
         self._opened_at = trio.current_time()
         self._protocol = HubConnection(
-            registration.protocols, transfer_formats, registration.options.max_message_size
+            registration.protocols,
+            transfer_formats,
+            registration.options.max_message_size,
+            stateful_reconnect=resumable is not None,
         )
+        self._link = resumable
+        self._stateful = False  # the handshake turned stateful reconnect on
         self._on_protocol = on_protocol
         self._control: Control | None = None
         self._dispatcher: Dispatcher | None = None
@@ -141,6 +166,7 @@ class HubSession:
         self._protocol.receive_data(data)
         event = self._protocol.next_event()
         if isinstance(event, HandshakeCompleted):
+            self._stateful = event.stateful_reconnect
             if self._on_protocol is not None:
                 # WebSockets: the reply already travels in the protocol's frame type.
                 self._on_protocol(event.protocol)
@@ -163,6 +189,19 @@ class HubSession:
     async def opened(self, control: Control) -> None:
         registration = self.registration
         self._control = control
+        link = self._link
+        if link is not None:
+            if self._stateful:
+                # After the handshake reply went out: from here on every record
+                # is sequenced; before the writer and the router see any.
+                stream = ResumableStream(
+                    self._protocol.protocol,
+                    buffer_size=registration.options.stateful_reconnect_buffer_size,
+                )
+                link.begin(stream, on_lost=self._transport_lost, on_resumed=self._resumed)
+                control.nursery.start_soon(link.run_acks)
+            else:
+                self._link = link = None
         user_id = await resolve_user_id(registration.user_id_provider, self.principal)
         if registration.authorizer.is_banned(user_id):
             # Banned after this connection's request was checked: HubServer.ban
@@ -242,6 +281,21 @@ class HubSession:
         finally:
             _in_on_connected.reset(token)
         self._connected = True
+
+    def _transport_lost(self) -> None:
+        """The WebSocket dropped; the connection waits for a resume."""
+        assert self._control is not None
+        self._control.detached = True
+
+    def _resumed(self, deadline: float | None) -> None:
+        """A new WebSocket took over, with a fresh credential of the same user."""
+        control = self._control
+        assert control is not None
+        # A record the old socket cut short is not continued by the new one.
+        self._protocol.transport_lost()
+        control.detached = False
+        control.last_receive = trio.current_time()
+        self.expiry.deadline = math.inf if deadline is None else deadline
 
     @property
     def open(self) -> bool:
@@ -345,10 +399,15 @@ class HubSession:
         control = self._control
         assert dispatcher is not None
         assert control is not None
+        link = self._link
         protocol.receive_data(data)
         while True:
             try:
                 message = protocol.next_event()
+                if link is not None and message is not NEED_DATA:
+                    assert not isinstance(message, HandshakeCompleted | HandshakeFailed)
+                    if not link.received(message):
+                        continue  # an Ack, a Sequence, or a resent record seen before
             except RemoteProtocolError as error:
                 # One line, no traceback: the client's mistake, and its data
                 # (a whole decoded record, for MessagePack) clipped.
@@ -371,7 +430,7 @@ class HubSession:
             elif isinstance(message, Close):
                 raise CloseConnection(CloseReason.CLIENT_CLOSED, message.error or "")
             elif isinstance(message, Ack | Sequence):
-                pass  # stateful reconnect is not negotiated; nothing to do
+                pass  # stateful reconnect is off for this connection; nothing to do
             else:  # pragma: no cover - handshake events cannot recur
                 raise CloseConnection(CloseReason.PROTOCOL_ERROR, f"unexpected {message!r}")
 

@@ -41,9 +41,10 @@ says ``stateful_reconnect``):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence as Frames
 from typing import Final
 
-from .base import HubProtocol
+from .base import HubProtocol, TransferFormat
 from .errors import LocalProtocolError, RemoteProtocolError, Texts
 from .messages import Ack, HubMessage, MessageType, Sequence
 
@@ -162,6 +163,38 @@ class ResumableStream:
     def sent_count(self) -> int:
         """The id of the last sequenced record sent (0 before the first)."""
         return self._sent
+
+    def record_type(self, frame: bytes) -> int:
+        """The ``MessageType`` of a record this server's own encoder framed.
+
+        Both encoders write the type first: JSON as ``{"type":N``, MessagePack
+        as the first element of the array after the varint length prefix.
+        """
+        if self._protocol.transfer_format is TransferFormat.TEXT:
+            end = frame.find(b",", 8, 12)
+            return int(frame[8 : end if end > 0 else frame.index(b"}", 8)])
+        at = 0
+        while frame[at] & 0x80:  # the varint length prefix
+            at += 1
+        head = frame[at + 1]  # fixarray, array 16 or array 32
+        return frame[at + 2 if 0x90 <= head <= 0x9F else at + 4 if head == 0xDC else at + 6]
+
+    def admissible(self, frames: Frames[bytes]) -> int:
+        """How many of ``frames``, from the first, may be sent now.
+
+        A sequenced record goes while the buffer is not ``full`` (so it holds at
+        most ``buffer_size`` bytes plus one record); others always go. 0: wait
+        for an Ack before the first.
+        """
+        room = self._buffer_size - self._buffered
+        count = 0
+        for frame in frames:
+            if frame and self.record_type(frame) in SEQUENCED_TYPES:
+                if room <= 0:
+                    break
+                room -= len(frame)
+            count += 1
+        return count
 
     def send(self, message_type: int, frame: bytes) -> bytes | None:
         """Account for one framed record before it is written.

@@ -46,7 +46,7 @@ from .forwarding import Answer, ForwardedRequest, Forwarder
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
-    from .endpoint import HttpRequest, Respond
+    from .actions import HttpRequest, Respond
 
 __all__ = [
     "ENDED",

@@ -23,6 +23,7 @@ from ..protocol.negotiate import TransportType, new_connection_id
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration
+    from .resumable import ResumableLink
 
 __all__ = ["ConnectionTable", "HttpConnection", "Refusal"]
 
@@ -49,6 +50,11 @@ class HttpConnection:
     issued: float | None = None
     """Unix time its cluster token was issued (``transports.cluster``): this
     node claimed it in the backplane and must mark it ended. ``None`` on one node."""
+    stateful: bool = False
+    """Negotiate granted stateful reconnect (``useStatefulReconnect``)."""
+    link: ResumableLink | None = None
+    """The WebSocket connection's ``ResumableLink`` (``stateful`` only): a later
+    WebSocket request with this token resumes it."""
 
 
 @attrs.frozen
@@ -73,9 +79,16 @@ class ConnectionTable:
         connection_id: str,
         registration: HubRegistration,
         principal: Principal | None = None,
+        *,
+        stateful: bool = False,
     ) -> HttpConnection:
         connection = HttpConnection(
-            token, connection_id, registration, trio.current_time(), principal=principal
+            token,
+            connection_id,
+            registration,
+            trio.current_time(),
+            principal=principal,
+            stateful=stateful,
         )
         self._by_token[token] = connection
         return connection

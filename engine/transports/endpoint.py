@@ -34,162 +34,45 @@ of a WebSocket a server has accepted, the same for all three.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
-from ..actors.supervisor import Transport
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..hub.access import ANONYMOUS_DIGEST, Verdict, check_bound, check_request, user_digest
-from ..protocol import HubProtocol, Texts
+from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
+from .actions import (
+    BOTH_FRAMINGS,
+    SHUTTING_DOWN,
+    Action,
+    Fallback,
+    HttpRequest,
+    OpenEventStream,
+    OpenWebSocket,
+    Poll,
+    ReadBody,
+    Respond,
+    WebSocketTransport,
+    deliver,
+    poll_answer,
+)
 from .cluster import ClusterTokens, ForwardedBody
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
-from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
+from .longpolling import LongPollingTransport, run_long_polling
 from .refresh import refresh
+from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
 
-__all__ = [
-    "BOTH_FRAMINGS",
-    "POST_LIMIT",
-    "SHUTTING_DOWN",
-    "Action",
-    "Endpoint",
-    "Fallback",
-    "HttpRequest",
-    "OpenEventStream",
-    "OpenWebSocket",
-    "Poll",
-    "ReadBody",
-    "Respond",
-    "deliver",
-    "poll_answer",
-]
+__all__ = ["Endpoint"]
 
 log = logging.getLogger("triohub.transports")
-
-POST_LIMIT = 1024 * 1024
-"""Largest POST body (one or more records) accepted from an HTTP transport."""
-SHUTTING_DOWN = b"The server is shutting down"
-BOTH_FRAMINGS = b"Transfer-Encoding and Content-Length together"
-"""The 400 body for a request framed both ways (request smuggling)."""
-
-Header = tuple[bytes, bytes]
-
-
-class WebSocketTransport(Transport, Protocol):
-    """A hub transport that frames by the hub protocol (text or binary)."""
-
-    def use_protocol(self, protocol: HubProtocol) -> None: ...
-
-
-class BodySink(Protocol):
-    """Where a POST's body goes: a connection's ``Inbound``, or in a cluster the
-    node that holds the connection (``cluster.ForwardedBody``)."""
-
-    async def put(self, body: bytes) -> bool:
-        """``False``: the connection is gone (404)."""
-        ...
-
-
-@attrs.frozen
-class HttpRequest:
-    """The facts of one request, as a server parsed them."""
-
-    method: str
-    path: str
-    """Routed path (``http.route_path``: percent-decoded, except ``%2F``)."""
-    query: str = ""
-    """The raw query string."""
-    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    """Lower-case names to their values (``http.parse_headers``)."""
-    http_version: str = "1.1"
-    websocket: bool = False
-    """The request asks to become a WebSocket (an ASGI ``websocket`` scope, or
-    ``Upgrade: websocket`` with ``Connection: upgrade``)."""
-    client: tuple[str, int] | None = None
-
-    def header(self, name: str) -> str:
-        return ",".join(self.headers.get(name, ()))
-
-    def info(self, hub_path: str | None) -> RequestInfo:
-        """What authentication and policies see of the request."""
-        return RequestInfo(
-            method=self.method,
-            path=self.path,
-            query=parse_query(self.query),
-            headers=self.headers,
-            client=self.client,
-            scheme="ws" if self.websocket else "http",
-            hub_path=hub_path,
-        )
-
-
-# -- what a server must do ---------------------------------------------------------------
-
-
-@attrs.frozen
-class Respond:
-    """Answer with this complete response."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain"
-    headers: tuple[Header, ...] = ()
-    close: bool = False
-    """End the HTTP connection after the answer (a server that can, does)."""
-
-
-@attrs.frozen
-class Fallback:
-    """Not a hub path: the fallback app serves it."""
-
-
-@attrs.frozen
-class OpenWebSocket:
-    """Accept the upgrade and run the hub connection over it; then
-    ``Endpoint.release(connection)``."""
-
-    registration: HubRegistration
-    connection_id: str
-    principal: Principal
-    connection: HttpConnection | None
-    """The negotiated table entry (``None`` when the client skipped negotiation)."""
-
-
-@attrs.frozen
-class OpenEventStream:
-    """Start the event stream and run the hub connection in this request
-    (``sse.serve_event_stream``)."""
-
-    connection: HttpConnection
-    transport: SseTransport
-    principal: Principal
-
-
-@attrs.frozen
-class Poll:
-    """Hold this long poll (``longpolling.answer_poll``)."""
-
-    transport: LongPollingTransport
-    hold: float
-
-
-@attrs.frozen
-class ReadBody:
-    """Read the body (at most ``limit`` bytes, else 413) and hand it to the
-    connection (``sse.deliver``)."""
-
-    inbound: BodySink
-    limit: int = POST_LIMIT
-
 
 HUB = ""
 """The route of ``{hub}`` itself: the transports' requests."""
@@ -198,7 +81,6 @@ REFRESH = "/refresh"
 """``POST {hub}/refresh?id={token}``: a fresh credential replaces the connection's
 principal in place (``refresh.py``)."""
 
-Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 _NOT_FOUND = Respond(404, b"Not Found")
 _METHOD_NOT_ALLOWED = Respond(405)
@@ -216,25 +98,6 @@ def _refused_bound(info: RequestInfo, verdict: Verdict, refusal: Refusal) -> Res
             info, Verdict(verdict.principal, refusal.status, reason="not the negotiating user")
         )
     return _refused(refusal)
-
-
-def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
-    """The answer to a held poll (``longpolling.hold_poll``)."""
-    if outcome is PollOutcome.DATA:
-        return Respond(200, body, content_type="application/octet-stream", headers=NO_CACHE)
-    if outcome is PollOutcome.TIMEOUT:
-        # As the reference: an empty text/plain 200 means "poll again".
-        return Respond(200, headers=NO_CACHE)
-    return Respond(204, headers=NO_CACHE)
-
-
-async def deliver(read: ReadBody, body: bytes | None) -> Respond:
-    """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
-    if body is None:
-        return Respond(413, b"Request body too large")
-    if not await read.inbound.put(body):
-        return Respond(404)
-    return Respond(200)
 
 
 class Endpoint:
@@ -326,17 +189,38 @@ class Endpoint:
 
     async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
         """The hub connection of an accepted WebSocket, to its end (in the
-        calling task); its negotiated id is spent afterwards."""
+        calling task); its negotiated id is spent afterwards. A resuming socket
+        (``action.resume``) runs until another replaces it or the connection ends."""
+        connection = action.connection
+        if action.resume:
+            assert connection is not None
+            assert connection.link is not None
+            deadline = self.server.credentials.deadline_for(
+                action.principal, action.registration.options
+            )
+            await connection.link.resume(transport, deadline)
+            return
+        link: ResumableLink | None = None
+        if connection is not None and connection.stateful:
+            options = action.registration.options
+            link = resumable_link(
+                transport,
+                connection_id=action.connection_id,
+                disconnect_timeout=options.disconnect_timeout,
+                send_timeout=options.send_timeout,
+            )
+            connection.link = link
         try:
             await self.server.connect(
                 action.registration,
-                transport,
+                link or transport,
                 connection_id=action.connection_id,
                 principal=action.principal,
-                on_protocol=transport.use_protocol,
+                on_protocol=(link or transport).use_protocol,
+                resumable=link,
             )
         finally:
-            self.release(action.connection)
+            self.release(connection)
 
     async def decide(self, request: HttpRequest) -> Action:
         """What to do with ``request`` (the rules of the module's docstring, in order)."""
@@ -382,13 +266,24 @@ class Endpoint:
     def _negotiate(
         self, request: HttpRequest, registration: HubRegistration, principal: Principal
     ) -> Respond:
-        result = negotiate(request.query, transports=registration.options.transports)
+        options = registration.options
+        result = negotiate(
+            request.query,
+            transports=options.transports,
+            # Not in a cluster yet: the resumable link lives on the node that
+            # held the WebSocket, which a reconnect through a balancer may miss.
+            allow_stateful_reconnect=options.allow_stateful_reconnect and self.cluster is None,
+        )
         if not isinstance(result, NegotiateError) and self.cluster is not None:
             # Signed: any node verifies it at the first transport request.
             result = self.cluster.mint(registration, principal, result)
         elif not isinstance(result, NegotiateError):
             self.connections.add(
-                result.connection_token, result.connection_id, registration, principal
+                result.connection_token,
+                result.connection_id,
+                registration,
+                principal,
+                stateful=result.use_stateful_reconnect,
             )
             lifetime = self.server.credentials.token_lifetime(
                 principal, registration.options.allow_authentication_refresh
@@ -412,6 +307,9 @@ class Endpoint:
         if elsewhere is not None:
             return elsewhere
         info = request.info(registration.path)
+        resumed = self._resume(token, registration, verdict, info)
+        if resumed is not None:
+            return resumed
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):
             return _refused_bound(info, verdict, claimed)
@@ -420,6 +318,27 @@ class Endpoint:
             self.release(connection)
             return _STOPPING
         return OpenWebSocket(registration, connection_id, verdict.principal, connection)
+
+    def _resume(
+        self, token: str, registration: HubRegistration, verdict: Verdict, info: RequestInfo
+    ) -> Action | None:
+        """A WebSocket request for a resumable connection's token: resume it
+        (stateful reconnect), only for the connection's own user; ``None``: not
+        such a request."""
+        connection = self.connections.get(token) if token else None
+        if connection is None or connection.registration is not registration:
+            return None
+        link = connection.link
+        if link is None or not link.resumable:
+            return None
+        if connection.principal is not None:
+            checked = check_bound(verdict, connection.principal, info)
+            if not checked.allowed:
+                log_refusal(info, checked)
+                return _refused(checked)
+        return OpenWebSocket(
+            registration, connection.connection_id, verdict.principal, connection, resume=True
+        )
 
     def _transport_request(
         self, request: HttpRequest, registration: HubRegistration, verdict: Verdict

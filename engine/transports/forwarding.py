@@ -33,7 +33,7 @@ from ..backplane.hub import BackplaneUnavailable, Link
 from ..protocol import Texts
 
 if TYPE_CHECKING:
-    from .endpoint import Respond
+    from .actions import Respond
 
 __all__ = ["Answer", "ForwardedRequest", "Forwarder"]
 

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..protocol.websocket import accept_key
-from .endpoint import (
-    Endpoint,
+from .actions import (
     Fallback,
     OpenEventStream,
     OpenWebSocket,
@@ -35,6 +34,7 @@ from .endpoint import (
     deliver,
     poll_answer,
 )
+from .endpoint import Endpoint
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .longpolling import hold_poll
 from .native_asgi import ASGIApp, serve_asgi_request

@@ -24,6 +24,7 @@ import jwt
 import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from trio_websocket import ConnectionRejected, wrap_client_stream
 
 from triohub.auth.request import RequestInfo
 
@@ -207,6 +208,34 @@ def request_info(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def refused_upgrade(
+    url: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> ConnectionRejected:
+    """The refusal of a WebSocket upgrade the server must refuse.
+
+    trio-websocket's ``open_websocket_url`` leaves its TCP socket open when the
+    upgrade is rejected (collected later with a ResourceWarning, in whichever
+    test runs then); here the test owns the socket and closes it.
+    """
+    parsed = httpx.URL(url)
+    assert parsed.port is not None
+    resource = parsed.raw_path.decode()
+    stream = await trio.open_tcp_stream(parsed.host, parsed.port)
+    refusals: list[ConnectionRejected] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            await wrap_client_stream(
+                nursery, stream, parsed.host, resource, extra_headers=extra_headers
+            )
+            raise AssertionError(f"the upgrade of {url} was accepted")
+    except* ConnectionRejected as group:
+        refusals.extend(e for e in group.exceptions if isinstance(e, ConnectionRejected))
+    finally:
+        await stream.aclose()
+    (refused,) = refusals
+    return refused
 
 
 # -- HTTP from trio tests ---------------------------------------------------------------
