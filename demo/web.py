@@ -22,6 +22,7 @@ Sign-in hardening:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,18 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from triohub import HubServer
+from triohub import HubServer, Principal, email_user_id
+from triohub.auth.authenticator import AuthenticationFailed, AuthenticationRefused
 from triohub.auth.cookie import CookieAuthenticator
 from triohub.auth.origin import check_form_origin
 from triohub.auth.proxy import TrustedProxies
 from triohub.auth.request import RequestInfo
 from triohub.auth.throttle import SignInThrottle
+from triohub.auth.user_id import resolve_user_id
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
 from .observability import PROMETHEUS_CONTENT_TYPE
-from .users import MAX_TOKEN_LIFETIME, check_password, issue_token
+from .users import MAX_TOKEN_LIFETIME, check_password, find_user, issue_token
 
 log = logging.getLogger("demo")
 
@@ -119,9 +122,11 @@ class DemoWeb:
             await self._logout(request_info(scope, None), send)
         elif path == "/api/token" and method == "POST":
             await self._token(request_info(scope, None), receive, send)
+        elif path == "/account/renew" and method == "POST":
+            await self._renew(request_info(scope, None), send)
         elif path == "/metrics" and method == "GET" and self.metrics is not None:
             await respond(send, 200, self.metrics(), content_type=PROMETHEUS_CONTENT_TYPE)
-        elif path in ("/account/login", "/account/logout", "/api/token", "/"):
+        elif path in ("/account/login", "/account/logout", "/account/renew", "/api/token", "/"):
             await respond(send, 405, b"Method Not Allowed", headers=[(b"allow", b"POST")])
         else:
             await respond(send, 404, b"Not Found")
@@ -208,6 +213,58 @@ class DemoWeb:
         clear = self.cookies.clear(secure=self._secure(request))
         await respond(
             send, 303, b"", headers=[(b"location", b"/"), (b"set-cookie", clear.encode())]
+        )
+
+    async def _renew(self, request: RequestInfo, send: Send) -> None:
+        """A new cookie for the request's session: the same session id, the user's
+        current claims, a full ``max_age`` ahead. The page asks for one before its
+        session expires, then refreshes its hub connection in place with it
+        (``POST /hubs/chat/refresh``). A session that ended, or whose
+        credentials were revoked (``RevokeSessions``) or whose user is banned,
+        is not renewed (401): renewal must not outrun a revocation."""
+        if self._cross_site(request) is not None:
+            await _json(
+                send,
+                403,
+                {"error": "forbidden", "error_description": "Not posted from this site."},
+            )
+            return
+        try:
+            principal = await self.cookies.authenticate(request)
+        except (AuthenticationFailed, AuthenticationRefused):
+            principal = None
+        session_id = None if principal is None else self.cookies.session_of(principal)
+        user = None if principal is None else find_user(str(principal.claim("sub") or ""))
+        if (
+            principal is None
+            or session_id is None
+            or user is None
+            or await self._refused(principal)
+        ):
+            await _json(
+                send,
+                401,
+                {"error": "invalid_token", "error_description": "No session to renew."},
+            )
+            return
+        cookie = self.cookies.issue(
+            user.claims(), secure=self._secure(request), session_id=session_id
+        )
+        await _json(
+            send,
+            200,
+            {"expires_in": self.cookies.max_age},
+            headers=[(b"set-cookie", cookie.encode())],
+        )
+
+    async def _refused(self, principal: Principal) -> bool:
+        """Whether the server refuses ``principal``'s credential (revoked) or user (banned)."""
+        if self.server is None:
+            return False
+        user_id = await resolve_user_id(email_user_id, principal)  # the chat's user id
+        state = self.server.authorizer.state
+        return (
+            state.is_banned(user_id) or state.revoked(principal, user_id, time.time()) is not None
         )
 
     async def _token(self, request: RequestInfo, receive: Receive, send: Send) -> None:

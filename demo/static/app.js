@@ -25,6 +25,7 @@
     userId: byTestId("whoami-userid"),
     roles: byTestId("whoami-roles"),
     connectionId: byTestId("whoami-connectionid"),
+    session: byTestId("session-refreshed"),
     transport: byTestId("transport"),
     dmForm: byTestId("dm-form"),
     dmStatus: byTestId("dm-status"),
@@ -190,10 +191,81 @@
   let me;
   let leaving = false;
 
+  // -- the session, refreshed in place -----------------------------------------------------
+  // The 10.0.x client has no refresh API, so the page does it. Halfway through the
+  // session's lifetime it asks for a renewed cookie (POST /account/renew: the same
+  // session, a full lifetime ahead) and hands it to the hub for this connection
+  // (POST /hubs/chat/refresh?id=TOKEN): the connection, its transport and its groups
+  // stay, and the server moves its expiry. The connection token and the session's
+  // remaining lifetime come from the negotiate response, read through the client's
+  // public httpClient option.
+
+  let negotiated; // { connectionToken, tokenLifetimeSeconds } of the current connection
+  let refreshTimer;
+
+  class NegotiateReader extends signalR.DefaultHttpClient {
+    async send(request) {
+      const response = await super.send(request);
+      if (request.method === "POST" && /\/negotiate$/.test(new URL(request.url, location.href).pathname)) {
+        try {
+          const body = JSON.parse(response.content);
+          if (body.connectionToken) {
+            negotiated = {
+              connectionToken: body.connectionToken,
+              tokenLifetimeSeconds: body.tokenLifetimeSeconds,
+            };
+          }
+        } catch {
+          // Not ours to judge: the client reports a bad negotiate response itself.
+        }
+      }
+      return response;
+    }
+  }
+
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    const lifetime = negotiated && negotiated.tokenLifetimeSeconds;
+    if (typeof lifetime !== "number") return; // the server does not offer refresh
+    refreshTimer = setTimeout(refreshSession, Math.max(1, lifetime / 2) * 1000);
+  }
+
+  function stopRefreshing() {
+    clearTimeout(refreshTimer);
+    refreshTimer = undefined;
+  }
+
+  async function refreshSession() {
+    const current = negotiated;
+    if (!current || connection.state !== signalR.HubConnectionState.Connected) return;
+    const post = (url) => fetch(url, { method: "POST", credentials: "same-origin" });
+    try {
+      const renewed = await post("/account/renew");
+      await renewed.text(); // read to the end: the request is done
+      if (!renewed.ok) throw new Error(`the session could not be renewed (HTTP ${renewed.status})`);
+      const id = encodeURIComponent(current.connectionToken);
+      const answer = await post(`/hubs/chat/refresh?id=${id}`);
+      const body = await answer.json().catch(() => ({}));
+      if (!answer.ok) throw new Error(body.error_description || `HTTP ${answer.status}`);
+      if (negotiated !== current) return; // reconnected meanwhile: that connection has its own
+      current.tokenLifetimeSeconds = body.tokenLifetimeSeconds;
+      const at = new Date(body.refreshedAt).toLocaleTimeString();
+      ui.session.textContent = `Session refreshed at ${at}`;
+      ui.session.dataset.refreshes = String(Number(ui.session.dataset.refreshes || 0) + 1);
+      delete ui.session.dataset.outcome;
+      scheduleRefresh();
+    } catch (error) {
+      // The connection ends when the session expires; withAutomaticReconnect takes over.
+      ui.session.textContent = `Session refresh failed: ${error.message}`;
+      ui.session.dataset.outcome = "error";
+    }
+  }
+
   const connection = new signalR.HubConnectionBuilder()
     .withUrl("/hubs/chat", {
       // undefined: the client's default order (WebSockets, then SSE, then long polling).
       transport: transport.name && signalR.HttpTransportType[transport.name],
+      httpClient: new NegotiateReader(logger),
     })
     .withAutomaticReconnect({
       nextRetryDelayInMilliseconds(context) {
@@ -217,6 +289,7 @@
   });
 
   connection.onreconnecting((error) => {
+    stopRefreshing();
     if (leaving) return;
     setState("reconnecting", "Reconnecting…");
     const why = error ? closeReason(error) : "the connection was lost.";
@@ -230,6 +303,7 @@
   });
 
   connection.onclose((error) => {
+    stopRefreshing();
     if (leaving) return;
     const cause = error || lastRetryReason;
     lastRetryReason = undefined;
@@ -283,6 +357,7 @@
   async function connected() {
     showChat();
     setState("connected", "Connected");
+    scheduleRefresh();
     ui.transport.textContent = transportInUse();
     try {
       me = await connection.invoke("WhoAmI");

@@ -89,19 +89,23 @@ class CookieAuthenticator:
         # XMLHttpRequest-style requests so, with no redirect).
         return None
 
-    def issue(self, claims: Mapping[str, Any], *, secure: bool = False) -> str:
+    def issue(
+        self, claims: Mapping[str, Any], *, secure: bool = False, session_id: str | None = None
+    ) -> str:
         """The ``Set-Cookie`` header value for a new session holding ``claims``.
 
         The session gets a new random id (the ``sid`` claim) and its time of
         issue (the ``iat`` claim, Unix time to the fraction of a second, which
         ``HubServer.revoke(issued_before=...)`` compares); those passed in
-        ``claims`` are replaced. ``secure`` adds the ``Secure`` attribute (set
+        ``claims`` are replaced. ``session_id`` renews a session instead: the
+        cookie keeps that id (so ``end_session`` with any of its cookies ends
+        it, and the connections holding any of them), with a new ``iat`` and
+        a full ``max_age`` ahead. ``secure`` adds the ``Secure`` attribute (set
         it when the request came over TLS); it is always added when the
         authenticator was made with ``secure=True``.
         """
-        value = self._serializer.dumps(
-            {**claims, SESSION_ID_CLAIM: secrets.token_urlsafe(24), "iat": time.time()}
-        )
+        sid = session_id if session_id is not None else secrets.token_urlsafe(24)
+        value = self._serializer.dumps({**claims, SESSION_ID_CLAIM: sid, "iat": time.time()})
         return self._set_cookie(value, self.max_age, secure)
 
     def clear(self, *, secure: bool = False) -> str:

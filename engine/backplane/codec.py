@@ -29,6 +29,9 @@ their places:
   of ASP.NET's 30 s wait for an ack that never comes. The ack carries a second
   item: whether the add was applied (``False``: the connection is in too many
   groups).
+- Revocations (ours: ASP.NET has none) go to ``triohub:internal:revocations``,
+  one channel per cluster rather than per hub: a revoked credential is refused
+  on every hub.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from typing import Any
 
 import attrs
 import msgpack
+
+from ..authorization.revocation import Revocation
 
 __all__ = [
     "Ack",
@@ -54,11 +59,13 @@ __all__ = [
     "decode_connection_message",
     "decode_invocation",
     "decode_return",
+    "decode_revocation",
     "encode_ack",
     "encode_close",
     "encode_group_command",
     "encode_invocation",
     "encode_return",
+    "encode_revocation",
 ]
 
 
@@ -327,3 +334,38 @@ def decode_close(data: bytes) -> CloseCommand:
         origin=origin,
         detail=detail,
     )
+
+
+# -- revocations ----------------------------------------------------------------
+
+REVOCATIONS_CHANNEL = "triohub:internal:revocations"
+"""Where revocations go: one channel for the server, not per hub (a revocation
+refuses a credential on every hub)."""
+
+
+def encode_revocation(origin: str, revocation: Revocation) -> bytes:
+    """``[origin, until, user_id, token_id, issued_before]`` (``nil`` for a
+    fact not given)."""
+    return _pack(
+        [
+            origin,
+            revocation.until,
+            revocation.user_id,
+            revocation.token_id,
+            revocation.issued_before,
+        ]
+    )
+
+
+def decode_revocation(data: bytes) -> tuple[str, Revocation]:
+    """The publishing node's name and the revocation."""
+    items = _unpack(data)
+    if len(items) < 5 or not isinstance(items[0], str):
+        raise CodecError("a revocation is [origin, until, user_id, token_id, issued_before]")
+    try:
+        revocation = Revocation(
+            until=items[1], user_id=items[2], token_id=items[3], issued_before=items[4]
+        )
+    except (TypeError, ValueError) as error:
+        raise CodecError(f"not a revocation: {error}") from None
+    return items[0], revocation

@@ -74,6 +74,15 @@ class Link(Protocol):
 
     async def wait_connected(self) -> None: ...
 
+    async def wait_disconnected(self) -> None: ...
+
+    async def keep(self, key: str, member: bytes, until: float) -> None:
+        """Add ``member`` to the set ``key`` in the broker until the Unix time ``until``."""
+
+    async def kept(self, key: str, now: float) -> list[bytes]:
+        """The members of the set ``key`` whose ``until`` is after ``now``."""
+        ...
+
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None: ...

@@ -22,8 +22,10 @@ else in triohub does.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -220,6 +222,45 @@ class RedisBackplane:
             if metrics is not None:
                 metrics.backplane_failed("request")
             raise BackplaneUnavailable(f"{what} failed: {error}") from None
+
+    async def keep(self, key: str, member: bytes, until: float) -> None:
+        """Add ``member`` to the sorted set ``key`` (scored by ``until``, Unix
+        time), forget the members past their ``until``, and let the key expire
+        with its last member.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        client = self._client
+        if client is None:
+            raise BackplaneUnavailable("the backplane's Redis is unreachable")
+        expiry = math.ceil(until)
+        try:
+            with trio.fail_after(self.request_timeout):
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.zadd(key, {member: until})
+                    pipe.zremrangebyscore(key, -math.inf, time.time())
+                    # NX gives a new key its expiry; GT only ever extends it.
+                    pipe.expireat(key, expiry, PureToken.NX)
+                    pipe.expireat(key, expiry, PureToken.GT)
+        except (Exception, trio.TooSlowError) as error:
+            raise BackplaneUnavailable(f"storing in {key} failed: {error}") from None
+
+    async def kept(self, key: str, now: float) -> list[bytes]:
+        """The members of the sorted set ``key`` whose ``until`` is after ``now``.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        client = self._client
+        if client is None:
+            raise BackplaneUnavailable("the backplane's Redis is unreachable")
+        try:
+            with trio.fail_after(self.request_timeout):
+                members = await client.zrange(key, f"({now!r}", "+inf", sortby=PureToken.BYSCORE)
+        except (Exception, trio.TooSlowError) as error:
+            raise BackplaneUnavailable(f"reading {key} failed: {error}") from None
+        return [m for m in members if isinstance(m, bytes)]
 
     async def sync(self) -> None:
         """Returns once the subscriptions asked for so far are in place (at once

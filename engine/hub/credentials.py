@@ -28,6 +28,7 @@ from ..authorization import AuthorizationState, Revocation, Revocations
 from .access import same_user
 
 if TYPE_CHECKING:
+    from ..backplane.revocations import SharedRevocations
     from .options import HubOptions
     from .session import HubSession
 
@@ -95,6 +96,9 @@ class Credentials:
         self._check_running = check_running
         self._clock = clock
         self.credential_lifetime = credential_lifetime
+        self.shared: SharedRevocations | None = None
+        """Where ``revoke`` shares its revocations with the other nodes (set by
+        the server when it has a backplane)."""
 
     # -- bans -------------------------------------------------------------------
 
@@ -162,13 +166,16 @@ class Credentials:
         checks is closed when its handshake completes, and every open
         connection holding one has been sent
         ``{"type":7,"error":"Authentication revoked."}`` (no ``allowReconnect``)
-        and is closing. The revocation is kept until ``expires_at`` (the
+        and is closing. With a backplane, the same holds on every node one
+        broker round trip after this returns, and on a node that starts later
+        (the revocation is kept in the broker). The revocation is kept until ``expires_at`` (the
         credential's own expiry, if known) or else until ``credential_lifetime``
         after the newest credential it can match was issued; then it is
         forgotten, the credentials having expired anyway.
 
         Returns:
-            how many open connections were closed.
+            how many open connections were closed on this node (the other
+            nodes close theirs).
 
         Raises:
             ValueError: none of ``user``, ``token_id``, ``issued_before`` is given,
@@ -189,9 +196,13 @@ class Credentials:
         else:
             newest = min(now, issued_before)
         until = expires_at if expires_at is not None else newest + self.credential_lifetime
-        return await self.apply_revocation(
-            Revocation(until=until, user_id=user, token_id=token_id, issued_before=issued_before)
+        revocation = Revocation(
+            until=until, user_id=user, token_id=token_id, issued_before=issued_before
         )
+        closed = await self.apply_revocation(revocation)
+        if self.shared is not None:
+            await self.shared.share(revocation)
+        return closed
 
     async def apply_revocation(self, revocation: Revocation) -> int:
         """Put ``revocation`` in force here (``revoke`` builds one; a backplane
@@ -204,6 +215,12 @@ class Credentials:
             RuntimeError: the server is not running.
         """
         self._check_running()
+        return await self.put_in_force(revocation)
+
+    async def put_in_force(self, revocation: Revocation) -> int:
+        """``apply_revocation`` without the check that the server runs: for
+        the revocations a node loads while it starts (the authorization actor
+        runs already)."""
         now = self._clock()
         await self._actor.change(lambda state: state.revoke(revocation, now))
         # As for bans: every connection whose user id is known is here; one

@@ -23,6 +23,7 @@ from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..backplane.hub import HubNode, Link
+from ..backplane.revocations import SharedRevocations
 from ..observability import MethodTelemetry, Telemetry
 from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
@@ -178,6 +179,10 @@ class HubServer:
             credential_lifetime=credential_lifetime,
         )
         """Bans, revocations and refreshes."""
+        if backplane is not None:
+            self.credentials.shared = SharedRevocations(
+                backplane, self.credentials.put_in_force, clock=clock
+            )
         self._drain = Drain()
         self._idle = trio.Event()
         self._idle.set()
@@ -357,6 +362,8 @@ class HubServer:
                 await actors.start(self._authorization.run)
                 if self.backplane is not None:
                     await actors.start(self.backplane.run)
+                if self.credentials.shared is not None:
+                    await actors.start(self.credentials.shared.run)  # loads them first
                 for registration in self._hubs.values():
                     await actors.start(registration.router.run)
                 async with trio.open_nursery() as connections:

@@ -164,3 +164,37 @@ def test_malformed_invocations_are_refused(data: bytes) -> None:
 def test_malformed_group_commands_are_refused(data: bytes) -> None:
     with pytest.raises(CodecError):
         codec.decode_connection_message(data)
+
+
+def test_a_revocation_envelope() -> None:
+    from triohub.authorization import Revocation
+
+    golden = (
+        b"\x95"  # [origin, until, user_id, token_id, issued_before]
+        + s("node1")
+        + b"\xcb\x41\xda\xd2\x74\x80\x20\x00\x00"  # float 64: 1800000000.5
+        + s("bob@x")
+        + b"\xc0"  # nil: no token id
+        + b"\xcb\x41\xda\xd2\x74\x80\x00\x00\x00"  # float 64: 1800000000.0
+    )
+    origin, revocation = codec.decode_revocation(golden)
+    assert origin == "node1"
+    assert revocation == Revocation(
+        until=1800000000.5, user_id="bob@x", token_id=None, issued_before=1800000000.0
+    )
+    assert codec.encode_revocation("node1", revocation) == golden
+    assert codec.REVOCATIONS_CHANNEL == "triohub:internal:revocations"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x92\xa1n\x01",  # too short
+        b"\x95\x01\x01\xc0\xc0\x01",  # the origin is not a string
+        b"\x95\xa1n\x01\xc0\xc0\xc0",  # neither a token id nor issued_before
+        b"\x95\xa1n\xa1x\xc0\xa1t\xc0",  # until is not a time
+    ],
+)
+def test_what_is_not_a_revocation_is_refused(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        codec.decode_revocation(data)

@@ -90,7 +90,11 @@ class Lines:
 
 
 @contextmanager
-def running_demo(log_path: Path, server: str = "hypercorn") -> Iterator[Demo]:
+def running_demo(
+    log_path: Path, server: str = "hypercorn", *, env: dict[str, str] | None = None
+) -> Iterator[Demo]:
+    """``python -m demo`` on a free port (``env``: more environment variables,
+    such as ``DEMO_SESSION_MAX_AGE``), stopped with SIGINT afterwards."""
     # Append mode: the child's stderr and the stdout copier share the file safely.
     with log_path.open("a") as stderr_log:
         process = subprocess.Popen(
@@ -109,7 +113,7 @@ def running_demo(log_path: Path, server: str = "hypercorn") -> Iterator[Demo]:
             stdout=subprocess.PIPE,
             stderr=stderr_log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     assert process.stdout is not None
     try:

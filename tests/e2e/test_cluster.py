@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,14 @@ class Cluster:
         return "\n".join(node.log(60) for node in self.nodes)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(logs: Path, nodes: int) -> Iterator[Cluster]:
+    """A redis-server and ``nodes`` demo nodes on it, all stopped afterwards."""
     redis = RedisServer()
     redis.start()
-    found = Cluster(redis, tmp_path_factory.mktemp("cluster"))
+    found = Cluster(redis, logs)
     try:
-        for _ in range(3):
+        for _ in range(nodes):
             found.start_node()
         yield found
     finally:
@@ -68,6 +69,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             if node.process.poll() is None:
                 interrupt_demo(node)
         redis.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), 3) as found:
+        yield found
 
 
 def run_script(node_client: NodeClient, cluster: Cluster, *args: str) -> dict[str, Any]:

@@ -8,6 +8,10 @@
 //            across nodes, client results across nodes. Reports what each got.
 //   ban      /hubs/chat: alice on node 0 bans bob, connected to the other nodes; reports
 //            how bob's connections closed and what his new ones got on every node.
+//   revoke   /hubs/chat: alice on node 0 calls RevokeSessions("bob"), connected to every
+//            other node; reports how bob's connections closed, the milliseconds from the
+//            call returning to the last Close, negotiate with bob's old token on every
+//            node, a new sign-in, and the old token (the test tries it on a restarted node).
 //   failover /hubs/echo: a client with automatic reconnect through BASE_URL0 (a balancer
 //            in front of the nodes) prints "READY" and waits; once its node is killed it
 //            reconnects (through the balancer, to another node), joins a group again and
@@ -152,6 +156,46 @@ async function ban() {
     return { banned, closes, refused };
 }
 
+async function revoke() {
+    const alice = build(bases[0], "/hubs/chat", await token("alice"));
+    await alice.start();
+    const oldToken = await token("bob");
+    const closed = [];
+    for (const base of bases.slice(1)) {
+        const bob = build(base, "/hubs/chat", oldToken);
+        closed.push(
+            new Promise((resolve) =>
+                bob.onclose((error) => resolve({ error: error ? String(error) : null, at: performance.now() })),
+            ),
+        );
+        await bob.start();
+    }
+    const called = performance.now();
+    const revoked = await outcome(() => alice.invoke("RevokeSessions", "bob"));
+    const returned = performance.now();
+    const closes = await within(Promise.all(closed), "bob's connections to close");
+    const lastClose = Math.max(...closes.map((close) => close.at));
+    // Negative when the Close came before the call's Completion.
+    const lastCloseMs = lastClose - returned;
+    const lastCloseFromCallMs = lastClose - called;
+    const refused = [];
+    for (const base of bases) {
+        refused.push(await outcome(() => build(base, "/hubs/chat", oldToken).start()));
+    }
+    const fresh = build(bases[bases.length - 1], "/hubs/chat", await token("bob"));
+    const newSignIn = await outcome(() => fresh.start().then(() => fresh.invoke("WhoAmI")));
+    await Promise.all([alice.stop(), fresh.stop()]);
+    return {
+        revoked,
+        closes: closes.map((close) => close.error),
+        lastCloseMs,
+        lastCloseFromCallMs,
+        refused,
+        newSignIn,
+        oldToken,
+    };
+}
+
 async function failover() {
     const client = new signalR.HubConnectionBuilder()
         .withUrl(`${bases[0]}/hubs/echo`, { transport: signalR.HttpTransportType[transport] })
@@ -188,7 +232,7 @@ async function failover() {
     return { events, newConnection: before !== after, received };
 }
 
-const scenarios = { targets, ban, failover };
+const scenarios = { targets, ban, revoke, failover };
 try {
     const results = await scenarios[scenario]();
     process.stdout.write(JSON.stringify({ ok: true, results }) + "\n");
