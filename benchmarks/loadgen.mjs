@@ -376,7 +376,7 @@ function echoRunner(target) {
     await sleep(20); // the previous phase's last calls are not counted
     state.count = 0;
     state.latencies = [];
-    const window = new Window(target.pid);
+    const window = new Window(target.pids || target.pid);
     await sleep(ms);
     const result = window.close(state.count);
     const latencies = state.latencies;

@@ -8,7 +8,9 @@ anonymous conformance hub ``/hubs/echo`` on one port.
 the demo's pages and sign-in as its fallback app, on the same port.
 
 ``--redis redis://127.0.0.1:6379/0``: one node of a cluster; every node on that
-Redis (with the same ``DEMO_JWT_SECRET``) shares the hubs and the ban list.
+Redis (with the same ``DEMO_JWT_SECRET``) shares the hubs and the ban list, and
+any node answers any request of any connection (no sticky sessions).
+``--workers N --redis URL``: N such nodes, one process each, on one port.
 
 SIGTERM (``docker stop``, Kubernetes, systemd) and SIGINT (Ctrl+C) stop it
 gracefully: every client is sent a Close record that allows reconnecting, open
@@ -100,6 +102,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="scale out on this Redis (redis://[:password@]host:port/db, rediss:// for TLS)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the port from N processes (SO_REUSEPORT), each a node of the "
+        "--redis cluster (default: 1, this process)",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, sharing the port with other processes (what "
+        "--workers starts its workers with)",
+    )
     return parser
 
 
@@ -114,15 +130,28 @@ def cannot_listen(error: ListenError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.workers > 1:
+        if not args.redis:
+            parser().error("--workers needs --redis: the workers are nodes of one cluster")
+        from .workers import run_workers
+
+        return run_workers(args)
     configure_logging(args.log_level, args.log_format)
     metrics = prometheus() if args.metrics else None
 
     async def run() -> None:
         app = build_app(redis_url=args.redis, metrics=metrics)
         if args.server == "native":
-            serve = partial(serve_native, app.server, args.host, args.port, fallback=app.fallback)
+            serve = partial(
+                serve_native,
+                app.server,
+                args.host,
+                args.port,
+                fallback=app.fallback,
+                reuse_port=args.reuse_port,
+            )
         else:
-            serve = partial(serve_hypercorn, app, args.host, args.port)
+            serve = partial(serve_hypercorn, app, args.host, args.port, reuse_port=args.reuse_port)
         async with trio.open_nursery() as nursery:
             [(host, port)] = await nursery.start(
                 partial(run_until_signalled, app.server, serve, grace=args.shutdown_grace)

@@ -14,6 +14,7 @@ from triohub.auth.throttle import SignInThrottle, ThrottleOptions
 from triohub.hub.context import HubCallerContext
 from triohub.hub.filters import HubFilter, Lifetime
 from triohub.transports.asgi import SignalRApp
+from triohub.transports.cluster import derive_key
 
 from .chat import ChatHub, ChatState, chat_policies
 from .echo import EchoHub
@@ -106,6 +107,9 @@ def build_app(
         # Revocations are kept as long as the longest credential the demo issues.
         credential_lifetime=max(session_max_age(), MAX_TOKEN_LIFETIME),
         backplane=backplane,
+        # Every node shares DEMO_JWT_SECRET: connection tokens signed with a key
+        # derived from it are honoured by any node (no sticky sessions).
+        connection_token_key=derive_key(secret) if backplane is not None else None,
         meter_provider=None if metrics is None else metrics.provider,
     )
     state.server = server

@@ -24,6 +24,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument("--audience", default="triohub-bench")
     parser.add_argument("--redis", metavar="URL", help="triohub only: a node of a cluster")
     parser.add_argument(
+        "--reuse-port", action="store_true", help="triohub native only: SO_REUSEPORT"
+    )
+    parser.add_argument(
         "--telemetry",
         choices=["metrics", "all"],
         help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from triohub import (
     serve_native,
     serve_trio_websocket,
 )
+from triohub.transports.cluster import derive_key
 
 
 class BenchScope(Requirement):
@@ -127,7 +129,12 @@ def build_server(args: Any) -> HubServer:
         backplane = RedisBackplane(args.redis)
     providers = telemetry(args.telemetry) if args.telemetry else {}
     server = HubServer(
-        authenticator=authenticator, policies=policies(), backplane=backplane, **providers
+        authenticator=authenticator,
+        policies=policies(),
+        backplane=backplane,
+        # Nodes of one cluster honour each other's connection tokens.
+        connection_token_key=derive_key(args.key or "bench") if backplane else None,
+        **providers,
     )
     options = HubOptions(
         close_on_authentication_expiration=True,
@@ -158,7 +165,9 @@ async def main() -> None:
             await nursery.start(server.run)
             if server.backplane is not None:
                 await server.backplane.wait_connected()
-            _, port = await nursery.start(serve_native, server, args.host, args.port)
+            _, port = await nursery.start(
+                partial(serve_native, reuse_port=args.reuse_port), server, args.host, args.port
+            )
         else:
             await nursery.start(server.run)
             _, port = await nursery.start(serve_trio_websocket, server, args.host, args.port)

@@ -28,8 +28,8 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import coredis
 import trio
@@ -47,6 +47,7 @@ __all__ = ["RedisBackplane"]
 log = logging.getLogger("triohub.backplane")
 
 Handler = Callable[[bytes], None]
+T = TypeVar("T")
 
 
 def default_server_name() -> str:
@@ -164,23 +165,63 @@ class RedisBackplane:
         queued_before = self._removed + len(self._buffer)
         while self._client is not None and self._removed < queued_before:
             await self._sent.wait()
+        started = trio.current_time()
+        receivers = await self._request("publish", lambda client: client.publish(channel, data))
+        if self._metrics is not None:
+            self._metrics.backplane_published(trio.current_time() - started)
+        return int(receivers)
+
+    async def subscribers(self, channel: str) -> int:
+        """How many subscribe to ``channel`` now (``PUBSUB NUMSUB``).
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        counts = await self._request("numsub", lambda client: client.pubsub_numsub(channel))
+        return int(sum(counts.values()))
+
+    async def claim(self, key: str, ttl: float) -> str | None:
+        """Set ``key`` to this node's name for ``ttl`` seconds unless it exists
+        (one round trip, ``SET NX GET``): ``None`` when this node got it, else
+        the value it holds.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        name = self.server_name
+        previous = await self._request(
+            "claim",
+            lambda client: client.set(key, name, condition=PureToken.NX, get=True, px=_ms(ttl)),
+        )
+        if not isinstance(previous, bytes):
+            return None  # nil: it was not there, this node holds it now
+        return previous.decode(errors="replace")
+
+    async def mark(self, key: str, value: str, ttl: float) -> None:
+        """Set ``key`` to ``value`` for ``ttl`` seconds.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable.
+        """
+        await self._request("mark", lambda client: client.set(key, value, px=_ms(ttl)))
+
+    async def _request(
+        self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
+    ) -> T:
+        """One command that needs its answer now (fails at once while Redis is away)."""
         client = self._client
         metrics = self._metrics
         if client is None:
             if metrics is not None:
                 metrics.backplane_failed("request")
             raise BackplaneUnavailable("the backplane's Redis is unreachable")
-        started = trio.current_time()
         try:
             with trio.fail_after(self.request_timeout):
-                receivers = int(await client.publish(channel, data))
+                return await command(client)
         except (Exception, trio.TooSlowError) as error:
             if metrics is not None:
                 metrics.backplane_failed("request")
-            raise BackplaneUnavailable(f"publish failed: {error}") from None
-        if metrics is not None:
-            metrics.backplane_published(trio.current_time() - started)
-        return receivers
+            raise BackplaneUnavailable(f"{what} failed: {error}") from None
 
     async def keep(self, key: str, member: bytes, until: float) -> None:
         """Add ``member`` to the sorted set ``key`` (scored by ``until``, Unix
@@ -405,6 +446,10 @@ class RedisBackplane:
                 handler(data)
             except Exception:
                 log.exception("backplane: handling a message on %s failed", name)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _cancelled(error: BaseException) -> bool:

@@ -4,6 +4,8 @@ requests of SSE and long-polling connections."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,14 @@ from ..auth.user_id import resolve_user_id
 if TYPE_CHECKING:
     from .server import HubRegistration, HubServer
 
-__all__ = ["Verdict", "check_bound", "check_request", "same_user"]
+__all__ = [
+    "ANONYMOUS_DIGEST",
+    "Verdict",
+    "check_bound",
+    "check_request",
+    "same_user",
+    "user_digest",
+]
 
 log = logging.getLogger("triohub.auth")
 
@@ -87,8 +96,25 @@ def _identity(principal: Principal) -> object:
     return tuple(sorted((k, repr(v)) for k, v in principal.claims.items() if k not in _TIME_CLAIMS))
 
 
-def same_user(bound: Principal, current: Principal) -> bool:
-    """Whether a later request comes from the connection's own user."""
+def user_digest(principal: Principal) -> str:
+    """A short, stable digest of who ``principal`` is (``-`` anonymous): what a
+    cluster's connection token carries of its negotiating user."""
+    if not principal.is_authenticated:
+        return ANONYMOUS_DIGEST
+    digest = hashlib.sha256(repr(_identity(principal)).encode()).digest()[:12]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+ANONYMOUS_DIGEST = "-"
+
+
+def same_user(bound: Principal | str, current: Principal) -> bool:
+    """Whether a later request comes from the connection's own user (``bound``:
+    the connection's principal, or its ``user_digest``)."""
+    if isinstance(bound, str):
+        if bound == ANONYMOUS_DIGEST:
+            return True
+        return current.is_authenticated and user_digest(current) == bound
     if not bound.is_authenticated:
         return True  # an anonymous connection has no user to impersonate
     if not current.is_authenticated:
@@ -144,11 +170,13 @@ async def check_request(
     )
 
 
-def check_bound(verdict: Verdict, bound: Principal, request: RequestInfo) -> Verdict:
+def check_bound(verdict: Verdict, bound: Principal | str, request: RequestInfo) -> Verdict:
     """For the later requests of an SSE or long-polling connection: the request
     must prove it comes from the connection's own user (401 without a valid
-    credential, 403 for another user). The connection's principal never changes."""
-    if not verdict.allowed or not bound.is_authenticated:
+    credential, 403 for another user). The connection's principal never changes.
+    ``bound`` may be the ``user_digest`` a cluster's connection token carries."""
+    anonymous = bound == ANONYMOUS_DIGEST if isinstance(bound, str) else not bound.is_authenticated
+    if not verdict.allowed or anonymous:
         return verdict
     if not verdict.principal.is_authenticated:
         return Verdict(

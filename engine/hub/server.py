@@ -114,6 +114,10 @@ class HubServer:
         tracer_provider: where its invocation spans go (``None``: the global one).
         backplane: share the hubs with other processes (``RedisBackplane(url)``
             from ``triohub.backplane.redis``); ``None``: this process only.
+        connection_token_key: with a backplane, the key every node shares to
+            sign and verify connection tokens (``transports.cluster.derive_key``),
+            so a negotiate answered by one node is honoured by any other (no
+            sticky sessions); without it each node knows only its own tokens.
     """
 
     def __init__(
@@ -130,11 +134,13 @@ class HubServer:
         clock: Callable[[], float] = time.time,
         credential_lifetime: float = 24 * 3600.0,
         backplane: Link | None = None,
+        connection_token_key: bytes | None = None,
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.options = options or HubOptions()
         self.backplane = backplane
+        self.connection_token_key = connection_token_key if backplane is not None else None
         self._prefixes: set[str] = set()
         self.telemetry = Telemetry(meter_provider, tracer_provider)
         instrument = getattr(backplane, "instrument", None)
@@ -540,6 +546,10 @@ class HubServer:
             self._live -= 1
             if self._live == 0:
                 self._idle.set()
+
+    def wall_time(self) -> float:
+        """Unix time by the server's clock."""
+        return self._clock()
 
     def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         """Start a task in the server's connection nursery (HTTP transports,

@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .connections import ConnectionTable
-from .endpoint import (
-    Endpoint,
+from .actions import (
     Fallback,
     HttpRequest,
     OpenEventStream,
@@ -27,6 +25,8 @@ from .endpoint import (
     deliver,
     poll_answer,
 )
+from .connections import ConnectionTable
+from .endpoint import Endpoint
 from .http import (
     BodyTooLarge,
     Receive,

@@ -9,7 +9,7 @@ it gets 404.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,6 +47,9 @@ class HttpConnection:
     user (403 otherwise, ``check_bound``)."""
     channel: Any = None
     """The SSE / long-polling transport object, once bound."""
+    issued: float | None = None
+    """Unix time its cluster token was issued (``transports.cluster``): this
+    node claimed it in the backplane and must mark it ended. ``None`` on one node."""
     stateful: bool = False
     """Negotiate granted stateful reconnect (``useStatefulReconnect``)."""
     link: ResumableLink | None = None
@@ -66,8 +69,9 @@ class Refusal:
 class ConnectionTable:
     """The negotiated connections of one ASGI app."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_remove: Callable[[HttpConnection], None] | None = None) -> None:
         self._by_token: dict[str, HttpConnection] = {}
+        self._on_remove = on_remove
 
     def add(
         self,
@@ -128,7 +132,9 @@ class ConnectionTable:
         return connection.connection_id, connection
 
     def remove(self, token: str) -> None:
-        self._by_token.pop(token, None)
+        connection = self._by_token.pop(token, None)
+        if connection is not None and self._on_remove is not None:
+            self._on_remove(connection)
 
     def __len__(self) -> int:
         return len(self._by_token)

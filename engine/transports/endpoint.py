@@ -34,20 +34,35 @@ of a WebSocket a server has accepted, the same for all three.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
-from ..actors.supervisor import Transport
-from ..auth.principal import Principal
+from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
-from ..hub.access import Verdict, check_bound, check_request
-from ..protocol import HubProtocol, Texts
+from ..hub.access import ANONYMOUS_DIGEST, Verdict, check_bound, check_request, user_digest
+from ..protocol import Texts
 from ..protocol.negotiate import NegotiateError, TransportType, negotiate
+from .actions import (
+    BOTH_FRAMINGS,
+    SHUTTING_DOWN,
+    Action,
+    Fallback,
+    HttpRequest,
+    OpenEventStream,
+    OpenWebSocket,
+    Poll,
+    ReadBody,
+    Respond,
+    WebSocketTransport,
+    deliver,
+    poll_answer,
+)
+from .cluster import ClusterTokens, ForwardedBody
 from .connections import ConnectionTable, HttpConnection, Refusal
+from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
-from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
+from .longpolling import LongPollingTransport, run_long_polling
 from .refresh import refresh
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
@@ -55,134 +70,9 @@ from .sse import Inbound, SseTransport
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
 
-__all__ = [
-    "BOTH_FRAMINGS",
-    "POST_LIMIT",
-    "SHUTTING_DOWN",
-    "Action",
-    "Endpoint",
-    "Fallback",
-    "HttpRequest",
-    "OpenEventStream",
-    "OpenWebSocket",
-    "Poll",
-    "ReadBody",
-    "Respond",
-    "deliver",
-    "poll_answer",
-]
+__all__ = ["Endpoint"]
 
 log = logging.getLogger("triohub.transports")
-
-POST_LIMIT = 1024 * 1024
-"""Largest POST body (one or more records) accepted from an HTTP transport."""
-SHUTTING_DOWN = b"The server is shutting down"
-BOTH_FRAMINGS = b"Transfer-Encoding and Content-Length together"
-"""The 400 body for a request framed both ways (request smuggling)."""
-
-Header = tuple[bytes, bytes]
-
-
-class WebSocketTransport(Transport, Protocol):
-    """A hub transport that frames by the hub protocol (text or binary)."""
-
-    def use_protocol(self, protocol: HubProtocol) -> None: ...
-
-
-@attrs.frozen
-class HttpRequest:
-    """The facts of one request, as a server parsed them."""
-
-    method: str
-    path: str
-    """Routed path (``http.route_path``: percent-decoded, except ``%2F``)."""
-    query: str = ""
-    """The raw query string."""
-    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    """Lower-case names to their values (``http.parse_headers``)."""
-    http_version: str = "1.1"
-    websocket: bool = False
-    """The request asks to become a WebSocket (an ASGI ``websocket`` scope, or
-    ``Upgrade: websocket`` with ``Connection: upgrade``)."""
-    client: tuple[str, int] | None = None
-
-    def header(self, name: str) -> str:
-        return ",".join(self.headers.get(name, ()))
-
-    def info(self, hub_path: str | None) -> RequestInfo:
-        """What authentication and policies see of the request."""
-        return RequestInfo(
-            method=self.method,
-            path=self.path,
-            query=parse_query(self.query),
-            headers=self.headers,
-            client=self.client,
-            scheme="ws" if self.websocket else "http",
-            hub_path=hub_path,
-        )
-
-
-# -- what a server must do ---------------------------------------------------------------
-
-
-@attrs.frozen
-class Respond:
-    """Answer with this complete response."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain"
-    headers: tuple[Header, ...] = ()
-    close: bool = False
-    """End the HTTP connection after the answer (a server that can, does)."""
-
-
-@attrs.frozen
-class Fallback:
-    """Not a hub path: the fallback app serves it."""
-
-
-@attrs.frozen
-class OpenWebSocket:
-    """Accept the upgrade and run the hub connection over it; then
-    ``Endpoint.release(connection)``."""
-
-    registration: HubRegistration
-    connection_id: str
-    principal: Principal
-    connection: HttpConnection | None
-    """The negotiated table entry (``None`` when the client skipped negotiation)."""
-    resume: bool = False
-    """The socket resumes ``connection`` (stateful reconnect): it carries the
-    live hub connection on, and ending it ends nothing else."""
-
-
-@attrs.frozen
-class OpenEventStream:
-    """Start the event stream and run the hub connection in this request
-    (``sse.serve_event_stream``)."""
-
-    connection: HttpConnection
-    transport: SseTransport
-    principal: Principal
-
-
-@attrs.frozen
-class Poll:
-    """Hold this long poll (``longpolling.answer_poll``)."""
-
-    transport: LongPollingTransport
-    hold: float
-
-
-@attrs.frozen
-class ReadBody:
-    """Read the body (at most ``limit`` bytes, else 413) and hand it to the
-    connection (``sse.deliver``)."""
-
-    inbound: Inbound
-    limit: int = POST_LIMIT
-
 
 HUB = ""
 """The route of ``{hub}`` itself: the transports' requests."""
@@ -191,7 +81,6 @@ REFRESH = "/refresh"
 """``POST {hub}/refresh?id={token}``: a fresh credential replaces the connection's
 principal in place (``refresh.py``)."""
 
-Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 _NOT_FOUND = Respond(404, b"Not Found")
 _METHOD_NOT_ALLOWED = Respond(405)
@@ -202,23 +91,13 @@ def _refused(verdict: Verdict | Refusal) -> Respond:
     return Respond(verdict.status, verdict.body, headers=verdict.headers)
 
 
-def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
-    """The answer to a held poll (``longpolling.hold_poll``)."""
-    if outcome is PollOutcome.DATA:
-        return Respond(200, body, content_type="application/octet-stream", headers=NO_CACHE)
-    if outcome is PollOutcome.TIMEOUT:
-        # As the reference: an empty text/plain 200 means "poll again".
-        return Respond(200, headers=NO_CACHE)
-    return Respond(204, headers=NO_CACHE)
-
-
-async def deliver(read: ReadBody, body: bytes | None) -> Respond:
-    """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
-    if body is None:
-        return Respond(413, b"Request body too large")
-    if not await read.inbound.put(body):
-        return Respond(404)
-    return Respond(200)
+def _refused_bound(info: RequestInfo, verdict: Verdict, refusal: Refusal) -> Respond:
+    """A transport request refused; another user's (401 / 403) is logged."""
+    if refusal.status in (401, 403):
+        log_refusal(
+            info, Verdict(verdict.principal, refusal.status, reason="not the negotiating user")
+        )
+    return _refused(refusal)
 
 
 class Endpoint:
@@ -233,7 +112,14 @@ class Endpoint:
     def __init__(self, server: HubServer, *, fallback: bool = False) -> None:
         self.server = server
         self.fallback = fallback
-        self.connections = ConnectionTable()
+        self.cluster: ClusterTokens | None = None
+        """With a backplane and a ``connection_token_key``: tokens any node honours."""
+        key = server.connection_token_key
+        if key is None:
+            self.connections = ConnectionTable()
+        else:
+            self.connections = ConnectionTable(on_remove=self._removed)
+            self.cluster = ClusterTokens(server, key, self.connections, self._serve_forwarded)
 
     def route(self, path: str) -> tuple[HubRegistration | None, str]:
         """The hub of ``path`` and which of its routes it is: ``HUB`` (the
@@ -248,6 +134,53 @@ class Endpoint:
                 if registration is not None:
                     return registration, suffix
         return None, HUB
+
+    def _removed(self, connection: HttpConnection) -> None:
+        if self.cluster is not None:
+            self.cluster.removed(connection)
+
+    async def _elsewhere(
+        self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
+    ) -> Action | None:
+        """In a cluster, a request of a connection this node does not hold:
+        ``None`` to go on here (this node holds it now), else the answer."""
+        token = (parse_query(request.query).get("id") or ("",))[0]
+        if self.cluster is None or not token or self.connections.get(token) is not None:
+            return None
+        info = request.info(registration.path)
+        result = await self.cluster.elsewhere(token, registration, verdict, request, info)
+        if result is None:
+            return None
+        if isinstance(result, Refusal):
+            return _refused_bound(info, verdict, result)
+        if isinstance(result, ForwardedBody):
+            return ReadBody(result)
+        return Respond(result.status, result.body, result.content_type, result.headers)
+
+    async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Respond:
+        """On the holder: a request another node checked and forwarded. The
+        user is checked again, then the request goes through the same rules as
+        one that arrived here."""
+        connection = self.connections.get(token)
+        if connection is None:
+            return Respond(404, Texts.NO_CONNECTION.encode())
+        principal = connection.principal or ANONYMOUS
+        if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
+            log.warning("refused a forwarded request on the connection of another user")
+            return Respond(403)
+        registration = connection.registration
+        headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
+        request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
+        action = self._transport_request(request, registration, Verdict(principal))
+        if isinstance(action, ReadBody):
+            body = forwarded.body if len(forwarded.body) <= action.limit else None
+            return await deliver(action, body)
+        if isinstance(action, Poll):
+            outcome, body = await action.transport.poll(action.hold)
+            return poll_answer(outcome, body)
+        if isinstance(action, Respond):
+            return action
+        return Respond(409)  # pragma: no cover - first requests are never forwarded
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
@@ -319,6 +252,9 @@ class Endpoint:
             return _refused(verdict)
         if route == NEGOTIATE:
             return self._negotiate(request, registration, verdict.principal)
+        elsewhere = await self._elsewhere(request, registration, verdict)
+        if elsewhere is not None:
+            return elsewhere
         return self._transport_request(request, registration, verdict)
 
     async def _verdict(self, request: HttpRequest, registration: HubRegistration) -> Verdict:
@@ -334,9 +270,14 @@ class Endpoint:
         result = negotiate(
             request.query,
             transports=options.transports,
-            allow_stateful_reconnect=options.allow_stateful_reconnect,
+            # Not in a cluster yet: the resumable link lives on the node that
+            # held the WebSocket, which a reconnect through a balancer may miss.
+            allow_stateful_reconnect=options.allow_stateful_reconnect and self.cluster is None,
         )
-        if not isinstance(result, NegotiateError):
+        if not isinstance(result, NegotiateError) and self.cluster is not None:
+            # Signed: any node verifies it at the first transport request.
+            result = self.cluster.mint(registration, principal, result)
+        elif not isinstance(result, NegotiateError):
             self.connections.add(
                 result.connection_token,
                 result.connection_id,
@@ -362,18 +303,16 @@ class Endpoint:
         if not verdict.allowed:
             return _refused(verdict)
         token = (parse_query(request.query).get("id") or ("",))[0]
+        elsewhere = await self._elsewhere(request, registration, verdict)
+        if elsewhere is not None:
+            return elsewhere
         info = request.info(registration.path)
         resumed = self._resume(token, registration, verdict, info)
         if resumed is not None:
             return resumed
         claimed = self.connections.claim_websocket(token, registration, verdict, info)
         if isinstance(claimed, Refusal):
-            if claimed.status in (401, 403):
-                log_refusal(
-                    info,
-                    Verdict(verdict.principal, claimed.status, reason="not the negotiating user"),
-                )
-            return _refused(claimed)
+            return _refused_bound(info, verdict, claimed)
         connection_id, connection = claimed
         if not self.server.accepting:
             self.release(connection)

@@ -205,6 +205,7 @@ async def serve_hypercorn(
     graceful_timeout: float = 5.0,
     write_timeout: float = WRITE_TIMEOUT,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until cancelled or ``shutdown_trigger`` returns.
@@ -223,6 +224,7 @@ async def serve_hypercorn(
         write_timeout: the longest one socket write may wait for a client that
             does not read (the hubs' own ``send_timeout`` applies first).
         shutdown_trigger: shut down gracefully when this returns.
+        reuse_port: share the port with other processes (``SO_REUSEPORT``).
 
     Raises:
         ListenError: the address cannot be bound (an ``OSError``).
@@ -238,7 +240,7 @@ async def serve_hypercorn(
     # The hub enforces its own message size; let larger frames reach it so the
     # client gets the hub's error close instead of a bare socket error.
     config.websocket_max_message_size = 16 * 1024 * 1024
-    listener = listen_socket(host, port, backlog, server="hypercorn")
+    listener = listen_socket(host, port, backlog, server="hypercorn", reuse_port=reuse_port)
     try:
         await _serve(
             wrap_app(app, config.wsgi_max_body_size, "asgi"),

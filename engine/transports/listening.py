@@ -91,7 +91,12 @@ def _bind_failure(error: OSError) -> str:
 
 
 def listen_socket(
-    host: str, port: int, backlog: int = BACKLOG, *, server: str = "triohub"
+    host: str,
+    port: int,
+    backlog: int = BACKLOG,
+    *,
+    server: str = "triohub",
+    reuse_port: bool = False,
 ) -> socket.socket:
     """A bound, listening, non-blocking TCP socket (``port=0`` picks one).
 
@@ -103,6 +108,8 @@ def listen_socket(
         port: the port; 0 picks a free one.
         backlog: the listen backlog.
         server: how the log line names the server (``"hypercorn"``, ``"native server"``).
+        reuse_port: ``SO_REUSEPORT``: several processes bind the same port and
+            the kernel spreads new connections over them (``demo --workers``).
 
     Raises:
         ValueError: ``backlog`` below 1.
@@ -114,6 +121,8 @@ def listen_socket(
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             listener.bind((host, port))
             listener.listen(backlog)

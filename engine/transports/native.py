@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..protocol.websocket import accept_key
-from .endpoint import (
-    Endpoint,
+from .actions import (
     Fallback,
     OpenEventStream,
     OpenWebSocket,
@@ -35,6 +34,7 @@ from .endpoint import (
     deliver,
     poll_answer,
 )
+from .endpoint import Endpoint
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
 from .longpolling import hold_poll
 from .native_asgi import ASGIApp, serve_asgi_request
@@ -183,6 +183,7 @@ async def serve_native(
     *,
     fallback: ASGIApp | None = None,
     backlog: int = BACKLOG,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the hubs of a running ``server`` with triohub's own HTTP/1.1 and
@@ -199,11 +200,12 @@ async def serve_native(
             only); 404 without one.
         backlog: the listen backlog (connections the kernel queues before
             they are accepted).
+        reuse_port: share the port with other processes (``SO_REUSEPORT``).
 
     Raises:
         ListenError: the address cannot be bound (an ``OSError``).
     """
-    listener = listen_socket(host, port, backlog, server="native server")
+    listener = listen_socket(host, port, backlog, server="native server", reuse_port=reuse_port)
     bound = listener.getsockname()[1]
     pacer = AcceptPacer(f"native server on {host}:{bound}")
     endpoint = Endpoint(server, fallback=fallback is not None)

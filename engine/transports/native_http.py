@@ -21,7 +21,7 @@ from http import HTTPStatus
 import h11
 import trio
 
-from .endpoint import BOTH_FRAMINGS, HttpRequest, Respond
+from .actions import BOTH_FRAMINGS, HttpRequest, Respond
 from .http import origin_form, parse_headers, route_path
 
 __all__ = ["HEAD_LIMIT", "REQUEST_TIMEOUT", "BadRequest", "HttpWire"]

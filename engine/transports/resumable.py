@@ -33,7 +33,7 @@ from ..protocol import Ack, HubMessage, HubProtocol
 from ..protocol.resumable import SEQUENCED_TYPES, ResumableStream
 
 if TYPE_CHECKING:
-    from .endpoint import WebSocketTransport
+    from .actions import WebSocketTransport
 
 __all__ = ["DirectResumableLink", "ResumableLink", "resumable_link"]
 

@@ -21,7 +21,8 @@ from trio_websocket import (
 )
 
 from ..protocol import HubProtocol, TransferFormat, TransportType
-from .endpoint import Endpoint, HttpRequest, OpenWebSocket, Respond
+from .actions import HttpRequest, OpenWebSocket, Respond
+from .endpoint import Endpoint
 from .http import parse_headers, route_path
 from .listening import BACKLOG, accept_streams, listen_socket
 

@@ -10,10 +10,8 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,6 +24,7 @@ from pysignalr.client import SignalRClient
 from demo.cluster import BAN_KEY
 from tests.backplane.redis_server import RedisServer
 
+from .balancer import FirstAlive, RoundRobin
 from .conftest import REPO_ROOT, DemoServer, NodeClient, interrupt_demo, start_demo
 from .test_pysignalr import Session, connected, run
 
@@ -263,7 +262,12 @@ def test_a_node_killed_with_sigkill_leaves_nothing_in_redis(cluster: Cluster) ->
             assert not any(
                 "doomed-group" in name or connection_id in name for name in cluster.redis.channels()
             )
-            assert cluster.redis.command("DBSIZE") == 0  # no key was ever left behind
+            # No key is left behind for good: only connection-token claims, each
+            # expiring with its token (disconnect_timeout 15 s + 1 s).
+            for key in cluster.redis.command("KEYS", "*"):
+                name = key.decode() if isinstance(key, bytes) else key
+                assert ":token:" in name, name
+                assert 0 < cluster.redis.command("PTTL", name) <= 16_000, name
         # Its client comes back on another node, and is reached from the others.
         async with (
             connected(f"{survivor}/hubs/echo", "json") as again,
@@ -276,61 +280,28 @@ def test_a_node_killed_with_sigkill_leaves_nothing_in_redis(cluster: Cluster) ->
     run(scenario())
 
 
-class Balancer:
-    """A TCP balancer on loopback: each connection goes to the first node that
-    accepts it (a node that died refuses, so its clients land on the next)."""
-
-    def __init__(self, ports: list[int]) -> None:
-        self.ports = ports
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        for port in self.ports:
-            try:
-                upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
-            except OSError:
-                continue
-            upstream.settimeout(None)
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-            _pipe(client, upstream)
-            return
-        client.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
+@pytest.mark.parametrize(
+    ("balancing", "transport"),
+    [
+        ("first-alive", "WebSockets"),
+        # Negotiate on the survivor, the first transport request (the holder) on the
+        # doomed node, the rest alternating; the client reconnects. (Long polling
+        # is left out: one full-suite run saw the JS client reject a call with
+        # 'fetch failed' after the forwarded poll's 404; not yet understood.)
+        ("round-robin", "ServerSentEvents"),
+    ],
+)
 def test_clients_of_a_sigkilled_node_reconnect_to_another(
-    node_client: NodeClient, cluster: Cluster
+    node_client: NodeClient, cluster: Cluster, balancing: str, transport: str
 ) -> None:
     doomed = cluster.start_node()
     survivor = cluster.nodes[0]
-    ports = [int(node.base_url.rsplit(":", 1)[1]) for node in (doomed, survivor)]
-    balancer = Balancer(ports)
-    base = f"http://127.0.0.1:{balancer.port}"
-    command = [node_client.node, str(CLUSTER_SCRIPT), "failover", "WebSockets", "json"]
+    if balancing == "first-alive":
+        balancer: FirstAlive | RoundRobin = FirstAlive([_port(doomed), _port(survivor)])
+    else:
+        balancer = RoundRobin([_port(survivor), _port(doomed)])
+    base = balancer.base_url
+    command = [node_client.node, str(CLUSTER_SCRIPT), "failover", transport, "json"]
     process = subprocess.Popen(
         [*command, base, cluster.bases(2)[1]],
         cwd=REPO_ROOT,
@@ -350,8 +321,90 @@ def test_clients_of_a_sigkilled_node_reconnect_to_another(
     lines = out.decode().strip().splitlines()
     assert process.returncode == 0, f"{out.decode()}\n{err.decode()}"
     results = json.loads(lines[-1])["results"]
+    # An event stream cut by the dead node ends like one the server closed: the
+    # JS client reports no error, but reconnects all the same.
+    error = "no error" if transport == "ServerSentEvents" else "error"
     assert results == {
-        "events": ["reconnecting: error", "reconnected"],
+        "events": [f"reconnecting: {error}", "reconnected"],
         "newConnection": True,
         "received": ["back"],
     }
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol", "nodes"),
+    [
+        ("WebSockets", "json", 2),
+        ("WebSockets", "messagepack", 3),
+        ("ServerSentEvents", "json", 2),
+        ("ServerSentEvents", "json", 3),
+        ("LongPolling", "json", 2),
+        ("LongPolling", "messagepack", 3),
+    ],
+)
+def test_js_client_through_a_round_robin_balancer_without_affinity(
+    node_client: NodeClient, cluster: Cluster, transport: str, protocol: str, nodes: int
+) -> None:
+    """No sticky sessions: every HTTP request goes to the next node, so a
+    connection's negotiate, transport request, sends and polls land on
+    different nodes; the JS client sees one hub all the same."""
+    balancer = RoundRobin([_port(node) for node in cluster.nodes[:nodes]])
+    try:
+        results = run_script(
+            node_client, cluster, "targets", transport, protocol, *[balancer.base_url] * nodes
+        )
+    finally:
+        balancer.close()
+    for name, expected in EXPECTED.items():
+        got = results["labels"][name]
+        assert got == expected, f"{name}: {got}\n{cluster.logs_text()}"
+    assert results["askAcross"] == {"value": 42}
+    # Negotiates included: with WebSockets, a connection's negotiate and upgrade
+    # are two requests in a row, so never on the same node.
+    assert {node for node, _, path, _ in balancer.routed if path.startswith("/hubs/echo")} == set(
+        range(nodes)
+    )
+    hub_requests = [r for r in balancer.routed if r[2] == "/hubs/echo"]
+    if transport != "WebSockets":
+        # The requests of one connection were really spread over the nodes.
+        tokens = {ident for *_, ident in hub_requests if ident}
+        assert tokens
+        for token in tokens:
+            assert len(balancer.nodes_of(token)) > 1, (token, balancer.routed)
+
+
+@pytest.mark.parametrize("server", ["native", "hypercorn"])
+@pytest.mark.parametrize("transport", ["WebSockets", "LongPolling"])
+def test_workers_serve_one_port_as_one_cluster(
+    node_client: NodeClient, cluster: Cluster, tmp_path: Path, server: str, transport: str
+) -> None:
+    """``python -m demo --workers 2 --redis URL``: two node processes on one port."""
+    before = _ack_servers(cluster)
+    demo = start_demo(
+        tmp_path / "workers.log",
+        server,
+        args=("--redis", cluster.redis.url, "--workers", "2"),
+        env={"DEMO_JWT_SECRET": SECRET},
+    )
+    try:
+        assert len(_ack_servers(cluster) - before) == 2  # two nodes joined the cluster
+        results = run_script(
+            node_client, cluster, "targets", transport, "json", demo.base_url, demo.base_url
+        )
+        for name, expected in EXPECTED.items():
+            assert results["labels"][name] == expected, name
+    finally:
+        assert interrupt_demo(demo) == 0
+
+
+def _port(node: DemoServer) -> int:
+    return int(node.base_url.rsplit(":", 1)[1])
+
+
+def _ack_servers(cluster: Cluster) -> set[str]:
+    """The server names of the nodes on Redis (each subscribes its ack channels)."""
+    names = set()
+    for channel in cluster.redis.channels(f"{ECHO}:internal:ack:*"):
+        text = channel.decode() if isinstance(channel, bytes) else str(channel)
+        names.add(text.rsplit(":", 1)[1])
+    return names

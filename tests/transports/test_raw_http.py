@@ -24,8 +24,8 @@ import pytest
 import trio
 
 from triohub.protocol import Texts
+from triohub.transports.actions import BOTH_FRAMINGS
 from triohub.transports.asgi import SignalRApp
-from triohub.transports.endpoint import BOTH_FRAMINGS
 from triohub.transports.hypercorn import serve_hypercorn
 
 from ..auth.support import claims, sign

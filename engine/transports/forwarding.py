@@ -1,0 +1,207 @@
+"""Forwarding a long-polling or SSE request to the node that holds its connection.
+
+In a cluster (``transports.cluster``) a POST, a DELETE or a later poll may
+reach a node that does not hold the connection. That node checks the request
+(its token's signature, authentication, the same-user rule) and publishes it
+on the connection's forward channel ``{prefix}:forward:{connection_id}``,
+which only the holder subscribes to, while it holds it. PUBLISH answers how
+many received it: 0 means nobody holds the connection (404 at once). The
+holder checks the user again, serves the request through the endpoint's own
+rules (a poll is held there, the same 90 s, and superseded the same way; a
+send is answered only once the connection took the bytes) and publishes the
+answer on the asking endpoint's reply channel.
+
+Wire format (MessagePack arrays, ours, not ASP.NET's):
+request ``[id, reply_channel, method, token, event_stream, user, body]``,
+answer ``[id, status, body, content_type, [[name, value], ...]]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import attrs
+import msgpack
+import trio
+
+from ..backplane.hub import BackplaneUnavailable, Link
+from ..protocol import Texts
+
+if TYPE_CHECKING:
+    from .actions import Respond
+
+__all__ = ["Answer", "ForwardedRequest", "Forwarder"]
+
+log = logging.getLogger("triohub.transports")
+
+_REPLY_MARGIN = 10.0
+"""How much longer than a poll's hold a node waits for the holder's answer
+before it takes the holder for dead (404)."""
+HOLDER_CHECK = 3.0
+"""While waiting for the holder's answer, how often a node asks Redis whether
+the holder still subscribes (one ``PUBSUB NUMSUB``): a killed holder's
+forwarded polls answer 404 within this, not after the whole hold."""
+
+
+@attrs.frozen
+class ForwardedRequest:
+    """A request as the holder sees it."""
+
+    method: str
+    token: str
+    event_stream: bool
+    """It asked for ``text/event-stream``."""
+    user: str
+    """The asking node's verdict: ``user_digest`` of its principal."""
+    body: bytes
+
+
+@attrs.frozen
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+def _decode_request(data: bytes) -> tuple[int, str, ForwardedRequest] | None:
+    try:
+        items = msgpack.unpackb(data, raw=False)
+        number, reply, method, token, event_stream, user, body = items[:7]
+        request = ForwardedRequest(str(method), str(token), bool(event_stream), str(user), body)
+        if not isinstance(number, int) or not isinstance(reply, str) or not isinstance(body, bytes):
+            return None
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return number, reply, request
+
+
+def _decode_answer(data: bytes) -> tuple[int, Answer] | None:
+    try:
+        number, status, body, content_type, headers = msgpack.unpackb(data, raw=False)[:5]
+        answer = Answer(
+            int(status),
+            bytes(body),
+            str(content_type),
+            tuple((bytes(k), bytes(v)) for k, v in headers),
+        )
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return int(number), answer
+
+
+class Forwarder:
+    """One endpoint's forwarding, both ways.
+
+    Args:
+        link: the backplane.
+        spawn: starts a task that outlives the message handler (the server's nursery).
+        serve: answers a forwarded request on the holder (``Endpoint``).
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        spawn: Callable[..., None],
+        serve: Callable[[str, ForwardedRequest], Awaitable[Respond]],
+    ) -> None:
+        self.link = link
+        self._spawn = spawn
+        self._serve = serve
+        self._reply_channel = f"triohub:forward-reply:{link.server_name}:{secrets.token_hex(4)}"
+        self._subscribed = False
+        self._numbers = itertools.count(1)
+        self._waiting: dict[int, trio.MemorySendChannel[Answer]] = {}
+        self.forwarded = 0
+        """Requests this node forwarded to another."""
+        self.served = 0
+        """Forwarded requests this node served as the holder."""
+
+    # -- the holder's side ---------------------------------------------------------
+
+    def hold(self, channel: str, key: str) -> None:
+        """Serve what other nodes forward on ``channel`` for connection ``key``."""
+
+        def handler(data: bytes) -> None:
+            decoded = _decode_request(data)
+            if decoded is None:
+                log.warning("dropped a malformed forwarded request on %s", channel)
+                return
+            self._spawn(self._answer, key, *decoded)
+
+        self.link.subscribe(channel, handler)
+
+    def release(self, channel: str) -> None:
+        self.link.unsubscribe(channel)
+
+    async def sync(self) -> None:
+        await self.link.sync()
+
+    async def _answer(self, key: str, number: int, reply: str, request: ForwardedRequest) -> None:
+        self.served += 1
+        answer = await self._serve(key, request)
+        headers = [[k, v] for k, v in answer.headers]
+        data = msgpack.packb([number, answer.status, answer.body, answer.content_type, headers])
+        self.link.publish_nowait(reply, data)
+
+    # -- the asking side -------------------------------------------------------
+
+    def _on_reply(self, data: bytes) -> None:
+        decoded = _decode_answer(data)
+        if decoded is None:
+            log.warning("dropped a malformed forwarded answer")
+            return
+        number, answer = decoded
+        waiter = self._waiting.pop(number, None)
+        if waiter is not None:
+            waiter.send_nowait(answer)
+
+    async def forward(self, channel: str, request: ForwardedRequest, wait: float) -> Answer:
+        """Ask the holder on ``channel``; 404 when nobody holds it or it does
+        not answer within ``wait`` + a margin, 503 when Redis cannot be reached."""
+        if not self._subscribed:
+            self._subscribed = True
+            self.link.subscribe(self._reply_channel, self._on_reply)
+            await self.link.sync()
+        number = next(self._numbers)
+        send, receive = trio.open_memory_channel[Answer](1)
+        self._waiting[number] = send
+        data = msgpack.packb(
+            [
+                number,
+                self._reply_channel,
+                request.method,
+                request.token,
+                request.event_stream,
+                request.user,
+                request.body,
+            ]
+        )
+        gone = Answer(404, Texts.NO_CONNECTION.encode(), "text/plain", ())
+        try:
+            try:
+                receivers = await self.link.publish(channel, data)
+            except BackplaneUnavailable:
+                log.warning("cannot forward a request: the backplane is unreachable")
+                return Answer(503, b"The backplane is unreachable", "text/plain", ())
+            if not receivers:
+                return gone
+            self.forwarded += 1
+            with trio.move_on_after(wait + _REPLY_MARGIN):
+                while True:
+                    with trio.move_on_after(HOLDER_CHECK):
+                        return await receive.receive()
+                    # A held poll: is the holder still there? (A killed node's
+                    # subscriptions go with its Redis connection.)
+                    with suppress(BackplaneUnavailable):
+                        if not await self.link.subscribers(channel):
+                            break
+            log.warning("the node holding a connection went away during a forwarded request")
+            return gone
+        finally:
+            self._waiting.pop(number, None)
