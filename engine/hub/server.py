@@ -9,14 +9,13 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
-import attrs
 import trio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from ..actors.authorization import AuthorizationActor
 from ..actors.router import Router, RouterStats
-from ..actors.supervisor import CloseReason, SupervisorOptions, Transport, supervise
+from ..actors.supervisor import CloseReason, Transport, supervise
 from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
@@ -24,69 +23,26 @@ from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
 from ..authorization import AuthorizationState, PolicyRegistry, Revocations
 from ..backplane.hub import HubNode, Link
 from ..backplane.revocations import SharedRevocations
-from ..observability import MethodTelemetry, Telemetry
-from ..protocol import HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransferFormat
+from ..observability import Telemetry
+from ..protocol import HubProtocol, TransferFormat
 from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
-from .binding import BoundMethod, bind_hub
+from .binding import bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
 from .credentials import Credentials, Refreshed, RefreshRefused
 from .drain import Drain
 from .filters import HubFilter
 from .group_policies import GroupAdmission, GroupPolicies
-from .guard import Guard
 from .hub import Hub
 from .options import HubOptions
+from .registration import HubRegistration, default_protocols
 from .session import HubSession, Resumable
 
-__all__ = ["HubRegistration", "HubServer"]
+__all__ = ["HubRegistration", "HubServer", "default_protocols"]
 
 log = logging.getLogger("triohub.server")
 
 H = TypeVar("H", bound=Hub)
-
-
-def default_protocols() -> dict[str, HubProtocol]:
-    return {"json": JsonHubProtocol(), "messagepack": MessagePackHubProtocol()}
-
-
-@attrs.define(eq=False)
-class HubRegistration:
-    """Everything the server knows about one mapped hub."""
-
-    path: str
-    hub_class: type[Hub]
-    options: HubOptions
-    factory: Callable[[], Hub]
-    methods: Mapping[str, BoundMethod]
-    protocols: Mapping[str, HubProtocol]
-    router: Router
-    lifetime: _Lifetime
-    user_id_provider: UserIdProvider
-    authorizer: HubAuthorizer
-    guard: Guard
-    """The hub-level policy, applied to negotiate and every transport request."""
-    filters: tuple[HubFilter, ...] = ()
-    drain: Drain = attrs.Factory(Drain)
-    """The server's in-flight invocations (shared by its hubs), for ``run``'s stop."""
-    telemetry: Telemetry = attrs.Factory(Telemetry)
-    """The server's metrics and tracer (shared by its hubs)."""
-    method_telemetry: Mapping[str, MethodTelemetry] = attrs.Factory(dict)
-    """Each method's prebuilt metric attributes and span name, by ``BoundMethod.name``."""
-    node: HubNode | None = None
-    """The hub's side of the server's backplane, if it has one."""
-
-    def supervisor_options(self, *, keep_alive: bool = True) -> SupervisorOptions:
-        options = self.options
-        return SupervisorOptions(
-            handshake_timeout=options.handshake_timeout,
-            keep_alive_interval=options.keep_alive_interval if keep_alive else None,
-            client_timeout=options.client_timeout,
-            outbox_size=options.outbox_size,
-            outbox_max_bytes=options.outbox_max_bytes,
-            close_timeout=options.close_timeout,
-            send_timeout=options.send_timeout,
-        )
 
 
 class HubServer:
