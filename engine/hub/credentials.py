@@ -32,9 +32,13 @@ if TYPE_CHECKING:
     from .options import HubOptions
     from .session import HubSession
 
-__all__ = ["Credentials", "RefreshRefused", "Refreshed"]
+__all__ = ["ANOTHER_USER", "CREDENTIAL_REQUIRED", "Credentials", "RefreshRefused", "Refreshed"]
 
 log = logging.getLogger("triohub.auth")
+
+CREDENTIAL_REQUIRED = "A valid credential is required."
+ANOTHER_USER = "The credential is of another user."
+"""The descriptions of a refresh's 401 without a credential and 403 with another user's."""
 
 
 @attrs.frozen
@@ -275,7 +279,7 @@ class Credentials:
                 404, "refresh_disabled", "Authentication refresh is not enabled on this hub."
             )
         if not principal.is_authenticated:
-            raise RefreshRefused(401, "invalid_token", "A valid credential is required.")
+            raise RefreshRefused(401, "invalid_token", CREDENTIAL_REQUIRED)
         user_id = await resolve_user_id(registration.user_id_provider, principal)
         session = self._live(connection_id)  # still open after the await?
         context = session.context
@@ -285,7 +289,7 @@ class Credentials:
             raise RefreshRefused(403, "forbidden", "The connection has no user to refresh.")
         if user_id != context.user_id or not same_user(bound, principal):
             log.warning("refused a refresh with another user's credential")
-            raise RefreshRefused(403, "forbidden", "The credential is of another user.")
+            raise RefreshRefused(403, "forbidden", ANOTHER_USER)
         state = self._actor.current
         if state.is_banned(user_id):
             raise RefreshRefused(403, "forbidden", "The user is banned.")

@@ -57,8 +57,9 @@ class BodySink(Protocol):
     """Where a POST's body goes: a connection's ``Inbound``, or in a cluster the
     node that holds the connection (``cluster.ForwardedBody``)."""
 
-    async def put(self, body: bytes) -> bool:
-        """``False``: the connection is gone (404)."""
+    async def put(self, body: bytes) -> bool | Respond:
+        """``False``: the connection is gone (404); a ``Respond``: the answer
+        as it is (a forwarded body: the holder's)."""
         ...
 
 
@@ -174,6 +175,7 @@ async def deliver(read: ReadBody, body: bytes | None) -> Respond:
     """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
     if body is None:
         return Respond(413, b"Request body too large")
-    if not await read.inbound.put(body):
-        return Respond(404)
-    return Respond(200)
+    taken = await read.inbound.put(body)
+    if isinstance(taken, Respond):
+        return taken
+    return Respond(200) if taken else Respond(404)

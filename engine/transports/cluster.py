@@ -41,12 +41,13 @@ from ..backplane.hub import BackplaneUnavailable
 from ..hub.access import Verdict, check_bound, user_digest
 from ..protocol import Texts
 from ..protocol.negotiate import NegotiateResponse
+from .actions import Respond
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .forwarding import Answer, ForwardedRequest, Forwarder
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
-    from .actions import HttpRequest, Respond
+    from .actions import HttpRequest
 
 __all__ = [
     "ENDED",
@@ -216,39 +217,51 @@ class ClusterTokens:
         verdict: Verdict,
         request: HttpRequest,
         info: RequestInfo,
+        route: str = "",
     ) -> Refusal | ForwardedBody | Answer | None:
         """A request of a connection this node does not hold: ``None`` when
         this node now holds it (a transport's first request: go on locally),
         the body to forward (a POST), else the answer, forwarded to the holder
-        when there is one.
+        when there is one (a ``route`` other than the transports': a refresh,
+        forwarded with its credential for the holder to check again and apply).
 
-        Refusals: 404 not ours / expired / ended, 401 / 403 another user,
-        409 another node holds it, 503 the backplane cannot be asked.
+        Refusals: 404 not ours / expired / ended / nobody holds it, 401 / 403
+        another user, 503 the backplane cannot be asked. A second transport
+        for a live connection is answered by its holder (409, or 400 for
+        another transport), whether or not the token is past its unused window.
         """
         claim = self._check(token, registration, verdict, info)
         if isinstance(claim, Refusal):
             return claim
-        if request.websocket:
-            adopted = await self._claim(token, claim, registration, verdict, forwardable=False)
-            return None if isinstance(adopted, HttpConnection) else adopted
         event_stream = "text/event-stream" in request.header("accept")
         forwarded = ForwardedRequest(
-            request.method, token, event_stream, user_digest(verdict.principal), b""
+            request.method,
+            token,
+            event_stream,
+            user_digest(verdict.principal),
+            b"",
+            websocket=request.websocket,
         )
         channel = self._forward_channel(registration, claim.connection_id)
+        if route:
+            forwarded = attrs.evolve(
+                forwarded,
+                route=route,
+                query=request.query,
+                headers=tuple((k, v) for k, values in request.headers.items() for v in values),
+                client=request.client,
+            )
+            return await self.forwarder.forward(channel, forwarded, 0.0)
         if request.method == "POST":
             return ForwardedBody(self.forwarder, channel, forwarded)
-        if request.method == "GET" and self._remaining(claim, registration) > 0:
-            adopted = await self._claim(token, claim, registration, verdict, forwardable=True)
+        opens = request.websocket or (request.method == "GET" and event_stream)
+        if (opens or request.method == "GET") and self._remaining(claim, registration) > 0:
+            adopted = await self._claim(token, claim, registration, verdict)
             if isinstance(adopted, HttpConnection):
                 return None
             if adopted.status != 409:
                 return adopted
-            if event_stream:
-                return adopted  # a second event stream: 409, as on one node
-        elif request.method == "GET" and event_stream:
-            return Refusal(404, Texts.NO_CONNECTION.encode())
-        hold = registration.options.long_poll_timeout if request.method == "GET" else 0.0
+        hold = 0.0 if opens or request.method != "GET" else registration.options.long_poll_timeout
         return await self.forwarder.forward(channel, forwarded, hold)
 
     async def _claim(
@@ -257,8 +270,6 @@ class ClusterTokens:
         claim: TokenClaim,
         registration: HubRegistration,
         verdict: Verdict,
-        *,
-        forwardable: bool,
     ) -> HttpConnection | Refusal:
         remaining = self._remaining(claim, registration)
         if remaining <= 0:
@@ -274,11 +285,10 @@ class ClusterTokens:
             return Refusal(409)
         connection = self.table.add(token, claim.connection_id, registration, verdict.principal)
         connection.issued = claim.issued
-        if forwardable:
-            # Subscribed before the first answer: the client's next request
-            # may be on another node already.
-            self.forwarder.hold(self._forward_channel(registration, claim.connection_id), token)
-            await self.forwarder.sync()
+        # Subscribed before the first answer: the client's next request may
+        # be on another node already (a WebSocket's: a refresh, a stray POST).
+        self.forwarder.hold(self._forward_channel(registration, claim.connection_id), token)
+        await self.forwarder.sync()
         return connection
 
     def removed(self, connection: HttpConnection) -> None:
@@ -316,7 +326,8 @@ class ForwardedBody:
     channel: str
     request: ForwardedRequest
 
-    async def put(self, body: bytes) -> bool:
+    async def put(self, body: bytes) -> Respond:
+        """The holder's answer, as it is (200 once its connection took the bytes)."""
         request = attrs.evolve(self.request, body=body)
         answer = await self.forwarder.forward(self.channel, request, 0.0)
-        return answer.status == 200
+        return Respond(answer.status, answer.body, answer.content_type, answer.headers)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..hub.server import HubRegistration
     from .resumable import ResumableLink
 
-__all__ = ["ConnectionTable", "HttpConnection", "Refusal"]
+__all__ = ["ConnectionTable", "HttpConnection", "Refusal", "websocket_refusal"]
 
 log = logging.getLogger("triohub.transports")
 
@@ -64,6 +64,24 @@ class Refusal:
     status: int
     body: bytes = b""
     headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+_NO_WEBSOCKETS = Refusal(
+    404, Texts.transport_not_supported(TransportType.WEBSOCKETS.value).encode()
+)
+
+
+def websocket_refusal(connection: HttpConnection) -> Refusal | None:
+    """Why a WebSocket request may not take ``connection`` (``None``: it may):
+    404 WebSockets disabled on its hub, 409 a WebSocket serves it already,
+    400 it uses another transport."""
+    if TransportType.WEBSOCKETS not in connection.registration.options.transports:
+        return _NO_WEBSOCKETS
+    if connection.transport is not None:
+        if connection.transport is TransportType.WEBSOCKETS and connection.active:
+            return Refusal(409)
+        return Refusal(400, Texts.CANNOT_CHANGE_TRANSPORT.encode())
+    return None
 
 
 class ConnectionTable:
@@ -117,15 +135,13 @@ class ConnectionTable:
                 checked = check_bound(verdict, connection.principal, request)
                 if not checked.allowed:
                     return Refusal(checked.status, b"", checked.headers)
-        if TransportType.WEBSOCKETS not in registration.options.transports:
-            text = Texts.transport_not_supported(TransportType.WEBSOCKETS.value)
-            return Refusal(404, text.encode())
         if connection is None:
+            if TransportType.WEBSOCKETS not in registration.options.transports:
+                return _NO_WEBSOCKETS
             return new_connection_id(), None
-        if connection.transport is not None:
-            if connection.transport is TransportType.WEBSOCKETS and connection.active:
-                return Refusal(409)
-            return Refusal(400, Texts.CANNOT_CHANGE_TRANSPORT.encode())
+        refused = websocket_refusal(connection)
+        if refused is not None:
+            return refused
         connection.transport = TransportType.WEBSOCKETS
         connection.active = True
         connection.principal = verdict.principal

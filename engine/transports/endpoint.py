@@ -59,11 +59,11 @@ from .actions import (
     poll_answer,
 )
 from .cluster import ClusterTokens, ForwardedBody
-from .connections import ConnectionTable, HttpConnection, Refusal
+from .connections import ConnectionTable, HttpConnection, Refusal, websocket_refusal
 from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, run_long_polling
-from .refresh import refresh
+from .refresh import RefreshAnswer, refresh, refused_elsewhere
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
@@ -89,6 +89,12 @@ _STOPPING = Respond(503, SHUTTING_DOWN, close=True)
 
 def _refused(verdict: Verdict | Refusal) -> Respond:
     return Respond(verdict.status, verdict.body, headers=verdict.headers)
+
+
+def _json(answer: RefreshAnswer) -> Respond:
+    return Respond(
+        answer.status, answer.body, content_type="application/json", headers=answer.headers
+    )
 
 
 def _refused_bound(info: RequestInfo, verdict: Verdict, refusal: Refusal) -> Respond:
@@ -140,35 +146,83 @@ class Endpoint:
             self.cluster.removed(connection)
 
     async def _elsewhere(
-        self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
+        self,
+        request: HttpRequest,
+        registration: HubRegistration,
+        verdict: Verdict,
+        route: str = HUB,
     ) -> Action | None:
         """In a cluster, a request of a connection this node does not hold:
-        ``None`` to go on here (this node holds it now), else the answer."""
+        ``None`` to go on here (this node holds it now), else the answer
+        (a refresh's in its JSON shape)."""
         token = (parse_query(request.query).get("id") or ("",))[0]
         if self.cluster is None or not token or self.connections.get(token) is not None:
             return None
         info = request.info(registration.path)
-        result = await self.cluster.elsewhere(token, registration, verdict, request, info)
+        result = await self.cluster.elsewhere(token, registration, verdict, request, info, route)
         if result is None:
             return None
-        if isinstance(result, Refusal):
-            return _refused_bound(info, verdict, result)
         if isinstance(result, ForwardedBody):
             return ReadBody(result)
+        if isinstance(result, Refusal):
+            refused = _refused_bound(info, verdict, result)
+            if route == REFRESH:
+                return _json(refused_elsewhere(result.status, result.headers))
+            return refused
+        if route == REFRESH and result.content_type != "application/json":
+            # Not the holder's answer (it answers a refresh in JSON): nobody
+            # holds the connection (404), or Redis cannot be reached (503).
+            return _json(refused_elsewhere(result.status))
         return Respond(result.status, result.body, result.content_type, result.headers)
+
+    async def _refresh(
+        self, request: HttpRequest, registration: HubRegistration, verdict: Verdict
+    ) -> Respond:
+        """``POST {hub}/refresh`` (``refresh.py``), on the node holding the
+        connection or forwarded to it."""
+        if verdict.allowed:
+            elsewhere = await self._elsewhere(request, registration, verdict, REFRESH)
+            if elsewhere is not None:
+                assert isinstance(elsewhere, Respond)
+                return elsewhere
+        answer = await refresh(self.server, self.connections, registration, request.query, verdict)
+        return _json(answer)
 
     async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Respond:
         """On the holder: a request another node checked and forwarded. The
-        user is checked again, then the request goes through the same rules as
-        one that arrived here."""
+        user is checked again (a refresh is authenticated again), then the
+        request goes through the same rules as one that arrived here."""
         connection = self.connections.get(token)
         if connection is None:
             return Respond(404, Texts.NO_CONNECTION.encode())
+        registration = connection.registration
+        if forwarded.route == REFRESH:
+            headers: dict[str, tuple[str, ...]] = {}
+            for name, value in forwarded.headers:
+                headers[name] = (*headers.get(name, ()), value)
+            request = HttpRequest(
+                "POST",
+                registration.path + REFRESH,
+                forwarded.query,
+                headers=headers,
+                client=forwarded.client,
+            )
+            verdict = await self._verdict(request, registration)
+            answer = await refresh(
+                self.server, self.connections, registration, request.query, verdict
+            )
+            return _json(answer)
         principal = connection.principal or ANONYMOUS
         if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
             log.warning("refused a forwarded request on the connection of another user")
             return Respond(403)
-        registration = connection.registration
+        opens = forwarded.websocket or (forwarded.method == "GET" and forwarded.event_stream)
+        if opens and connection.transport is None:
+            return Respond(409)  # its first transport request is being served here
+        if forwarded.websocket:
+            refusal = websocket_refusal(connection)
+            assert refusal is not None  # the transport is bound
+            return _refused(refusal)
         headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
         request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
         action = self._transport_request(request, registration, Verdict(principal))
@@ -242,12 +296,7 @@ class Endpoint:
         # Authentication and the hub policy come first, before any lookup.
         verdict = await self._verdict(request, registration)
         if route == REFRESH:
-            answer = await refresh(
-                self.server, self.connections, registration, request.query, verdict
-            )
-            return Respond(
-                answer.status, answer.body, content_type="application/json", headers=answer.headers
-            )
+            return await self._refresh(request, registration, verdict)
         if not verdict.allowed:
             return _refused(verdict)
         if route == NEGOTIATE:

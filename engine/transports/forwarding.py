@@ -11,9 +11,20 @@ rules (a poll is held there, the same 90 s, and superseded the same way; a
 send is answered only once the connection took the bytes) and publishes the
 answer on the asking endpoint's reply channel.
 
+A WebSocket upgrade or an event stream for a connection another node holds
+is not opened anywhere: the holder answers it as it would on its own (409 a
+second transport, 400 another transport), so a node never has to guess from
+the token's age. A refresh (``POST {hub}/refresh``) is forwarded with the
+request's credential (query, headers, client address): the holder
+authenticates it again and applies it (``refresh.py``); a credential never
+travels for any other request. The backplane is inside the cluster's trust
+boundary already (whoever can publish on it can forward as any user).
+
 Wire format (MessagePack arrays, ours, not ASP.NET's):
-request ``[id, reply_channel, method, token, event_stream, user, body]``,
-answer ``[id, status, body, content_type, [[name, value], ...]]``.
+request ``[id, reply_channel, method, token, event_stream, user, body,
+websocket, route, query, [[name, value], ...], client]`` (readers take the
+first seven when the rest is missing), answer ``[id, status, body,
+content_type, [[name, value], ...]]``.
 """
 
 from __future__ import annotations
@@ -59,6 +70,24 @@ class ForwardedRequest:
     user: str
     """The asking node's verdict: ``user_digest`` of its principal."""
     body: bytes
+    websocket: bool = False
+    """A WebSocket upgrade: the holder says what it would answer, opens nothing."""
+    route: str = ""
+    """The hub's route (``endpoint.HUB`` or ``endpoint.REFRESH``)."""
+    query: str = ""
+    """A refresh's query string (it may carry ``access_token``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """A refresh's headers (its credential): lower-case names."""
+    client: tuple[str, int] | None = None
+    """A refresh's client address (what authentication may look at)."""
+
+    def pack(self, number: int, reply: str) -> bytes:
+        headers = [[name, value] for name, value in self.headers]
+        client = None if self.client is None else list(self.client)
+        items = [number, reply, self.method, self.token, self.event_stream, self.user, self.body]
+        items += [self.websocket, self.route, self.query, headers, client]
+        packed: bytes = msgpack.packb(items)
+        return packed
 
 
 @attrs.frozen
@@ -73,10 +102,22 @@ def _decode_request(data: bytes) -> tuple[int, str, ForwardedRequest] | None:
     try:
         items = msgpack.unpackb(data, raw=False)
         number, reply, method, token, event_stream, user, body = items[:7]
-        request = ForwardedRequest(str(method), str(token), bool(event_stream), str(user), body)
+        websocket, route, query, headers, client = [*items[7:], False, "", "", [], None][:5]
+        request = ForwardedRequest(
+            str(method),
+            str(token),
+            bool(event_stream),
+            str(user),
+            body,
+            bool(websocket),
+            str(route),
+            str(query),
+            tuple((str(name), str(value)) for name, value in headers),
+            None if client is None else (str(client[0]), int(client[1])),
+        )
         if not isinstance(number, int) or not isinstance(reply, str) or not isinstance(body, bytes):
             return None
-    except (ValueError, TypeError, msgpack.UnpackException):
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
         return None
     return number, reply, request
 
@@ -171,17 +212,7 @@ class Forwarder:
         number = next(self._numbers)
         send, receive = trio.open_memory_channel[Answer](1)
         self._waiting[number] = send
-        data = msgpack.packb(
-            [
-                number,
-                self._reply_channel,
-                request.method,
-                request.token,
-                request.event_stream,
-                request.user,
-                request.body,
-            ]
-        )
+        data = request.pack(number, self._reply_channel)
         gone = Answer(404, Texts.NO_CONNECTION.encode(), "text/plain", ())
         try:
             try:

@@ -16,7 +16,10 @@ refreshed, as in ASP.NET (negotiate v1).
 
 The request is authenticated and checked against the hub's policy, bans and
 revocations (``check_request``) before anything looks at the id, like every
-other request of the hub.
+other request of the hub. In a cluster, a node that does not hold the
+connection checks the token and the user too, then forwards the request (its
+credential included) to the holder, which checks it again and applies it
+(``forwarding.py``); the holder's answer comes back as it is.
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ import attrs
 import orjson
 
 from ..hub.access import Verdict
-from ..hub.credentials import RefreshRefused
+from ..hub.credentials import ANOTHER_USER, CREDENTIAL_REQUIRED, RefreshRefused
 from .connections import ConnectionTable
 from .http import parse_query
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
 
-__all__ = ["RefreshAnswer", "refresh", "refused"]
+__all__ = ["RefreshAnswer", "refresh", "refused", "refused_elsewhere"]
 
 Header = tuple[bytes, bytes]
 
@@ -57,12 +60,30 @@ def _error(
     )
 
 
+_NOT_FOUND = _error(404, "connection_not_found", "No such connection.")
+
+
 def refused(verdict: Verdict) -> RefreshAnswer:
     """A refresh request refused by ``check_request`` (401 / 403), in this route's shape."""
     if verdict.status == 401:
-        description = verdict.description or "A valid credential is required."
+        description = verdict.description or CREDENTIAL_REQUIRED
         return _error(401, "invalid_token", description, verdict.headers)
     return _error(verdict.status, "forbidden", "The credential may not use this hub.")
+
+
+def refused_elsewhere(status: int, headers: tuple[Header, ...] = ()) -> RefreshAnswer:
+    """A refresh of a connection another node may hold, refused on the node
+    that received it before (or instead of) forwarding it there
+    (``cluster.ClusterTokens.elsewhere``): 401 no valid credential (``headers``:
+    its challenge), 403 another user's, 404 no such connection (a token that
+    is not ours, or nobody holds it), 503 the holder cannot be asked."""
+    if status == 401:
+        return _error(401, "invalid_token", CREDENTIAL_REQUIRED, headers)
+    if status == 403:
+        return _error(403, "forbidden", ANOTHER_USER)
+    if status == 404:
+        return _NOT_FOUND
+    return _error(status, "unavailable", "The node holding the connection cannot be asked.")
 
 
 async def refresh(
@@ -80,7 +101,7 @@ async def refresh(
         return _error(400, "missing_connection_token", "The id query parameter is required.")
     connection = connections.get(token)
     if connection is None or connection.registration is not registration:
-        return _error(404, "connection_not_found", "No such connection.")
+        return _NOT_FOUND
     try:
         refreshed = await server.refresh_authentication(connection.connection_id, verdict.principal)
     except RefreshRefused as refusal:
