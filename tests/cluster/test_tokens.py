@@ -6,11 +6,7 @@ tokens (404), another user's token (403), and one node unchanged."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
-import attrs
-import pytest
 import trio
 
 from triohub import HubServer
@@ -21,86 +17,8 @@ from triohub.transports.cluster import TokenSigner, derive_key
 from ..backplane.redis_server import RedisServer
 from ..backplane.support import PATH, PREFIX, ClusterHub
 from ..transports.asgi_client import AsgiClient
-from ..transports.native_support import authenticator, token_for
-
-KEY = derive_key("a secret every node of the test cluster shares")
-HANDSHAKE = '{"protocol":"json","version":1}\x1e'
-
-
-@attrs.define
-class Clock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@attrs.frozen
-class Node:
-    server: HubServer
-    client: AsgiClient
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def nodes(
-    redis: RedisServer, nursery: trio.Nursery, clock: Clock
-) -> AsyncIterator[list[Node]]:
-    made = []
-    for _ in range(2):
-        link = RedisBackplane(redis.url)
-        server = HubServer(
-            backplane=link,
-            connection_token_key=KEY,
-            authenticator=authenticator(),
-            clock=clock,
-        )
-        server.map_hub(PATH, ClusterHub, channel_prefix=PREFIX)
-        app = SignalRApp(server)
-        await nursery.start(server.run)
-        await link.wait_connected()
-        made.append(Node(server, AsgiClient(app, nursery)))
-    yield made
-    for node in made:
-        node.server.stop()
-    for node in made:
-        await node.server.wait_stopped()
-        assert node.client.violations == []
-
-
-def auth(user: str | None) -> list[tuple[bytes, bytes]]:
-    return [] if user is None else [(b"authorization", f"Bearer {token_for(user)}".encode())]
-
-
-async def negotiate(node: Node, user: str | None = None, version: int = 1) -> dict[str, Any]:
-    response = await node.client.request(
-        "POST", f"{PATH}/negotiate", query=f"negotiateVersion={version}", headers=auth(user)
-    )
-    assert response.status == 200, response
-    document: dict[str, Any] = json.loads(response.body)
-    return document
-
-
-async def first_of(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-async def open_websocket(node: Node, token: str, user: str | None = None) -> Any:
-    socket = node.client.websocket(PATH, query=f"id={token}", headers=auth(user))
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            for event in (socket.accepted, socket.closed):
-                nursery.start_soon(first_of, event, nursery.cancel_scope)
-    if socket.accepted.is_set():
-        socket.send_text(HANDSHAKE)
-        with trio.fail_after(10):
-            assert await socket.frame() == "{}\x1e"
-    return socket
+from ..transports.native_support import authenticator
+from .support import HANDSHAKE, KEY, Clock, Node, auth, negotiate, open_websocket
 
 
 async def test_negotiate_on_one_node_connect_on_the_other(nodes: list[Node]) -> None:
