@@ -323,10 +323,12 @@ class Endpoint:
             # held the WebSocket, which a reconnect through a balancer may miss.
             allow_stateful_reconnect=options.allow_stateful_reconnect and self.cluster is None,
         )
-        if not isinstance(result, NegotiateError) and self.cluster is not None:
+        if isinstance(result, NegotiateError):
+            return Respond(200, result.body, content_type="application/json")
+        if self.cluster is not None:
             # Signed: any node verifies it at the first transport request.
             result = self.cluster.mint(registration, principal, result)
-        elif not isinstance(result, NegotiateError):
+        else:
             self.connections.add(
                 result.connection_token,
                 result.connection_id,
@@ -334,11 +336,11 @@ class Endpoint:
                 principal,
                 stateful=result.use_stateful_reconnect,
             )
-            lifetime = self.server.credentials.token_lifetime(
-                principal, registration.options.allow_authentication_refresh
-            )
-            if lifetime is not None:
-                result = attrs.evolve(result, token_lifetime_seconds=lifetime)
+        lifetime = self.server.credentials.token_lifetime(
+            principal, registration.options.allow_authentication_refresh
+        )
+        if lifetime is not None:
+            result = attrs.evolve(result, token_lifetime_seconds=lifetime)
         return Respond(200, result.body, content_type="application/json")
 
     async def _websocket(self, request: HttpRequest, registration: HubRegistration) -> Action:

@@ -1,4 +1,5 @@
-"""Load balancers on loopback for cluster tests. ``RoundRobin``: HTTP without affinity.
+"""Load balancers on loopback for cluster tests. ``RoundRobin``: HTTP without affinity
+(or with an anti-affinity for some paths: they never reach the holder).
 
 Every HTTP request (not every TCP connection: clients keep connections alive)
 goes to the next node, on a fresh upstream connection with ``Connection:
@@ -64,13 +65,18 @@ class FirstAlive(_Balancer):
 
 
 class RoundRobin(_Balancer):
-    """Each HTTP request goes to the next node."""
+    """Each HTTP request goes to the next node; with ``elsewhere``, a request
+    whose path ends with one of those suffixes goes to a node that does not
+    hold its connection (the one after the node of the id's first GET)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], *, elsewhere: tuple[str, ...] = ()) -> None:
         self._next = itertools.count()
         self._lock = threading.Lock()
+        self._elsewhere = elsewhere
         self.routed: list[tuple[int, str, str, str]] = []
         """``(node index, method, path, id)`` of every request, in order."""
+        self.diverted: list[tuple[int, int, str]] = []
+        """``(holder, node, id)`` of every request sent away from its holder."""
         super().__init__(ports)
 
     def nodes_of(self, token_or_id: str) -> set[int]:
@@ -124,11 +130,23 @@ class RoundRobin(_Balancer):
             with suppress(OSError):
                 client.close()
 
+    def _holder(self, path: str, ident: str) -> int | None:
+        if not ident or not path.endswith(self._elsewhere):
+            return None
+        with self._lock:
+            for node, method, hub, seen in self.routed:
+                if seen == ident and method == "GET" and path.startswith(hub):
+                    return node
+        return None
+
     def _connect(self, method: str, target: str) -> socket.socket | None:
         split = urlsplit(target)
         ident = (parse_qs(split.query).get("id") or [""])[0]
+        holder = self._holder(split.path, ident)
         for _ in self.ports:
             node = next(self._next) % len(self.ports)
+            if holder is not None:
+                node = (holder + 1) % len(self.ports)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.ports[node]), timeout=5)
             except OSError:
@@ -136,6 +154,8 @@ class RoundRobin(_Balancer):
             upstream.settimeout(None)
             with self._lock:
                 self.routed.append((node, method, split.path, ident))
+                if holder is not None:
+                    self.diverted.append((holder, node, ident))
             return upstream
         return None
 
