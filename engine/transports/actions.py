@@ -3,10 +3,11 @@ facts of a request as a server parsed them (``HttpRequest``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
+import trio
 
 from ..actors.supervisor import Transport
 from ..auth.principal import Principal
@@ -28,13 +29,16 @@ __all__ = [
     "BodySink",
     "Fallback",
     "HttpRequest",
+    "LocalPoll",
     "OpenEventStream",
     "OpenWebSocket",
     "Poll",
+    "PollSource",
     "ReadBody",
     "Respond",
     "WebSocketTransport",
     "deliver",
+    "hold_poll",
     "poll_answer",
 ]
 
@@ -141,11 +145,33 @@ class OpenEventStream:
     principal: Principal
 
 
+class PollSource(Protocol):
+    """What a held poll waits on: this node's long-polling transport
+    (``LocalPoll``), or in a cluster the node holding the connection
+    (``cluster.ForwardedPoll``)."""
+
+    async def answer(self, hold: float) -> Respond:
+        """The poll's answer within ``hold`` seconds. Cancelled when the
+        client leaves: then it took nothing (the records wait for the next poll)."""
+        ...
+
+
 @attrs.frozen
-class Poll:
-    """Hold this long poll (``longpolling.answer_poll``)."""
+class LocalPoll:
+    """A poll of a long-polling connection this node holds."""
 
     transport: LongPollingTransport
+
+    async def answer(self, hold: float) -> Respond:
+        outcome, body = await self.transport.poll(hold)
+        return poll_answer(outcome, body)
+
+
+@attrs.frozen
+class Poll:
+    """Hold this long poll (``hold_poll``)."""
+
+    source: PollSource
     hold: float
 
 
@@ -162,7 +188,7 @@ Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 
 def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
-    """The answer to a held poll (``longpolling.hold_poll``)."""
+    """The answer to a poll of a long-polling transport."""
     if outcome is PollOutcome.DATA:
         return Respond(200, body, content_type="application/octet-stream", headers=NO_CACHE)
     if outcome is PollOutcome.TIMEOUT:
@@ -179,3 +205,20 @@ async def deliver(read: ReadBody, body: bytes | None) -> Respond:
     if isinstance(taken, Respond):
         return taken
     return Respond(200) if taken else Respond(404)
+
+
+async def hold_poll(poll: Poll, wait_disconnect: Callable[[], Awaitable[None]]) -> Respond:
+    """One poll request (the endpoint's ``Poll``): its answer. A client that
+    aborts the poll (``wait_disconnect`` returns) ends it as a timeout,
+    answered to nobody, having taken nothing."""
+    answer = Respond(200, headers=NO_CACHE)
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            await wait_disconnect()
+            nursery.cancel_scope.cancel()  # the client aborted this poll
+
+        nursery.start_soon(watch)
+        answer = await poll.source.answer(poll.hold)
+        nursery.cancel_scope.cancel()
+    return answer

@@ -23,7 +23,7 @@ from .actions import (
     ReadBody,
     Respond,
     deliver,
-    poll_answer,
+    hold_poll,
 )
 from .connections import ConnectionTable
 from .endpoint import Endpoint
@@ -39,7 +39,6 @@ from .http import (
     route_path,
 )
 from .listening import describe
-from .longpolling import hold_poll
 from .sse import serve_event_stream
 from .websocket import AsgiWebSocketTransport
 
@@ -101,10 +100,9 @@ class SignalRApp:
                 return
             await _respond(send, await deliver(action, body))
         elif isinstance(action, Poll):
-            outcome, body = await hold_poll(
-                action.transport, action.hold, _AsgiStream(send, receive).wait_disconnect
+            await _respond(
+                send, await hold_poll(action, _AsgiStream(send, receive).wait_disconnect)
             )
-            await _respond(send, poll_answer(outcome, body))
         elif isinstance(action, OpenEventStream):
             await serve_event_stream(
                 self.server,

@@ -55,6 +55,7 @@ __all__ = [
     "Claims",
     "ClusterTokens",
     "ForwardedBody",
+    "ForwardedPoll",
     "TokenClaim",
     "TokenSigner",
     "derive_key",
@@ -166,7 +167,7 @@ class ClusterTokens:
         server: HubServer,
         key: bytes,
         table: ConnectionTable,
-        serve: Callable[[str, ForwardedRequest], Awaitable[Respond]],
+        serve: Callable[[str, ForwardedRequest], Awaitable[Answer]],
     ) -> None:
         assert server.backplane is not None
         self.server = server
@@ -218,10 +219,11 @@ class ClusterTokens:
         request: HttpRequest,
         info: RequestInfo,
         route: str = "",
-    ) -> Refusal | ForwardedBody | Answer | None:
+    ) -> Refusal | ForwardedBody | ForwardedPoll | Answer | None:
         """A request of a connection this node does not hold: ``None`` when
         this node now holds it (a transport's first request: go on locally),
-        the body to forward (a POST), else the answer, forwarded to the holder
+        the body to forward (a POST), the poll to forward (a later long poll:
+        the server holds it as its own), else the answer, forwarded to the holder
         when there is one (a ``route`` other than the transports': a refresh,
         forwarded with its credential for the holder to check again and apply).
 
@@ -254,15 +256,16 @@ class ClusterTokens:
             return await self.forwarder.forward(channel, forwarded, 0.0)
         if request.method == "POST":
             return ForwardedBody(self.forwarder, channel, forwarded)
-        opens = request.websocket or (request.method == "GET" and event_stream)
-        if (opens or request.method == "GET") and self._remaining(claim, registration) > 0:
+        get = request.method == "GET" or request.websocket
+        if get and self._remaining(claim, registration) > 0:
             adopted = await self._claim(token, claim, registration, verdict)
             if isinstance(adopted, HttpConnection):
                 return None
             if adopted.status != 409:
                 return adopted
-        hold = 0.0 if opens or request.method != "GET" else registration.options.long_poll_timeout
-        return await self.forwarder.forward(channel, forwarded, hold)
+        if get and not (request.websocket or event_stream):
+            return ForwardedPoll(self.forwarder, channel, forwarded)
+        return await self.forwarder.forward(channel, forwarded, 0.0)
 
     async def _claim(
         self,
@@ -329,5 +332,18 @@ class ForwardedBody:
     async def put(self, body: bytes) -> Respond:
         """The holder's answer, as it is (200 once its connection took the bytes)."""
         request = attrs.evolve(self.request, body=body)
-        answer = await self.forwarder.forward(self.channel, request, 0.0)
-        return Respond(answer.status, answer.body, answer.content_type, answer.headers)
+        return (await self.forwarder.forward(self.channel, request, 0.0)).respond()
+
+
+@attrs.frozen
+class ForwardedPoll:
+    """A long poll held by the node holding its connection (``Poll``'s
+    source). Cancelled because its client left, it stops there too and what
+    it took goes back (``Forwarder.forward``)."""
+
+    forwarder: Forwarder
+    channel: str
+    request: ForwardedRequest
+
+    async def answer(self, hold: float) -> Respond:
+        return (await self.forwarder.forward(self.channel, self.request, hold)).respond()

@@ -49,6 +49,7 @@ from .actions import (
     Action,
     Fallback,
     HttpRequest,
+    LocalPoll,
     OpenEventStream,
     OpenWebSocket,
     Poll,
@@ -58,11 +59,11 @@ from .actions import (
     deliver,
     poll_answer,
 )
-from .cluster import ClusterTokens, ForwardedBody
+from .cluster import ClusterTokens, ForwardedBody, ForwardedPoll
 from .connections import ConnectionTable, HttpConnection, Refusal, websocket_refusal
-from .forwarding import ForwardedRequest
+from .forwarding import PUT_BACK, Answer, ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
-from .longpolling import LongPollingTransport, run_long_polling
+from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
 from .refresh import RefreshAnswer, refresh, refused_elsewhere
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
@@ -164,6 +165,8 @@ class Endpoint:
             return None
         if isinstance(result, ForwardedBody):
             return ReadBody(result)
+        if isinstance(result, ForwardedPoll):
+            return Poll(result, registration.options.long_poll_timeout)
         if isinstance(result, Refusal):
             refused = _refused_bound(info, verdict, result)
             if route == REFRESH:
@@ -188,13 +191,13 @@ class Endpoint:
         answer = await refresh(self.server, self.connections, registration, request.query, verdict)
         return _json(answer)
 
-    async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Respond:
+    async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Answer:
         """On the holder: a request another node checked and forwarded. The
         user is checked again (a refresh is authenticated again), then the
         request goes through the same rules as one that arrived here."""
         connection = self.connections.get(token)
         if connection is None:
-            return Respond(404, Texts.NO_CONNECTION.encode())
+            return Answer.of(Respond(404, Texts.NO_CONNECTION.encode()))
         registration = connection.registration
         if forwarded.route == REFRESH:
             headers: dict[str, tuple[str, ...]] = {}
@@ -211,30 +214,42 @@ class Endpoint:
             answer = await refresh(
                 self.server, self.connections, registration, request.query, verdict
             )
-            return _json(answer)
+            return Answer.of(_json(answer))
         principal = connection.principal or ANONYMOUS
         if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
             log.warning("refused a forwarded request on the connection of another user")
-            return Respond(403)
+            return Answer.of(Respond(403))
+        if forwarded.method == PUT_BACK:
+            channel = connection.channel
+            if isinstance(channel, LongPollingTransport) and channel.put_back(
+                forwarded.body, forwarded.taken
+            ):
+                return Answer.of(Respond(202))
+            return Answer.of(Respond(409))
         opens = forwarded.websocket or (forwarded.method == "GET" and forwarded.event_stream)
         if opens and connection.transport is None:
-            return Respond(409)  # its first transport request is being served here
+            return Answer.of(Respond(409))  # its first transport request is being served here
         if forwarded.websocket:
             refusal = websocket_refusal(connection)
             assert refusal is not None  # the transport is bound
-            return _refused(refusal)
+            return Answer.of(_refused(refusal))
         headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
         request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
         action = self._transport_request(request, registration, Verdict(principal))
         if isinstance(action, ReadBody):
             body = forwarded.body if len(forwarded.body) <= action.limit else None
-            return await deliver(action, body)
+            return Answer.of(await deliver(action, body))
         if isinstance(action, Poll):
-            outcome, body = await action.transport.poll(action.hold)
-            return poll_answer(outcome, body)
+            assert isinstance(action.source, LocalPoll)
+            transport = action.source.transport
+            outcome, body = await transport.poll(action.hold)
+            # No checkpoint from here to the answer's publication: a CANCEL
+            # comes before the poll took anything, or after it was answered.
+            taken = transport.taken if outcome is PollOutcome.DATA else 0
+            return Answer.of(poll_answer(outcome, body), taken)
         if isinstance(action, Respond):
-            return action
-        return Respond(409)  # pragma: no cover - first requests are never forwarded
+            return Answer.of(action)
+        return Answer.of(Respond(409))  # pragma: no cover - first requests are never forwarded
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
@@ -464,4 +479,4 @@ class Endpoint:
             return Respond(200, content_type="application/octet-stream", headers=NO_CACHE)
         channel = connection.channel
         assert isinstance(channel, LongPollingTransport)
-        return Poll(channel, registration.options.long_poll_timeout)
+        return Poll(LocalPoll(channel), registration.options.long_poll_timeout)

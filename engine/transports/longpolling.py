@@ -10,7 +10,7 @@ for ``disconnect_timeout`` is dropped too. Nothing grows without limit.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..hub.server import HubServer
     from .connections import ConnectionTable, HttpConnection
 
-__all__ = ["LongPollingTransport", "PollOutcome", "hold_poll", "run_long_polling"]
+__all__ = ["LongPollingTransport", "PollOutcome", "run_long_polling"]
 
 
 class PollOutcome(enum.Enum):
@@ -57,6 +57,8 @@ class LongPollingTransport:
         self._generation = 0
         self.polling = False
         self.last_poll = trio.current_time()
+        self.taken = 0
+        """How many times a poll took the buffer (``put_back`` checks it)."""
         self.ended_by_client = False
         """DELETE or silence: nobody will poll to learn that it ended."""
         self._told = trio.Event()
@@ -123,10 +125,24 @@ class LongPollingTransport:
         """Returns once a poll was answered 204 (the client knows it ended)."""
         await self._told.wait()
 
+    def put_back(self, data: bytes, taken: int) -> bool:
+        """Records a poll took (its ``taken`` count) that never reached its
+        client (a forwarded poll whose client left): first in the buffer again,
+        as if that poll had stopped before taking them. ``False`` when a later
+        poll took records since (putting these back would reorder them) or
+        the connection is closed."""
+        if self._closed or taken != self.taken:
+            return False
+        self._buffer.insert(0, data)
+        self._size += len(data)
+        self._notify()
+        return True
+
     def _take(self) -> bytes:
         data = b"".join(self._buffer)
         self._buffer.clear()
         self._size = 0
+        self.taken += 1
         self._notify()  # room for a waiting writer
         return data
 
@@ -137,25 +153,6 @@ class LongPollingTransport:
     async def wait_change(self) -> None:
         """Returns at the next change: data, a poll starting or ending, the end."""
         await self._changed.wait()
-
-
-async def hold_poll(
-    transport: LongPollingTransport, hold: float, wait_disconnect: Callable[[], Awaitable[None]]
-) -> tuple[PollOutcome, bytes]:
-    """One poll request (the endpoint's ``Poll``): its outcome and body. A client
-    that aborts the poll (``wait_disconnect`` returns) ends it as a timeout,
-    answered to nobody."""
-    outcome, body = PollOutcome.TIMEOUT, b""
-    async with trio.open_nursery() as nursery:
-
-        async def watch() -> None:
-            await wait_disconnect()
-            nursery.cancel_scope.cancel()  # the client aborted this poll
-
-        nursery.start_soon(watch)
-        outcome, body = await transport.poll(hold)
-        nursery.cancel_scope.cancel()
-    return outcome, body
 
 
 async def run_long_polling(

@@ -32,11 +32,10 @@ from .actions import (
     ReadBody,
     Respond,
     deliver,
-    poll_answer,
+    hold_poll,
 )
 from .endpoint import Endpoint
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
-from .longpolling import hold_poll
 from .native_asgi import ASGIApp, serve_asgi_request
 from .native_http import REQUEST_TIMEOUT, BadRequest, HttpWire
 from .native_ws import FrameCache, NativeWebSocketTransport
@@ -118,10 +117,7 @@ class _Connection:
                     if body is None:
                         return
                 elif isinstance(action, Poll):
-                    outcome, data = await hold_poll(
-                        action.transport, action.hold, wire.wait_disconnect
-                    )
-                    await wire.respond(poll_answer(outcome, data))
+                    await wire.respond(await hold_poll(action, wire.wait_disconnect))
                 elif isinstance(action, OpenEventStream):
                     del request
                     await serve_event_stream(

@@ -242,3 +242,86 @@ async def test_requests_elsewhere_get_the_holders_answer(
     for node in (a, b):
         for kind in ("websocket", "sse", "poll", "post", "delete"):
             assert await ask(node, token, kind) == gone, (kind, node is a)
+
+
+INVOKE = '{"type":1,"invocationId":"%s","target":"Join","arguments":["g"]}\x1e'
+
+
+async def long_polling(negotiator: Node, holder: Node) -> tuple[str, Any, str]:
+    """A long-polling connection of alice that ``holder`` holds, past its
+    handshake: its token, alice's credential and the transport's query."""
+    token = (await negotiate(negotiator, "alice"))["connectionToken"]
+    alice, query = auth("alice"), f"id={token}"
+    assert (await holder.client.request("GET", PATH, query=query, headers=alice)).status == 200
+    sent = await holder.client.request(
+        "POST", PATH, query=query, headers=alice, body=HANDSHAKE.encode()
+    )
+    assert sent.status == 200
+    poll = await holder.client.request("GET", PATH, query=query, headers=alice)
+    assert poll.body == b"{}\x1e"
+    return token, alice, query
+
+
+async def held_on(node: Node, token: str) -> None:
+    """Returns once ``node``'s long-polling transport of ``token`` holds a poll."""
+    connection = node.client.app.endpoint.connections.get(token)
+    assert connection is not None
+    with trio.fail_after(10):
+        while not connection.channel.polling:
+            await connection.channel.wait_change()
+
+
+@pytest.mark.parametrize("where", ["holder", "forwarded"])
+async def test_records_wait_for_the_next_poll_when_a_polls_client_leaves(
+    nodes: list[Node], where: str
+) -> None:
+    """One node keeps the records of a poll whose client left for the next
+    poll; a poll forwarded to that node does the same (the holder stops
+    holding it). Records the holder took before it heard: the next test."""
+    a, b = nodes
+    token, alice, query = await long_polling(a, b)
+    poller = a if where == "forwarded" else b
+    for number in range(1, 3):
+        leaving = poller.client.open("GET", PATH, query=query, headers=alice)
+        await held_on(b, token)
+        leaving.disconnect()
+        invoke = (INVOKE % number).encode()
+        sent = await b.client.request("POST", PATH, query=query, headers=alice, body=invoke)
+        assert sent.status == 200
+        with trio.fail_after(10):
+            poll = await poller.client.request("GET", PATH, query=query, headers=alice)
+        assert poll.status == 200
+        completion = json.loads(poll.body.rstrip(b"\x1e"))
+        assert completion == {"type": 3, "invocationId": str(number), "result": None}
+    assert (await a.client.request("DELETE", PATH, query=query, headers=alice)).status == 202
+
+
+async def test_records_a_forwarded_poll_took_go_back_unless_a_later_poll_took_some(
+    nodes: list[Node],
+) -> None:
+    from triohub.transports.forwarding import PUT_BACK
+
+    a, b = nodes
+    token, alice, query = await long_polling(a, b)
+    invoke = (INVOKE % 1).encode()
+    assert (
+        await b.client.request("POST", PATH, query=query, headers=alice, body=invoke)
+    ).status == 200
+    cluster = a.client.app.endpoint.cluster
+    assert cluster is not None
+    channel = f"{PREFIX}:forward:{token.split('.')[0]}"
+    poll = ForwardedRequest("GET", token, False, token.split(".")[2], b"")
+    taken = await cluster.forwarder.forward(channel, poll, 10)
+    assert taken.status == 200
+    assert json.loads(taken.body.rstrip(b"\x1e"))["invocationId"] == "1"
+    assert taken.taken > 0
+    # What the asking node sends when the poll's client had left: back in the buffer.
+    back = ForwardedRequest(
+        PUT_BACK, token, False, token.split(".")[2], taken.body, taken=taken.taken
+    )
+    assert (await cluster.forwarder.forward(channel, back, 0)).status == 202
+    again = await a.client.request("GET", PATH, query=query, headers=alice)
+    assert (again.status, again.body) == (200, taken.body)
+    # A later poll took records since: putting these back would reorder them.
+    assert (await cluster.forwarder.forward(channel, back, 0)).status == 409
+    assert (await a.client.request("DELETE", PATH, query=query, headers=alice)).status == 202
