@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["FirstAlive", "RoundRobin", "pipe"]
 
+BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
 
 class _Balancer:
     """Accepts on a free loopback port; ``_serve`` decides where each client goes."""
@@ -118,12 +120,18 @@ class RoundRobin(_Balancer):
                         upstream.sendall(buffer)
                 # The answer, until the node closes (Connection: close).
                 streaming = upgrade
+                answered = False
                 while data := upstream.recv(65536):
+                    answered = True
                     streaming = streaming or b"text/event-stream" in data
                     client.sendall(data)
                 upstream.close()
                 if streaming:
                     return  # an event stream ends with its TCP connection
+                if not answered:
+                    # The node died before answering: say so, as a proxy does.
+                    client.sendall(BAD_GATEWAY)
+                    return
         except OSError:
             pass
         finally:
@@ -143,10 +151,12 @@ class RoundRobin(_Balancer):
         split = urlsplit(target)
         ident = (parse_qs(split.query).get("id") or [""])[0]
         holder = self._holder(split.path, ident)
-        for _ in self.ports:
-            node = next(self._next) % len(self.ports)
-            if holder is not None:
-                node = (holder + 1) % len(self.ports)
+        # One draw of the shared counter per request: each node is tried once,
+        # whatever other threads draw meanwhile (drawing per attempt, two
+        # concurrent requests could both draw the dead node twice and give up).
+        first = next(self._next) if holder is None else holder + 1
+        for offset in range(len(self.ports)):
+            node = (first + offset) % len(self.ports)
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.ports[node]), timeout=5)
             except OSError:
