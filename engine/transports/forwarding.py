@@ -77,15 +77,15 @@ class ForwardedRequest:
     """It asked for ``text/event-stream``."""
     user: str
     """The asking node's verdict: ``user_digest`` of its principal."""
-    body: bytes
+    body: bytes = attrs.field(repr=False)
     websocket: bool = False
     """A WebSocket upgrade: the holder says what it would answer, opens nothing."""
     route: str = ""
     """The hub's route (``endpoint.HUB`` or ``endpoint.REFRESH``)."""
-    query: str = ""
-    """A refresh's query string (it may carry ``access_token``)."""
-    headers: tuple[tuple[str, str], ...] = ()
-    """A refresh's headers (its credential): lower-case names."""
+    query: str = attrs.field(default="", repr=False)
+    """A refresh's query string (it may carry ``access_token``: never in a repr)."""
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), repr=False)
+    """A refresh's headers (its credential: never in a repr), lower-case names."""
     client: tuple[str, int] | None = None
     """A refresh's client address (what authentication may look at)."""
     taken: int = 0

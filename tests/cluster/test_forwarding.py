@@ -112,6 +112,7 @@ async def test_a_refresh_on_another_node_is_applied_by_the_holder(
         query=f"id={token}",
         headers=tuple((k.decode(), v.decode()) for k, v in auth("bob")),
     )
+    assert "eyJ" not in repr(forwarded)  # the credential never shows in a log line
     answer = await cluster.forwarder.forward(
         f"{PREFIX}:forward:{document['connectionId']}", forwarded, 0
     )
