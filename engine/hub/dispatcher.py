@@ -462,7 +462,10 @@ class Dispatcher:
         self._refusals += 1
         self.log.info("%s (refusal %d of %d)", clip(what), self._refusals, self._max_refusals)
         if self._refusals >= self._max_refusals:
-            self._control.close(CloseReason.LIMITS_EXCEEDED)
+            self._control.close(
+                CloseReason.LIMITS_EXCEEDED,
+                Texts.limits_exceeded(self._max_refusals, self._refusal_window),
+            )
 
     def _with_detail(self, base: str, kind: str, detail: str) -> str:
         return f"{base} {kind}: {detail}" if self._detailed else base

@@ -178,8 +178,10 @@ class HubSession:
         user_id = await resolve_user_id(registration.user_id_provider, self.principal)
         if registration.authorizer.is_banned(user_id):
             # Banned after this connection's request was checked: HubServer.ban
-            # could not see it (no user id yet), so it ends here.
-            raise CloseConnection(CloseReason.ABORTED, "the user is banned")
+            # could not see it (no user id yet), so it ends here, told what
+            # HubServer.ban tells the others (nothing but not to come back).
+            log.info("connection %s: user %s is banned", self.connection_id, user_id)
+            raise CloseConnection(CloseReason.ABORTED)
         if registration.authorizer.revoked(self.principal, user_id) is not None:
             # Revoked after this connection's request was checked (as a ban above).
             raise CloseConnection(CloseReason.REVOKED)
@@ -433,7 +435,7 @@ class HubSession:
 
     def close_record(self, reason: CloseReason) -> bytes | None:
         detail = self._control.detail if self._control is not None else ""
-        record = close_record(reason, detail, self.registration.options)
+        record = close_record(reason, detail)
         if record is None:
             return None
         return self._protocol.close(record) or None
