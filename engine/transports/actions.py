@@ -37,7 +37,7 @@ __all__ = [
     "ReadBody",
     "Respond",
     "WebSocketTransport",
-    "deliver",
+    "answer_request",
     "hold_poll",
     "poll_answer",
 ]
@@ -169,7 +169,7 @@ class LocalPoll:
 
 @attrs.frozen
 class Poll:
-    """Hold this long poll (``hold_poll``)."""
+    """Hold this long poll (``answer_request``)."""
 
     source: PollSource
     hold: float
@@ -178,7 +178,7 @@ class Poll:
 @attrs.frozen
 class ReadBody:
     """Read the body (at most ``limit`` bytes, else 413) and hand it to the
-    connection (``sse.deliver``)."""
+    connection (``answer_request``)."""
 
     inbound: BodySink
     limit: int = POST_LIMIT
@@ -197,14 +197,29 @@ def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
     return Respond(204, headers=NO_CACHE)
 
 
-async def deliver(read: ReadBody, body: bytes | None) -> Respond:
-    """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
-    if body is None:
-        return Respond(413, b"Request body too large")
-    taken = await read.inbound.put(body)
-    if isinstance(taken, Respond):
-        return taken
-    return Respond(200) if taken else Respond(404)
+async def answer_request(
+    action: Respond | ReadBody | Poll,
+    read_body: Callable[[int], Awaitable[bytes | None]],
+    wait_disconnect: Callable[[], Awaitable[None]],
+) -> Respond:
+    """The complete response to a request that gets one: ``Respond`` as it is, a
+    POST once its body is handed to the connection (a forwarded one: the
+    holder's answer), a long poll once held until records, a supersede, the
+    end or the timeout. The same on every server, which gives only its I/O:
+    ``read_body(limit)`` (``None`` past ``limit`` bytes) and
+    ``wait_disconnect()`` (returns if the client leaves)."""
+    if isinstance(action, Respond):
+        return action
+    if isinstance(action, ReadBody):
+        body = await read_body(action.limit)
+        if body is None:
+            # The rest of the body is unread: the connection cannot carry on.
+            return Respond(413, b"Request body too large", close=True)
+        taken = await action.inbound.put(body)
+        if isinstance(taken, Respond):
+            return taken
+        return Respond(200) if taken else Respond(404)
+    return await hold_poll(action, wait_disconnect)
 
 
 async def hold_poll(poll: Poll, wait_disconnect: Callable[[], Awaitable[None]]) -> Respond:

@@ -37,6 +37,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
@@ -56,7 +57,7 @@ from .actions import (
     ReadBody,
     Respond,
     WebSocketTransport,
-    deliver,
+    answer_request,
     poll_answer,
 )
 from .cluster import ClusterTokens, ForwardedBody, ForwardedPoll
@@ -236,9 +237,8 @@ class Endpoint:
         headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
         request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
         action = self._transport_request(request, registration, Verdict(principal))
-        if isinstance(action, ReadBody):
-            body = forwarded.body if len(forwarded.body) <= action.limit else None
-            return Answer.of(await deliver(action, body))
+        if isinstance(action, Fallback | OpenWebSocket | OpenEventStream):
+            return Answer.of(Respond(409))  # pragma: no cover - never forwarded
         if isinstance(action, Poll):
             assert isinstance(action.source, LocalPoll)
             transport = action.source.transport
@@ -247,9 +247,12 @@ class Endpoint:
             # comes before the poll took anything, or after it was answered.
             taken = transport.taken if outcome is PollOutcome.DATA else 0
             return Answer.of(poll_answer(outcome, body), taken)
-        if isinstance(action, Respond):
-            return Answer.of(action)
-        return Answer.of(Respond(409))  # pragma: no cover - first requests are never forwarded
+
+        async def read(limit: int) -> bytes | None:
+            return forwarded.body if len(forwarded.body) <= limit else None
+
+        # The receiving node read the body.
+        return Answer.of(await answer_request(action, read, trio.sleep_forever))
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""
