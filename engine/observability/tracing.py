@@ -57,8 +57,8 @@ ACTIVITY_SOURCE = "Microsoft.AspNetCore.SignalR.Server"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _NO_PARENT = Context()
-"""The parent of an invocation without ``traceparent``: none (an empty context
-is also what the SDK reads fastest, not the task's current one)."""
+"""The parent of an invocation without ``traceparent``: none, an explicit empty
+context rather than the task's current one (which the SDK also reads slower)."""
 
 
 class MethodSpan:
