@@ -28,9 +28,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     parser.add_argument(
         "--telemetry",
-        choices=["metrics", "all"],
-        help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "
-        "SDK (triohub only)",
+        choices=["metrics", "sampled", "all"],
+        help="triohub only: record metrics with the OpenTelemetry SDK, and spans: of 1 %% of "
+        "the invocations ('sampled') or of every one ('all'); see servers/telemetry.py",
     )
     parser.add_argument(
         "--stateful-reconnect",
