@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -102,10 +103,15 @@ class _Connection(TCPServer):
     before wsproto reads them (see the module's docstring).
     """
 
-    def __init__(self, *args: Any, write_timeout: float, peer: str) -> None:
+    def __init__(
+        self, *args: Any, write_timeout: float, peer: str, sock: socket.socket | None = None
+    ) -> None:
         super().__init__(*args)
         self._write_timeout = write_timeout
         self._peer = peer
+        self._sock = sock
+        """The stream's own socket, for writes the kernel takes at once (see
+        ``protocol_send``); ``None``: every write goes through the stream."""
         self._cut = False
         self._frames: FrameChecker | None = None
         """Checks the client's frames once the connection is a WebSocket."""
@@ -154,10 +160,31 @@ class _Connection(TCPServer):
         if self._cut:
             await trio.lowlevel.checkpoint()
             return
-        if self._frames is None and _WEBSOCKET_ACCEPTED.match(event.data):
-            head = event.data.partition(b"\r\n\r\n")[0].lower()
+        data = event.data
+        if self._frames is None and _WEBSOCKET_ACCEPTED.match(data):
+            head = data.partition(b"\r\n\r\n")[0].lower()
             self._frames = FrameChecker(compressed=b"\r\nsec-websocket-extensions:" in head)
         gone = False
+        if self._sock is not None and not self.send_lock.locked():
+            # Nothing is being written: hand the bytes to the kernel here. It
+            # takes them whole nearly always, and then the write needs no lock,
+            # no deadline and no trip through the scheduler (the stream's
+            # ``send_all`` yields once per call): that trip and the per-write
+            # cancel scopes were most of what a broadcast delivery cost on
+            # hypercorn (benchmarks/README.md). The rest, if any, goes the
+            # guarded way below, before anything else can be written.
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent, gone = 0, True
+            if gone:
+                await self.protocol.handle(Closed())
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         async with self.send_lock:
             now = trio.current_time()
             deadline = min(trio.current_effective_deadline(), now + self._write_timeout)
@@ -168,7 +195,7 @@ class _Connection(TCPServer):
                 return
             with trio.CancelScope(shield=True, deadline=deadline) as write:
                 try:
-                    await self.stream.send_all(event.data)
+                    await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     gone = True
                 except trio.BusyResourceError:
@@ -310,4 +337,14 @@ async def _run(
     stream: trio.SocketStream,
     peer: str,
 ) -> None:
-    await connection(stream, write_timeout=write_timeout, peer=peer).run()
+    # The connection's socket as a standard socket under a new stream (the
+    # accepted one is left empty, and closing it closes nothing): writes the
+    # kernel takes at once go to it directly (``_Connection.protocol_send``).
+    accepted = stream.socket
+    sock = socket.socket(accepted.family, accepted.type, accepted.proto, fileno=accepted.detach())
+    sock.setblocking(False)
+    own = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    try:
+        await connection(own, write_timeout=write_timeout, peer=peer, sock=sock).run()
+    finally:
+        await trio.aclose_forcefully(own)
