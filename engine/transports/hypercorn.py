@@ -46,11 +46,25 @@ from hypercorn.logging import Logger
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ConnectionState,
+    Scope,
+)
 from hypercorn.utils import wrap_app
 
-from ..protocol.websocket import FrameChecker, WebSocketError, close_frame
+from ..protocol.websocket import (
+    BINARY,
+    TEXT,
+    FrameCache,
+    FrameChecker,
+    WebSocketError,
+    close_frame,
+)
 from .listening import BACKLOG, accept_streams, listen_socket
+from .websocket import DIRECT_EXTENSION
 
 __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
 
@@ -89,6 +103,47 @@ class RedactingLogger(Logger):
         return {name: full[name] for name in _SAFE_ATOMS}
 
 
+class DirectWebSocket:
+    """Writes to the socket of one hypercorn WebSocket from the ASGI app, with
+    no ASGI event, no wsproto and no task switch, when nothing is being written
+    (``send_nowait``); what the kernel does not take at once is written before
+    anything else, by ``flush`` (the app's writer, woken by ``attach``'s waker)
+    or by hypercorn's next write. Never with permessage-deflate, nor once the
+    client has sent its close frame: then ``send_nowait`` says ``False`` and the
+    app sends ASGI events as usual."""
+
+    __slots__ = ("attach", "flush", "send_nowait")
+
+    def __init__(self, connection: _Connection) -> None:
+        self.send_nowait: Callable[[bytes, bool], bool] = connection.direct_send
+        """``(payload, binary) -> taken``: one whole message, or ``False``."""
+        self.attach: Callable[[Callable[[], None]], None] = connection.direct_attach
+        """Give the waker called when a write left bytes for ``flush``."""
+        self.flush: Callable[[], Awaitable[None]] = connection.direct_flush
+        """Write what a ``send_nowait`` left (the waker asked for it)."""
+
+
+class _WithDirect:
+    """hypercorn's app wrapper, with ``DIRECT_EXTENSION`` in WebSocket scopes."""
+
+    def __init__(self, app: AppWrapper, connection: _Connection) -> None:
+        self._app = app
+        self._direct = DirectWebSocket(connection)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
+        if scope["type"] == "websocket":
+            extensions = {**(scope.get("extensions") or {}), DIRECT_EXTENSION: self._direct}
+            scope["extensions"] = extensions  # type: ignore[typeddict-item]
+        await self._app(scope, receive, send, sync_spawn, call_soon)
+
+
 class _Connection(TCPServer):
     """hypercorn's per-connection server with writes that end.
 
@@ -104,14 +159,26 @@ class _Connection(TCPServer):
     """
 
     def __init__(
-        self, *args: Any, write_timeout: float, peer: str, sock: socket.socket | None = None
+        self,
+        *args: Any,
+        write_timeout: float,
+        peer: str,
+        sock: socket.socket | None = None,
+        frames: FrameCache | None = None,
     ) -> None:
         super().__init__(*args)
         self._write_timeout = write_timeout
         self._peer = peer
         self._sock = sock
         """The stream's own socket, for writes the kernel takes at once (see
-        ``protocol_send``); ``None``: every write goes through the stream."""
+        ``_write``); ``None``: every write goes through the stream."""
+        self._frame_cache = frames if frames is not None else FrameCache()
+        self._rest = b""
+        """What the kernel did not take of a direct write: written before anything else."""
+        self._waker: Callable[[], None] | None = None
+        """Makes the hub connection's writer call ``direct_flush`` (``_rest`` waits)."""
+        if sock is not None:
+            self.app = _WithDirect(self.app, self)
         self._cut = False
         self._frames: FrameChecker | None = None
         """Checks the client's frames once the connection is a WebSocket."""
@@ -164,8 +231,11 @@ class _Connection(TCPServer):
         if self._frames is None and _WEBSOCKET_ACCEPTED.match(data):
             head = data.partition(b"\r\n\r\n")[0].lower()
             self._frames = FrameChecker(compressed=b"\r\nsec-websocket-extensions:" in head)
+        await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
         gone = False
-        if self._sock is not None and not self.send_lock.locked():
+        if self._sock is not None and not self._rest and not self.send_lock.locked():
             # Nothing is being written: hand the bytes to the kernel here. It
             # takes them whole nearly always, and then the write needs no lock,
             # no deadline and no trip through the scheduler (the stream's
@@ -186,6 +256,10 @@ class _Connection(TCPServer):
                 return
             data = data[sent:]
         async with self.send_lock:
+            if self._rest:  # what a direct write left: it goes first
+                data, self._rest = self._rest + data, b""
+            if not data or self._cut:
+                return
             now = trio.current_time()
             deadline = min(trio.current_effective_deadline(), now + self._write_timeout)
             if deadline <= now:
@@ -206,6 +280,39 @@ class _Connection(TCPServer):
                 await self._cut_off(deadline - now)
         if gone:
             await self.protocol.handle(Closed())
+
+    # -- the ``triohub.websocket.direct`` extension (``DirectWebSocket``) --------
+
+    def direct_send(self, payload: bytes, binary: bool) -> bool:
+        """Write ``payload`` as one WebSocket message now, if nothing is being
+        written and the kernel takes at least part of it; ``False``: not taken."""
+        frames = self._frames
+        if (
+            self._sock is None
+            or frames is None
+            or frames.compressed
+            or frames.closing
+            or self._cut
+            or self._rest
+            or self.send_lock.locked()
+        ):
+            return False
+        frame = self._frame_cache.frame(BINARY if binary else TEXT, payload)
+        try:
+            sent = self._sock.send(frame)
+        except OSError:  # full (BlockingIOError) or gone: the guarded way finds out
+            return False
+        if sent < len(frame):
+            self._rest = frame[sent:]
+            if self._waker is not None:
+                self._waker()
+        return True
+
+    def direct_attach(self, waker: Callable[[], None]) -> None:
+        self._waker = waker
+
+    async def direct_flush(self) -> None:
+        await self._write(b"")
 
     async def _cut_off(self, waited: float | None) -> None:
         """Close the socket under a write that cannot finish (``waited``: how
@@ -312,7 +419,7 @@ async def _serve(
                             accept_streams,
                             listener,
                             server_nursery,
-                            partial(_run, connection, write_timeout),
+                            partial(_run, connection, write_timeout, FrameCache()),
                             name=name,
                             what="hypercorn connection",
                         )
@@ -334,6 +441,7 @@ async def _serve(
 async def _run(
     connection: Callable[..., _Connection],
     write_timeout: float,
+    frames: FrameCache,
     stream: trio.SocketStream,
     peer: str,
 ) -> None:
@@ -345,6 +453,8 @@ async def _run(
     sock.setblocking(False)
     own = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     try:
-        await connection(own, write_timeout=write_timeout, peer=peer, sock=sock).run()
+        await connection(
+            own, write_timeout=write_timeout, peer=peer, sock=sock, frames=frames
+        ).run()
     finally:
         await trio.aclose_forcefully(own)
