@@ -10,7 +10,9 @@ Servers (each its own process, started fresh for every scenario, pinned to CPU 0
   JWT bearer authentication of the upgrade request);
 * ``aiosignalr``: the asyncio peer, on its own aiohttp server;
 * ``floor``: a raw trio-websocket server that echoes and fans out with no hub:
-  the least a Trio server on the same WebSocket library can do.
+  the least a Trio server on the same WebSocket library can do;
+* ``floor-hc``: the same raw rules as an ASGI app under hypercorn's own trio
+  worker: the least the stack under ``hypercorn`` can do.
 
 One load generator (``loadgen.mjs``: Node.js and ``ws``, the SignalR JSON
 protocol written by hand, pinned to CPU 1) drives all of them. In every scenario
@@ -103,6 +105,9 @@ SERVERS: dict[str, ServerSpec] = {
         triohub_spec("native-otel", "--transport", "native", "--telemetry", "all"),
         ServerSpec("aiosignalr", "aiosignalr_server.py", negotiate=True, users_from="query"),
         ServerSpec("floor", "floor_server.py", kind="raw", jwt=True, users_from="query"),
+        ServerSpec(
+            "floor-hc", "hypercorn_floor_server.py", kind="raw", jwt=True, users_from="query"
+        ),
     )
 }
 
@@ -113,6 +118,8 @@ NOT_SUPPORTED = {
     ("aiosignalr", "expiry"): "aiosignalr has no credential expiry",
     ("floor", "authz"): "no hub, no policies",
     ("floor", "expiry"): "no hub, no expiry",
+    ("floor-hc", "authz"): "no hub, no policies",
+    ("floor-hc", "expiry"): "no hub, no expiry",
 }
 TELEMETRY_SCENARIOS = ("echo-50",)
 """Where ``native-metrics``, ``native-sampled`` and ``native-otel`` run: next to
@@ -617,6 +624,7 @@ ALL = (
     "trio-ws",
     "aiosignalr",
     "floor",
+    "floor-hc",
 )
 
 

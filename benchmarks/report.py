@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 TRIOHUB = ("hypercorn", "native", "trio-ws")
-PEERS = ("aiosignalr", "floor")
+PEERS = ("aiosignalr", "floor", "floor-hc")
+PEER_OF = {"floor-hc": ("hypercorn",)}
+"""Peers compared with some triohub servers only (the hypercorn floor: with the
+triohub app on hypercorn); every other peer with all of them."""
 LABELS = {
     "hypercorn": "triohub hypercorn",
     "native": "triohub native",
@@ -23,9 +26,18 @@ LABELS = {
     "trio-ws": "triohub trio-ws",
     "aiosignalr": "aiosignalr",
     "floor": "floor",
+    "floor-hc": "hc floor",
 }
 
-LEGEND = {"floor": "the raw floor (same transport, no hub)"}
+LEGEND = {
+    "floor": "the raw floor (same transport, no hub)",
+    "floor-hc": "the raw ASGI floor under hypercorn (no hub)",
+}
+
+
+def compared(server: str, peer: str) -> bool:
+    """Whether the tables and the JSON divide ``server``'s figures by ``peer``'s."""
+    return server in PEER_OF.get(peer, TRIOHUB)
 
 
 @dataclass
@@ -61,7 +73,7 @@ class Metric:
                 f"{server}/{peer}": self.ratio(server, peer)
                 for server in TRIOHUB
                 for peer in PEERS
-                if self.ratio(server, peer) is not None
+                if compared(server, peer) and self.ratio(server, peer) is not None
             },
             "not_supported": self.unsupported,
             "failed": self.failed,
@@ -403,6 +415,41 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
     ratio_goal("fanout-all", "deliveries/s", "aiosignalr", 1.5, "broadcast >= 1.5x aiosignalr")
     ratio_goal("fanout-user", "deliveries/s", "aiosignalr", 1.5, "clients.user >= 1.5x aiosignalr")
     goals.extend(telemetry_goals(metrics))
+
+    def pair_goal(
+        scenario: str, label: str, server: str, peer: str, at_least: float, text: str
+    ) -> None:
+        metric = _find(metrics, scenario, label)
+        if metric is None or server not in metric.values or peer not in metric.values:
+            return  # not in this run (--scenarios, --servers)
+        ratio = metric.ratio(server, peer)
+        goals.append(
+            {
+                "goal": text,
+                "figure": None if ratio is None else round(ratio, 3),
+                "target": f">= {at_least:.2f}x",
+                "met": ratio is not None and ratio >= at_least,
+            }
+        )
+
+    # Issue 15: the native server keeps its lead, and the hypercorn path comes
+    # close to what hypercorn itself can do with no hub.
+    pair_goal(
+        "echo-50", "invocations/s", "native", "aiosignalr", 1.3, "native echo 50 >= 1.3x aiosignalr"
+    )
+    pair_goal(
+        "fanout-all",
+        "deliveries/s",
+        "native",
+        "aiosignalr",
+        2.0,
+        "native broadcast >= 2x aiosignalr",
+    )
+    for scenario, what in (("echo-50", "echo 50 conns"), ("fanout-all", "broadcast")):
+        label = "invocations/s" if scenario == "echo-50" else "deliveries/s"
+        pair_goal(
+            scenario, label, "hypercorn", "floor-hc", 0.85, f"hypercorn {what} >= 0.85x its floor"
+        )
     cost = _find(metrics, "authz", "throughput cost")
     worst = _find(metrics, "expiry", "max")
     for server in TRIOHUB:
@@ -477,7 +524,7 @@ def print_table(
         for server in TRIOHUB
         if server in servers
         for peer in PEERS
-        if peer in servers
+        if peer in servers and compared(server, peer)
     ]
     print()
     if meta.get("gc_threshold"):
@@ -579,6 +626,7 @@ def _short(server: str) -> str:
         "trio-ws": "tws",
         "aiosignalr": "aio",
         "floor": "floor",
+        "floor-hc": "hcfl",
     }[server]
 
 
@@ -591,6 +639,7 @@ COLOURS = {
     "trio-ws": "#17becf",
     "aiosignalr": "#ff7f0e",
     "floor": "#7f7f7f",
+    "floor-hc": "#c7c7c7",
 }
 
 

@@ -61,6 +61,24 @@ def jwt_key(args: argparse.Namespace) -> str | bytes | None:
         return file.read()
 
 
+def token_valid(args: argparse.Namespace, key: str | bytes, token: str) -> bool:
+    """A floor's check of the opening request's ``access_token`` (pyjwt, as triohub)."""
+    import jwt
+
+    try:
+        jwt.decode(
+            token,
+            key,
+            algorithms=[args.alg],
+            audience=args.audience,
+            issuer=args.issuer,
+            options={"require": ["exp"]},
+        )
+    except jwt.PyJWTError:
+        return False
+    return True
+
+
 def ready(port: int) -> None:
     print(f"READY {port}", flush=True)
     sys.stdout.flush()

@@ -91,3 +91,28 @@ def test_telemetry_goals_compare_with_native_in_the_same_run() -> None:
         "echo 50, metrics + 1 % of traces: hooks' CPU (in process) / native's": (8.0, False),
     }
     # No native-otel in this run: no goal about it.
+
+
+def test_the_hypercorn_floor_is_compared_with_triohub_on_hypercorn_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo = Metric("echo-50", "Echo, 50 connections", "invocations/s", "/s", "higher")
+    echo.values = {
+        "hypercorn": 8000.0,
+        "native": 21000.0,
+        "aiosignalr": 14000.0,
+        "floor-hc": 10000.0,
+    }
+    goals = {goal["goal"]: goal for goal in check_goals([echo])}
+    assert echo.as_json()["ratios"] == {
+        "hypercorn/aiosignalr": 8000.0 / 14000.0,
+        "hypercorn/floor-hc": 0.8,
+        "native/aiosignalr": 1.5,
+    }
+    assert goals["hypercorn echo 50 conns >= 0.85x its floor"]["figure"] == 0.8
+    assert not goals["hypercorn echo 50 conns >= 0.85x its floor"]["met"]
+    assert goals["native echo 50 >= 1.3x aiosignalr"]["met"]
+    print_table([echo], [], META, ["hypercorn", "native", "aiosignalr", "floor-hc"])
+    out = capsys.readouterr().out
+    assert "hc/hcfl" in out
+    assert "nat/hcfl" not in out
