@@ -72,6 +72,10 @@ def publish(channel: bytes, data: bytes) -> bytes:
     )
 
 
+_MESSAGE = b"*3\r\n$7\r\nmessage\r\n$"
+"""How every message of a subscribed connection starts (then the channel's length)."""
+
+
 class RespParser:
     """Replies out of a byte stream. Values: ``int``, ``bytes`` (bulk and simple
     strings), ``list`` (arrays, nested), ``None`` (nil), ``RespError``."""
@@ -79,14 +83,15 @@ class RespParser:
     __slots__ = ("_buffer", "_position")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._buffer = b""
         self._position = 0
 
     def feed(self, data: bytes | bytearray) -> None:
         if self._position:
-            del self._buffer[: self._position]
+            self._buffer = self._buffer[self._position :] + data
             self._position = 0
-        self._buffer += data
+        else:
+            self._buffer += data
 
     def next(self) -> object:
         """The next complete reply, or ``NEED_DATA``.
@@ -94,14 +99,40 @@ class RespParser:
         Raises:
             RespProtocolError: the stream is not RESP2.
         """
-        parsed = _value(self._buffer, self._position)
+        buffer = self._buffer
+        start = self._position
+        if buffer.startswith(_MESSAGE, start):
+            # A subscribed connection's message, the bulk of what arrives:
+            # read in place, without the general parser's recursion.
+            head = start + len(_MESSAGE)
+            end = buffer.find(b"\r\n", head)
+            if end >= 0:
+                channel_end = end + 2 + _length(buffer, head, end)
+                size_end = buffer.find(b"\r\n", channel_end + 3)
+                if size_end >= 0 and buffer[channel_end + 2] == 0x24:  # $
+                    data_end = size_end + 2 + _length(buffer, channel_end + 3, size_end)
+                    if len(buffer) >= data_end + 2:
+                        self._position = data_end + 2
+                        return [
+                            b"message",
+                            buffer[end + 2 : channel_end],
+                            buffer[size_end + 2 : data_end],
+                        ]
+        parsed = _value(buffer, start)
         if parsed is None:
             return NEED_DATA
         value, self._position = parsed
         return value
 
 
-def _value(buffer: bytearray, start: int) -> tuple[object, int] | None:
+def _length(buffer: bytes, start: int, end: int) -> int:
+    try:
+        return int(buffer[start:end])
+    except ValueError:
+        raise RespProtocolError(f"a malformed length: {buffer[start:end]!r}") from None
+
+
+def _value(buffer: bytes, start: int) -> tuple[object, int] | None:
     """The value starting at ``start`` and the position after it; ``None`` if
     the buffer ends first."""
     end = buffer.find(b"\r\n", start)

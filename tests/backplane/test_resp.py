@@ -33,6 +33,7 @@ STREAM = (
     b"-WRONGPASS invalid username-password pair\r\n"
     b"$-1\r\n"
     b"*3\r\n$7\r\nmessage\r\n$5\r\nP:all\r\n$6\r\na\r\nb\x00c\r\n"
+    b"*3\r\n$7\r\nmessage\r\n$4\r\na\r\nb\r\n$3\r\n$\r\n\r\n"
     b"*2\r\n*1\r\n:-7\r\n$0\r\n\r\n"
     b"*-1\r\n"
 )
@@ -42,6 +43,7 @@ VALUES = [
     RespError("WRONGPASS invalid username-password pair"),
     None,
     [b"message", b"P:all", b"a\r\nb\x00c"],
+    [b"message", b"a\r\nb", b"$\r\n"],
     [[-7], b""],
     None,
 ]
@@ -80,7 +82,17 @@ def test_an_incomplete_reply_waits_for_its_end() -> None:
     assert drain(parser) == [[b"message", b"P:all", b"a\r\nb\x00c"], 1]
 
 
-@pytest.mark.parametrize("garbage", [b"!3\r\n", b":x1\r\n", b"$abc\r\nxx\r\n", b"*?\r\n"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"!3\r\n",
+        b":x1\r\n",
+        b"$abc\r\nxx\r\n",
+        b"*?\r\n",
+        b"*3\r\n$7\r\nmessage\r\n$x\r\n",
+        b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$-x\r\n",
+    ],
+)
 def test_bytes_that_are_not_resp_raise(garbage: bytes) -> None:
     parser = RespParser()
     parser.feed(garbage)
