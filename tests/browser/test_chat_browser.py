@@ -255,7 +255,11 @@ def test_chat_page(
         assert len(polls) >= 3, f"alice's page long-polled {len(polls)} times"
     else:
         assert len(alice_watched.websockets) == 1, alice_watched.websockets
-        assert len(bob_watched.websockets) == 2, bob_watched.websockets
+        # One connection per bob tab. The page opts in to stateful reconnect, and the
+        # client (10.0) tries its one resume even after the server's Close (the ban):
+        # the same id again, refused with 403 (bob is banned), so the tab stays closed.
+        assert len(set(bob_watched.websockets)) == 2, bob_watched.websockets
+        assert len(bob_watched.websockets) <= 4, bob_watched.websockets
 
 
 def assert_cookie_on_every_hub_request(requests: list[Request]) -> None:
