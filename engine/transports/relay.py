@@ -63,7 +63,7 @@ log = logging.getLogger("triohub.transports")
 RESUME = "RESUME"
 """The ``ForwardedRequest.method`` of a resume relayed to the holder."""
 START, DATA, END = 0, 1, 2
-INBOX = 1024
+INBOX = 4096
 """Relay messages one side may hold unread before it gives the relay up."""
 START_TIMEOUT = 10.0
 """How long the holder waits for ``START`` after it accepted a relayed resume
