@@ -15,6 +15,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,25 +52,41 @@ def test_cuts_heal_across_nodes_with_nothing_lost_or_repeated(
     assert_healed(results)
     for name, seen in results.items():
         # The first WebSocket and each resume went to the next node in turn:
-        # every resume landed on another node than the socket it replaced.
+        # every resume landed on another node than the socket it replaced. (A cut
+        # made while the records before it are still being handled may find the
+        # resume not started yet and cut nothing: at most one socket per cut.)
         nodes = seen["webSocketNodes"]
-        assert len(nodes) == seen["cuts"] + 1, name
+        assert 2 <= len(nodes) <= seen["cuts"] + 1, (name, nodes)
         assert all(x != y for x, y in itertools.pairwise(nodes)), (name, nodes)
+
+
+def killing(tmp_path: Path, node_client: NodeClient, scenario: str) -> dict[str, Any]:
+    """``scenario`` (it SIGKILLs a node) on a cluster of its own."""
+    with running_cluster(tmp_path, 2) as cluster:
+        pids = ",".join(str(node.process.pid) for node in cluster.nodes)
+        results = run_resume(node_client, ",".join(cluster.bases(2)), "json", [scenario], pids)
+    found: dict[str, Any] = results[scenario]
+    assert found["after"] == 42
+    return found
 
 
 def test_holder_killed_the_client_falls_back_to_a_fresh_connection(
     tmp_path: Path, node_client: NodeClient
 ) -> None:
-    with running_cluster(tmp_path, 2) as cluster:
-        pids = ",".join(str(node.process.pid) for node in cluster.nodes)
-        results = run_resume(
-            node_client, ",".join(cluster.bases(2)), "json", ["holderKilled"], pids
-        )
-    seen = results["holderKilled"]
+    seen = killing(tmp_path, node_client, "holderKilled")
     assert seen["fresh"] is True
     assert (seen["reconnecting"], seen["reconnected"], seen["closed"]) == (1, 1, 0)
     assert seen["nodeAfter"] != seen["holder"]
-    assert seen["after"] == 42
+
+
+def test_relaying_node_killed_the_client_resumes_on_the_holder(
+    tmp_path: Path, node_client: NodeClient
+) -> None:
+    seen = killing(tmp_path, node_client, "relayKilled")
+    assert seen["items"] == list(range(150))
+    assert seen["relay"] != seen["holder"]
+    assert seen["webSocketNodes"][-1] == seen["holder"]
+    assert (seen["reconnecting"], seen["reconnected"], seen["closed"]) == (0, 0, 0)
 
 
 def token_for(user: str, lifetime: int = 3600, *, now: float | None = None) -> str:

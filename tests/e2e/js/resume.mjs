@@ -9,7 +9,8 @@
 // the next node in turn, so a resume usually lands on another node than the one holding
 // the connection; PIDs (one per node) are for the holderKilled scenario, which SIGKILLs
 // the node holding the WebSocket and expects the client to fall back to a fresh
-// connection.
+// connection; relayKilled SIGKILLs the node relaying a resume, and expects the client
+// to resume again on the holder.
 // Prints ONE JSON line: {"ok": true, "results": {"<scenario>": {...}}} (the Python test
 // asserts on it), or {"ok": false, "error": ...} and exits 1. E2E_WAIT_MS bounds waits.
 
@@ -191,6 +192,30 @@ const SCENARIOS = {
             holder,
             nodeAfter: hub.proxy.webSocketNodes.at(-1),
         };
+    },
+
+    // A server stream whose resume is relayed by the other node, which is then
+    // SIGKILLed: the client resumes again, on the holder itself, nothing lost.
+    async relayKilled(hub) {
+        const items = [];
+        let relay;
+        const done = new Promise((resolve, reject) => {
+            hub.connection.stream("Counter", 150, 5).subscribe({
+                next: (item) => {
+                    items.push(item);
+                    if (items.length === 30) hub.proxy.cut();
+                    if (items.length === 60) {
+                        relay = hub.proxy.webSocketNodes.at(-1);
+                        hub.proxy.dead.add(relay);
+                        process.kill(hub.pids[relay], "SIGKILL");
+                    }
+                },
+                complete: resolve,
+                error: reject,
+            });
+        });
+        await deadline(done, "the stream to complete");
+        return { items, relay, holder: hub.proxy.webSocketNodes[0] };
     },
 
     // Two cuts in a row during one stream (the second right after the first resume).
