@@ -256,6 +256,7 @@ class RelayedResume:
         try:
             await self.link.sync()
             if await outbox.put(START, None):
+                log.info("connection %s: resume relayed to the node holding it", self.connection_id)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._up, socket, outbox, nursery.cancel_scope)
                     nursery.start_soon(self._down, socket, inbox, nursery.cancel_scope)

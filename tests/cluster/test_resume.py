@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 
@@ -19,7 +20,7 @@ from triohub.transports.asgi import SignalRApp
 from triohub.transports.cluster import TokenSigner
 
 from ..backplane.redis_server import RedisServer
-from ..backplane.support import PATH
+from ..backplane.support import PATH, PREFIX
 from ..transports.native_support import token_for
 from .test_tokens import KEY, Node, auth, first_of, serving_nodes
 
@@ -203,3 +204,31 @@ async def test_a_client_that_did_not_ask_never_gets_it_on_any_node(nodes: list[N
         await b.server.wait_idle()
     again = await websocket(a, token, token_for("alice"))
     assert again.rejection.status == 404
+
+
+@pytest.mark.parametrize("side", [0, 1])
+async def test_a_relay_that_loses_a_message_ends_like_a_dropped_socket(
+    nodes: list[Node], redis: RedisServer, side: int
+) -> None:
+    """A gap in a relay's numbering (Redis lost a message), on either side's
+    channel: the relay ends, the holder keeps the connection for a resume, and the
+    client's next resume gets everything it did not acknowledge."""
+    a, b = nodes
+    token = await cut_connection(a)
+    link = link_of(a, token)
+    socket = await websocket(b, token, token_for("alice"))
+    assert (await records(socket, 2))[0] == {"type": 9, "sequenceId": 1}
+    channels = sorted(redis.channels(f"{PREFIX}:relay:*"))
+    assert len(channels) == 2  # the holder's and the relaying node's
+    backplane = b.server.backplane
+    assert backplane is not None
+    assert await backplane.publish(channels[side], msgpack.packb([99, 1, b"lost"])) == 1
+    with trio.fail_after(10):
+        await socket.closed.wait()
+    await detached(link)
+    assert link.resumable
+    again = await websocket(b, token, token_for("alice"))
+    replay = await records(again, 2)
+    assert replay[0] == {"type": 9, "sequenceId": 1}
+    assert replay[1]["invocationId"] == "1"
+    assert link.resumes == 2
