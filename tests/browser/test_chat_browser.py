@@ -24,6 +24,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Request,
+    Route,
     WebSocketRoute,
     expect,
 )
@@ -319,7 +320,12 @@ RECORD_NOTICES = """() => {
 
 def test_authentication_expired(demo: Demo, browser: Browser) -> None:
     """The session cookie lasts hours, so the server's expiry Close record is put into the
-    real WebSocket by the test; everything else is the official client and the server."""
+    real WebSocket by the test; everything else is the official client and the server.
+
+    The page's negotiate goes without ``useStatefulReconnect`` here: the server never
+    sent that Close and keeps the connection, and a stateful-reconnect client tries its
+    one resume even after a Close, which would find it (the real expiry ends the
+    connection on the server first; ``tests/auth/test_resume.py`` covers resumes)."""
     context = browser.new_context()
     context.set_default_timeout(10_000)
     sockets: list[WebSocketRoute] = []
@@ -328,12 +334,22 @@ def test_authentication_expired(demo: Demo, browser: Browser) -> None:
         socket.connect_to_server()
         sockets.append(socket)
 
+    rewritten: list[str] = []
+
+    def without_stateful_reconnect(route: Route) -> None:
+        url = route.request.url.replace("&useStatefulReconnect=true", "")
+        if url != route.request.url:
+            rewritten.append(url)
+        route.continue_(url=url)
+
     try:
         page = context.new_page()
+        page.route(re.compile(r"/hubs/chat/negotiate\?"), without_stateful_reconnect)
         page.route_web_socket(re.compile(r"/hubs/chat\?id="), through_to_server)
         sign_in(page, demo.base_url + "/", "alice")
         expect_connected(page, "alice", "alice@contoso.example", "Administrators", "WebSockets")
         first_id = page.get_by_test_id("whoami-connectionid").text_content()
+        assert rewritten, "the page asked for stateful reconnect"
         page.evaluate(RECORD_NOTICES)
 
         # Still signed in: withAutomaticReconnect comes back with a new connection.
