@@ -15,6 +15,9 @@ signed (HMAC-SHA256 with the cluster's key):
   connection is dropped on one node);
 - ``user``: a digest of the negotiating principal's identity (``-`` anonymous),
   so another user's request gets the 403 of one node;
+- ``v`` ends with ``r`` when negotiate granted stateful reconnect: the node that
+  takes the WebSocket makes the connection resumable, and a resume that lands
+  on another node is relayed to it (``transports.relay``);
 - the MAC also covers the hub's path, so a token is valid on its hub only.
 
 Whichever node accepts the first transport request (WebSocket upgrade, SSE
@@ -44,6 +47,7 @@ from ..protocol.negotiate import NegotiateResponse
 from .actions import Respond
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .forwarding import Answer, ForwardedRequest, Forwarder
+from .relay import RelayedResume, ask_holder
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
@@ -88,6 +92,8 @@ class TokenClaim:
     """Unix time of the negotiate."""
     user: str
     """``user_digest`` of the negotiating principal."""
+    stateful: bool = False
+    """Negotiate granted stateful reconnect."""
 
 
 @attrs.frozen
@@ -101,13 +107,20 @@ class TokenSigner:
         return _b64(hmac.new(self.key, message, hashlib.sha256).digest()[:_MAC_BYTES])
 
     def mint(
-        self, connection_id: str, hub_path: str, principal: Principal, issued: float, version: int
+        self,
+        connection_id: str,
+        hub_path: str,
+        principal: Principal,
+        issued: float,
+        version: int,
+        *,
+        stateful: bool = False,
     ) -> tuple[str, str]:
         """The ``(connection_id, connection_token)`` of a negotiate answer."""
-        v = "1" if version >= 1 else "0"
+        v = ("1" if version >= 1 else "0") + ("r" if stateful else "")
         payload = f"{connection_id}.{int(issued * 1000)}.{user_digest(principal)}.{v}"
         token = f"{payload}.{self._mac(hub_path, payload)}"
-        return (connection_id if v == "1" else token), token
+        return (connection_id if v.startswith("1") else token), token
 
     def verify(self, token: str, hub_path: str) -> TokenClaim | None:
         """The token's claim, or ``None`` when it is not one of ours for this hub."""
@@ -118,9 +131,14 @@ class TokenSigner:
         payload = f"{connection_id}.{issued}.{user}.{v}"
         if not hmac.compare_digest(mac, self._mac(hub_path, payload)):
             return None
-        if not issued.isdigit() or v not in ("0", "1"):
+        if not issued.isdigit() or v not in ("0", "1", "0r", "1r"):
             return None
-        return TokenClaim(connection_id if v == "1" else token, int(issued) / 1000, user)
+        return TokenClaim(
+            connection_id if v.startswith("1") else token,
+            int(issued) / 1000,
+            user,
+            stateful=v.endswith("r"),
+        )
 
 
 class ClaimStore(Protocol):
@@ -189,6 +207,7 @@ class ClusterTokens:
             principal,
             self.server.wall_time(),
             result.negotiate_version,
+            stateful=result.use_stateful_reconnect,
         )
         return attrs.evolve(result, connection_id=connection_id, connection_token=token)
 
@@ -219,13 +238,14 @@ class ClusterTokens:
         request: HttpRequest,
         info: RequestInfo,
         route: str = "",
-    ) -> Refusal | ForwardedBody | ForwardedPoll | Answer | None:
+    ) -> Refusal | ForwardedBody | ForwardedPoll | Answer | RelayedResume | None:
         """A request of a connection this node does not hold: ``None`` when
         this node now holds it (a transport's first request: go on locally),
         the body to forward (a POST), the poll to forward (a later long poll:
-        the server holds it as its own), else the answer, forwarded to the holder
-        when there is one (a ``route`` other than the transports': a refresh,
-        forwarded with its credential for the holder to check again and apply).
+        the server holds it as its own), a resume relayed to the holder
+        (``relay.py``), else the answer, forwarded to the holder when there is
+        one (a ``route`` other than the transports': a refresh, forwarded with
+        its credential for the holder to check again and apply).
 
         Refusals: 404 not ours / expired / ended / nobody holds it, 401 / 403
         another user, 503 the backplane cannot be asked. A second transport
@@ -257,12 +277,19 @@ class ClusterTokens:
         if request.method == "POST":
             return ForwardedBody(self.forwarder, channel, forwarded)
         get = request.method == "GET" or request.websocket
+        refused: Refusal | None = None  # the claim's: 409 someone holds it
         if get and self._remaining(claim, registration) > 0:
             adopted = await self._claim(token, claim, registration, verdict)
             if isinstance(adopted, HttpConnection):
                 return None
-            if adopted.status != 409:
-                return adopted
+            refused = adopted
+        if request.websocket and claim.stateful and (refused is None or refused.status == 409):
+            # A resume: relayed to the holder if there is one (else 404).
+            return await ask_holder(
+                self.forwarder, channel, token, claim.connection_id, registration, verdict
+            )
+        if refused is not None and refused.status != 409:
+            return refused
         if get and not (request.websocket or event_stream):
             return ForwardedPoll(self.forwarder, channel, forwarded)
         return await self.forwarder.forward(channel, forwarded, 0.0)
@@ -286,7 +313,9 @@ class ClusterTokens:
             if holder == ENDED or holder == self._store.server_name:
                 return Refusal(404, Texts.NO_CONNECTION.encode())
             return Refusal(409)
-        connection = self.table.add(token, claim.connection_id, registration, verdict.principal)
+        connection = self.table.add(
+            token, claim.connection_id, registration, verdict.principal, stateful=claim.stateful
+        )
         connection.issued = claim.issued
         # Subscribed before the first answer: the client's next request may
         # be on another node already (a WebSocket's: a refresh, a stray POST).

@@ -66,6 +66,7 @@ from .forwarding import PUT_BACK, Answer, ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
 from .refresh import RefreshAnswer, refresh, refused_elsewhere
+from .relay import RESUME, RelayedResume, serve_resume
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
@@ -168,6 +169,10 @@ class Endpoint:
             return ReadBody(result)
         if isinstance(result, ForwardedPoll):
             return Poll(result, registration.options.long_poll_timeout)
+        if isinstance(result, RelayedResume):
+            return OpenWebSocket(
+                registration, result.connection_id, verdict.principal, None, relay=result
+            )
         if isinstance(result, Refusal):
             refused = _refused_bound(info, verdict, result)
             if route == REFRESH:
@@ -220,6 +225,8 @@ class Endpoint:
         if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
             log.warning("refused a forwarded request on the connection of another user")
             return Answer.of(Respond(403))
+        if forwarded.method == RESUME:
+            return Answer.of(await serve_resume(self.server, connection, forwarded.body))
         if forwarded.method == PUT_BACK:
             channel = connection.channel
             if isinstance(channel, LongPollingTransport) and channel.put_back(
@@ -262,7 +269,11 @@ class Endpoint:
     async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
         """The hub connection of an accepted WebSocket, to its end (in the
         calling task); its negotiated id is spent afterwards. A resuming socket
-        (``action.resume``) runs until another replaces it or the connection ends."""
+        (``action.resume``) runs until another replaces it or the connection ends;
+        a relayed one (``action.relay``) until the holder or the client ends it."""
+        if action.relay is not None:
+            await action.relay.run(transport)  # a resume, held by another node
+            return
         connection = action.connection
         if action.resume:
             assert connection is not None
@@ -337,9 +348,7 @@ class Endpoint:
         result = negotiate(
             request.query,
             transports=options.transports,
-            # Not in a cluster yet: the resumable link lives on the node that
-            # held the WebSocket, which a reconnect through a balancer may miss.
-            allow_stateful_reconnect=options.allow_stateful_reconnect and self.cluster is None,
+            allow_stateful_reconnect=options.allow_stateful_reconnect,
         )
         if isinstance(result, NegotiateError):
             return Respond(200, result.body, content_type="application/json")
