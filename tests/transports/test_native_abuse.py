@@ -1,7 +1,7 @@
 """Clients that misbehave on purpose, against triohub's own server (``serve_native``).
 
 * the WebSocket reader (``NativeWebSocketTransport.receive``, on a socket pair) lets
-  other tasks run during a flood of pings or empty fragments, and stops answering
+  other tasks run during a flood of pings, empty fragments or big messages, and stops answering
   pings while 64 KiB of its answers wait unread;
 * the HTTP server lets other tasks run between pipelined requests, drops a client
   that never reads its answers, refuses heads a proxy could read differently
@@ -34,6 +34,7 @@ from .native_support import HUB, Native
 from .native_wire import CONTINUATION, PING, TEXT, Wire, connect
 
 YIELD_EVERY = 32  # native_ws._YIELD_EVERY: frames or reads between real yields
+YIELD_BYTES = 64 * 1024  # native_ws._YIELD_BYTES: payload bytes between real yields
 PONG_BACKLOG = 64 * 1024  # native_ws._PONG_BACKLOG
 
 # -- the WebSocket reader on a socket pair ------------------------------------------
@@ -106,6 +107,45 @@ async def test_an_empty_fragment_flood_lets_other_tasks_run(
         Wire.encode(TEXT, b"", fin=False) + frame * count + Wire.encode(CONTINUATION, b"the end")
     )
     await assert_paced(flood, count, b"the end")
+
+
+async def test_a_pipeline_of_big_messages_lets_other_tasks_run_by_bytes() -> None:
+    """8 KB messages sent back to back (the soak's ``pipeline-8k``): the reader
+    yields after 64 KiB of them, not after 32 messages (256 KB to parse and
+    dispatch in one step)."""
+    server, peer = socket_pair()
+    transport = NativeWebSocketTransport(server)
+    size = 8 * 1024
+    count = 128
+    returned = 0
+    worst = 0
+
+    async def other_connection() -> None:
+        nonlocal worst
+        last = returned
+        while True:
+            await trio.lowlevel.checkpoint()
+            worst = max(worst, returned - last)
+            last = returned
+
+    client = trio.SocketStream(trio.socket.from_stdlib_socket(peer))
+    flood = b"".join(Wire.encode(TEXT, b"%06d" % n + b"p" * (size - 6)) for n in range(count))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, flood)
+            nursery.start_soon(other_connection)
+            with trio.fail_after(5):
+                for n in range(count):
+                    payload = await transport.receive()
+                    assert payload is not None
+                    assert payload[:6] == b"%06d" % n
+                    returned += 1
+            nursery.cancel_scope.cancel()
+        # A slice is 64 KiB; two slices may fall between two runs of the other
+        # task (its place in a scheduler batch varies), never more.
+        assert 0 < worst <= 2 * (YIELD_BYTES // size), f"{worst} messages between two runs"
+    finally:
+        close_pair(transport, server, peer)
 
 
 async def test_pongs_to_a_client_that_does_not_read_stay_bounded() -> None:
