@@ -54,6 +54,21 @@ def close_pair(transport: NativeWebSocketTransport, server: socket.socket, peer:
     peer.close()
 
 
+class Watch:
+    """Another task: the most units of work (``done``) between two of its runs."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.worst = 0
+
+    async def run(self) -> None:
+        last = self.done
+        while True:
+            await trio.lowlevel.checkpoint()
+            self.worst = max(self.worst, self.done - last)
+            last = self.done
+
+
 async def receive_counting(transport: NativeWebSocketTransport) -> tuple[bytes | None, int]:
     """``transport.receive()``, and how often a sibling task ran meanwhile."""
     runs = 0
@@ -117,32 +132,23 @@ async def test_a_pipeline_of_big_messages_lets_other_tasks_run_by_bytes() -> Non
     transport = NativeWebSocketTransport(server)
     size = 8 * 1024
     count = 128
-    returned = 0
-    worst = 0
-
-    async def other_connection() -> None:
-        nonlocal worst
-        last = returned
-        while True:
-            await trio.lowlevel.checkpoint()
-            worst = max(worst, returned - last)
-            last = returned
-
+    returned = Watch()
     client = trio.SocketStream(trio.socket.from_stdlib_socket(peer))
     flood = b"".join(Wire.encode(TEXT, b"%06d" % n + b"p" * (size - 6)) for n in range(count))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.send_all, flood)
-            nursery.start_soon(other_connection)
+            nursery.start_soon(returned.run)
             with trio.fail_after(5):
                 for n in range(count):
                     payload = await transport.receive()
                     assert payload is not None
                     assert payload[:6] == b"%06d" % n
-                    returned += 1
+                    returned.done += 1
             nursery.cancel_scope.cancel()
         # A slice is 64 KiB; two slices may fall between two runs of the other
         # task (its place in a scheduler batch varies), never more.
+        worst = returned.worst
         assert 0 < worst <= 2 * (YIELD_BYTES // size), f"{worst} messages between two runs"
     finally:
         close_pair(transport, server, peer)
@@ -174,35 +180,27 @@ async def test_pipelined_requests_take_turns_with_other_tasks(
 ) -> None:
     """One write of 3,000 requests: between two runs of a sibling task the
     server answers a request or two, never a whole read's worth."""
-    answered = 0
+    answered = Watch()
     respond = HttpWire.respond
 
     async def counted(self: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal answered
-        answered += 1
+        answered.done += 1
         await respond(self, *args, **kwargs)
 
     monkeypatch.setattr(HttpWire, "respond", counted)
-    worst = 0
-
-    async def watch() -> None:
-        nonlocal worst
-        last = answered
-        while True:
-            await trio.lowlevel.checkpoint()
-            worst = max(worst, answered - last)
-            last = answered
 
     count = 3000
     wire = await connect(native)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch)
+        nursery.start_soon(answered.run)
         nursery.start_soon(wire.send, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" * count)
         statuses = [(await wire.response()).status for _ in range(count)]
         nursery.cancel_scope.cancel()
     assert statuses == [404] * count
-    assert answered == count
-    assert worst <= 4, f"{worst} answers in a row without letting another task run"
+    assert answered.done == count
+    assert answered.worst <= 4, (
+        f"{answered.worst} answers in a row without letting another task run"
+    )
     # The connection is still usable.
     assert (await wire.request("POST", f"{HUB}/negotiate")).status == 200
 
