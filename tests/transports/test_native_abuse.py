@@ -8,7 +8,8 @@
   (a bare CR, NUL) and odd ``Content-Length`` values with a 400 (never a
   dropped connection and a traceback), takes absolute-form targets, and says
   whether the connection stays open (``Connection: close``). A bare LF ends a
-  line, as RFC 9112 2.2 allows and h11 (hence hypercorn too) reads it.
+  line, as RFC 9112 2.2 allows and h11 (hence hypercorn too) reads it;
+* the listener accepts a storm of connections a batch at a time.
 
 Real sockets; no wait longer than the server's (shortened) timeouts.
 """
@@ -203,6 +204,38 @@ async def test_pipelined_requests_take_turns_with_other_tasks(
     )
     # The connection is still usable.
     assert (await wire.request("POST", f"{HUB}/negotiate")).status == 200
+
+
+async def test_a_connection_storm_is_accepted_between_other_tasks(
+    native: Native, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 connections waiting in the backlog at once (a reconnect storm): the
+    listener accepts at most ``ACCEPT_BATCH`` of them per step, not the backlog."""
+    accepted = Watch()
+
+    class Counted(native_module._Connection):
+        def __init__(self, *args: Any) -> None:
+            accepted.done += 1
+            super().__init__(*args)
+
+    monkeypatch.setattr(native_module, "_Connection", Counted)
+    count = 300
+    clients = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accepted.run)
+            await trio.lowlevel.checkpoint()
+            for _ in range(count):  # no checkpoint: all of them queue in the backlog
+                clients.append(socket.create_connection(("127.0.0.1", native.port)))
+            with trio.fail_after(5):
+                while accepted.done < count:
+                    await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+    finally:
+        for client in clients:
+            client.close()
+    # Two batches may fall between two runs of the other task, never more.
+    assert 0 < accepted.worst <= 2 * native_module.ACCEPT_BATCH, accepted.worst
 
 
 async def test_a_client_that_never_reads_its_answers_is_dropped(
