@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app(redis_url=args.redis, metrics=metrics)
         # Everything imported and built so far lives as long as the process:
         # out of the collector's sight, a full collection walks only what the
-        # connections made (about 1 ms, not the 15-35 ms that stop every
+        # connections made (about 3 ms, not the 25-45 ms that stop every
         # connection for as long while it walks the modules).
         gc.freeze()
         if args.server == "native":
