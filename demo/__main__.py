@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import sys
 from functools import partial
 
@@ -142,11 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         app = build_app(redis_url=args.redis, metrics=metrics)
-        # Everything imported and built so far lives as long as the process:
-        # out of the collector's sight, a full collection walks only what the
-        # connections made (about 3 ms, not the 25-45 ms that stop every
-        # connection for as long while it walks the modules).
-        gc.freeze()
         if args.server == "native":
             serve = partial(
                 serve_native,
