@@ -110,6 +110,7 @@ $(BENCH_STAMP): pyproject.toml benchmarks/requirements.txt | $(BENCH_VENV)/bin/p
 bench: $(BENCH_STAMP) node redis
 	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick,) $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python benchmarks/bench_cluster.py $(if $(QUICK),--quick,)
+	$(BENCH_VENV)/bin/python benchmarks/bench_workers.py $(if $(QUICK),--quick,)
 	$(BENCH_VENV)/bin/python benchmarks/bench_credentials.py $(if $(QUICK),--quick,)
 	$(BENCH_VENV)/bin/python benchmarks/bench_resume.py $(if $(QUICK),--quick,)
 

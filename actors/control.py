@@ -20,13 +20,16 @@ it yields to the scheduler once."""
 
 
 class CloseReason(enum.Enum):
-    """Why a connection ended; the session maps it to a close record."""
+    """Why a connection ended; the session maps it to a close record.
+
+    A close may carry a detail (``Control.close(reason, detail)``): always
+    logged; for the reasons whose record leaves the words to the closer (an
+    abort, the refusal limit) it is also the record's error, told to the client.
+    """
 
     CLIENT_CLOSED = "client closed"
     TRANSPORT_CLOSED = "transport closed"
     ABORTED = "aborted by the server"
-    ABORTED_WITH_ERROR = "aborted by the server with an error"
-    """An abort that tells the client why: the detail is the Close record's error."""
     PROTOCOL_ERROR = "protocol error"
     CLIENT_TIMEOUT = "client timeout"
     HANDSHAKE_FAILED = "handshake failed"

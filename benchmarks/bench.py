@@ -80,51 +80,24 @@ class ServerSpec:
     """Where the user of a connection comes from: ``token`` (``sub``) or ``query``."""
 
 
+def triohub_spec(name: str, *args: str, negotiate: bool = True) -> ServerSpec:
+    """``triohub_server.py`` with ``args``: JWTs checked, the user from ``sub``."""
+    return ServerSpec(
+        name, "triohub_server.py", args, negotiate=negotiate, jwt=True, users_from="token"
+    )
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec(
-            "hypercorn",
-            "triohub_server.py",
-            ("--transport", "hypercorn"),
-            negotiate=True,
-            jwt=True,
-            users_from="token",
-        ),
-        ServerSpec(
-            "native",
-            "triohub_server.py",
-            ("--transport", "native"),
-            negotiate=True,
-            jwt=True,
-            users_from="token",
-        ),
-        ServerSpec(
-            "trio-ws",
-            "triohub_server.py",
-            ("--transport", "trio-websocket"),
-            jwt=True,
-            users_from="token",
-        ),
+        triohub_spec("hypercorn", "--transport", "hypercorn"),
+        triohub_spec("native", "--transport", "native"),
+        triohub_spec("trio-ws", "--transport", "trio-websocket", negotiate=False),
         # The native server again, with an OpenTelemetry SDK recording its metrics
         # (native-metrics), and its metrics and a span per invocation (native-otel):
         # what turning observability on costs (echo only; see TELEMETRY_SCENARIOS).
-        ServerSpec(
-            "native-metrics",
-            "triohub_server.py",
-            ("--transport", "native", "--telemetry", "metrics"),
-            negotiate=True,
-            jwt=True,
-            users_from="token",
-        ),
-        ServerSpec(
-            "native-otel",
-            "triohub_server.py",
-            ("--transport", "native", "--telemetry", "all"),
-            negotiate=True,
-            jwt=True,
-            users_from="token",
-        ),
+        triohub_spec("native-metrics", "--transport", "native", "--telemetry", "metrics"),
+        triohub_spec("native-otel", "--transport", "native", "--telemetry", "all"),
         ServerSpec("aiosignalr", "aiosignalr_server.py", negotiate=True, users_from="query"),
         ServerSpec("floor", "floor_server.py", kind="raw", jwt=True, users_from="query"),
     )

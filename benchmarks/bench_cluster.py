@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import select
 import shutil
 import socket
@@ -100,16 +98,12 @@ class Cluster:
                     raise
                 time.sleep(0.05)
 
-    def node(
-        self, name: str, redis: str | None, *, port: int = 0, pin: bool = True
-    ) -> dict[str, Any]:
-        command = [*(self.cpu(0) if pin else []), sys.executable]
+    def node(self, name: str, redis: str | None) -> dict[str, Any]:
+        command = [*self.cpu(0), sys.executable]
         command += [str(BENCH / "servers" / "triohub_server.py")]
         command += ["--transport", "native", "--path", PATH, "--key", SECRET]
         if redis is not None:
             command += ["--redis", redis]
-        if port:
-            command += ["--port", str(port), "--reuse-port"]
         with (self.logs / f"cluster-{name}.log").open("wb") as log:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
         self.processes.append(process)
@@ -165,46 +159,6 @@ def figures(result: dict[str, Any], name: str) -> dict[str, float]:
     return {
         "rate": statistics.median(r["rate"] for r in reps),
         "cpu_us": statistics.median(1e6 * r["server_cpu_s"] / r["count"] for r in reps),
-    }
-
-
-def workers_row(cluster: Cluster, url: str, reps: int, quick: bool, tmp: Path) -> dict[str, Any]:
-    """echo-50 on one port served by 1 and by 2 worker processes (SO_REUSEPORT,
-    nodes of one cluster, as ``demo --workers``), nothing pinned: the workers
-    and the load generator share the machine's cores, and the load generator's
-    own CPU share says how much of the machine was left to the workers."""
-    one_port, two_port = free_port(), free_port()
-    one = cluster.node("worker-1of1", url, port=one_port, pin=False)
-    two = [cluster.node(f"worker-{i}of2", url, port=two_port, pin=False) for i in (1, 2)]
-    targets = [
-        {**one, "name": "1-worker"},
-        {**two[0], "name": "2-workers", "pids": [w["pid"] for w in two]},
-    ]
-    config = {
-        "scenario": "echo",
-        "targets": targets,
-        "connections": 50,
-        "reps": reps,
-        "warmup_ms": 1000 if quick else 2000,
-        "rep_ms": 2000 if quick else 3000,
-    }
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    result = loadgen(cluster, config, tmp, pin=False)
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    loadgen_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    cores = os.cpu_count() or 1
-    single, double = figures(result, "1-worker"), figures(result, "2-workers")
-    return {
-        "scenario": "echo-50 workers",
-        "1-worker": single,
-        "2-workers": double,
-        "rate_ratio": double["rate"] / single["rate"],
-        "goal": "2 workers on one port / 1 worker (echo rate)",
-        "met": double["rate"] > single["rate"],
-        "loadgen_cpu_share": loadgen_cpu / (wall * cores),
-        "cores": cores,
     }
 
 
@@ -285,21 +239,17 @@ def main(argv: list[str] | None = None) -> int:
                     "met": attached["rate"] / plain["rate"] >= 0.9,
                 }
             )
-            rows.append(workers_row(cluster, url, reps, args.quick, tmp))
     finally:
         cluster.stop()
     (RESULTS / "bench-cluster.json").write_text(json.dumps(rows, indent=2))
     print(f"{'scenario':<12} {'target':<15} {'rate/s':>10} {'CPU us/msg':>11}")
     for row in rows:
-        for target in ("single", "cross", "with-backplane", "1-worker", "2-workers"):
+        for target in ("single", "cross", "with-backplane"):
             if target in row:
                 f = row[target]
                 print(f"{row['scenario']:<12} {target:<15} {f['rate']:>10.0f} {f['cpu_us']:>11.1f}")
         ratio = row.get("cpu_ratio", row.get("rate_ratio"))
         print(f"  {row['goal']}: {ratio:.2f}x, {'met' if row['met'] else 'NOT met'}")
-        if "loadgen_cpu_share" in row:
-            share = row["loadgen_cpu_share"]
-            print(f"  the load generator used {share:.0%} of the {row['cores']} cores meanwhile")
         if "redis_cpu_s_whole_run" in row:
             print(f"  redis-server CPU over the whole run: {row['redis_cpu_s_whole_run']:.2f} s")
     return 0

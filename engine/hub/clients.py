@@ -141,10 +141,7 @@ class ClientProxy:
                 (``"You were banned from the chat."``: the official clients
                 report it as the reason their connection closed); none by default.
         """
-        if error:
-            await self._lifetime.router.close(self._audience, CloseReason.ABORTED_WITH_ERROR, error)
-        else:
-            await self._lifetime.router.close(self._audience, CloseReason.ABORTED)
+        await self._lifetime.router.close(self._audience, CloseReason.ABORTED, error or "")
 
 
 class SingleClientProxy(ClientProxy):

@@ -38,7 +38,7 @@ from .context import HubCallerContext
 from .filters import compose_invoke
 from .hub import Hub, HubError, LimitExceeded, Unauthorized
 from .logs import ConnectionLog, clip
-from .streams import ClientStream, ClientStreamError
+from .streams import ClientStream, ClientStreamError, Uploads
 
 if TYPE_CHECKING:
     from .server import HubRegistration
@@ -78,11 +78,9 @@ class Dispatcher:
         self._send = send
         self._authorize = authorize
         self._detailed = options.enable_detailed_errors
-        self._stream_capacity = options.stream_buffer_capacity
         self._limiter = trio.Semaphore(options.max_parallel_invocations)
         self._drain = registration.drain
         self._streams: dict[str, trio.CancelScope] = {}
-        self._uploads: dict[str, ClientStream[Any]] = {}
         self._open_streams = 0  # server streams + upload streams (max_streams)
         self._max_streams = options.max_streams
         self._max_refusals = options.max_refusals
@@ -91,6 +89,8 @@ class Dispatcher:
         self._refusals_since = -math.inf
         self.log = ConnectionLog(log, caller.connection_id)
         """Lines about what this client did: clipped, rate limited."""
+        self.uploads = Uploads(options.stream_buffer_capacity, self.log)
+        """The client-to-server streams (the session feeds them)."""
 
     # -- incoming messages ----------------------------------------------------
 
@@ -157,7 +157,7 @@ class Dispatcher:
             assert reply_id is not None  # StreamInvocation requires it
             scope = trio.CancelScope()
             self._streams[reply_id] = scope
-            uploads = self._open_uploads(method, message.stream_ids)
+            uploads = self.uploads.open(message.stream_ids, method.stream_coercers)
             drain.begin()
             self._control.nursery.start_soon(
                 self._run_stream,
@@ -171,7 +171,7 @@ class Dispatcher:
                 span,
             )
             return
-        uploads = self._open_uploads(method, message.stream_ids)
+        uploads = self.uploads.open(message.stream_ids, method.stream_coercers)
         if not uploads:
             # Like the reference, methods fed by client streams stay outside
             # the limit: the reader must go on to deliver their items.
@@ -209,59 +209,11 @@ class Dispatcher:
         finally:
             child.end()
 
-    async def stream_item(self, message: StreamItem) -> None:
-        upload = self._uploads.get(message.invocation_id)
-        if upload is None:
-            log.debug("stream item for unknown stream %r ignored", clip(message.invocation_id))
-            return
-        item = message.item
-        if upload.coerce is not None:
-            try:
-                item = upload.coerce(item)
-            except (TypeError, ValueError) as error:
-                # As the reference does: the stream ends with this error, and
-                # later items for it are ignored.
-                self.log.info(
-                    "upload stream %s ended: an item of the wrong type (%s)",
-                    clip(upload.stream_id),
-                    error,
-                )
-                del self._uploads[upload.stream_id]
-                upload._complete(Texts.STREAM_BINDING_FAILED)
-                return
-        await upload._put(item)
-
-    def end_upload(self, message: Completion) -> bool:
-        """Ends the upload stream this Completion names; ``False`` if it names none."""
-        upload = self._uploads.pop(message.invocation_id, None)
-        if upload is None:
-            return False
-        upload._complete(message.error)
-        return True
-
     def cancel(self, message: CancelInvocation) -> None:
         scope = self._streams.get(message.invocation_id)
         if scope is not None:
             scope.cancel()
         # Unknown ids are ignored, as the reference does.
-
-    # -- binding --------------------------------------------------------------
-
-    def _open_uploads(
-        self, method: BoundMethod, stream_ids: tuple[str, ...]
-    ) -> list[ClientStream[Any]]:
-        uploads = []
-        for stream_id, coerce in zip(stream_ids, method.stream_coercers, strict=True):
-            upload: ClientStream[Any] = ClientStream(stream_id, self._stream_capacity, coerce)
-            self._uploads[stream_id] = upload
-            uploads.append(upload)
-        return uploads
-
-    def _close_uploads(self, uploads: list[ClientStream[Any]]) -> None:
-        # When the invocation finishes, the server completes its remaining streams.
-        for upload in uploads:
-            if self._uploads.pop(upload.stream_id, None) is not None:
-                upload._complete()
 
     # -- running --------------------------------------------------------------
 
@@ -320,7 +272,7 @@ class Dispatcher:
                 deactivate(token)
             telemetry.finish(span, outcome, error_type)
             if uploads:
-                self._close_uploads(uploads)
+                self.uploads.close(uploads)
                 self._open_streams -= len(uploads)
             try:
                 if completion is not None:
@@ -421,7 +373,7 @@ class Dispatcher:
             error_text = self._with_detail(Texts.STREAMING_ERROR, type(error).__name__, str(error))
         finally:
             self._streams.pop(reply_id, None)
-            self._close_uploads(uploads)
+            self.uploads.close(uploads)
             self._open_streams -= 1 + len(uploads)
         # A cancel from the client still gets a Completion, without error.
         await self._send_completion(
@@ -510,7 +462,10 @@ class Dispatcher:
         self._refusals += 1
         self.log.info("%s (refusal %d of %d)", clip(what), self._refusals, self._max_refusals)
         if self._refusals >= self._max_refusals:
-            self._control.close(CloseReason.LIMITS_EXCEEDED)
+            self._control.close(
+                CloseReason.LIMITS_EXCEEDED,
+                Texts.limits_exceeded(self._max_refusals, self._refusal_window),
+            )
 
     def _with_detail(self, base: str, kind: str, detail: str) -> str:
         return f"{base} {kind}: {detail}" if self._detailed else base

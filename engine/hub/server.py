@@ -20,7 +20,7 @@ from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
 from ..auth.user_id import UserIdProvider, default_user_id, resolve_user_id
-from ..authorization import AuthorizationState, PolicyRegistry, Revocations
+from ..authorization import AuthorizationState, PolicyRegistry
 from ..backplane.hub import HubNode, Link
 from ..backplane.revocations import SharedRevocations
 from ..observability import Telemetry
@@ -29,13 +29,14 @@ from .audit import Auditor, AuditRecord
 from .authorizer import HubAuthorizer
 from .binding import bind_hub
 from .clients import GroupManager, HubClients, HubContext, _Lifetime
-from .credentials import Credentials, Refreshed, RefreshRefused
+from .credentials import Credentials
 from .drain import Drain
 from .filters import HubFilter
 from .group_policies import GroupAdmission, GroupPolicies
 from .hub import Hub
 from .options import HubOptions
 from .registration import HubRegistration, default_protocols
+from .server_credentials import CredentialOperations
 from .session import HubSession, Resumable
 
 __all__ = ["HubRegistration", "HubServer", "default_protocols"]
@@ -45,8 +46,10 @@ log = logging.getLogger("triohub.server")
 H = TypeVar("H", bound=Hub)
 
 
-class HubServer:
+class HubServer(CredentialOperations):
     """Hosts hubs. Map hubs, then run it: ``await nursery.start(server.run)``.
+
+    Bans, revocations and refreshes in place: ``server_credentials.py``.
 
     Args:
         options: defaults for every hub (each ``map_hub`` may override).
@@ -383,63 +386,12 @@ class HubServer:
             registration.hub_class, registration.path, guard, principal, request, user_id=user_id
         )
 
-    # -- bans, revocations, refresh (``credentials.Credentials``) --------------------
-
-    @property
-    def banned(self) -> frozenset[str]:
-        """The banned user ids (a snapshot)."""
-        return self.authorizer.state.banned
-
-    @property
-    def revocations(self) -> Revocations:
-        """The revocations in force (a snapshot)."""
-        return self.credentials.revocations
-
-    async def ban(self, user_id: str) -> int:
-        """Refuse a user's new connections and close their open ones (``Credentials.ban``)."""
-        return await self.credentials.ban(user_id)
-
-    async def unban(self, user_id: str) -> None:
-        """Lift a ban (``Credentials.unban``)."""
-        await self.credentials.unban(user_id)
-
-    async def revoke(
-        self,
-        *,
-        user: str | None = None,
-        token_id: str | None = None,
-        issued_before: float | None = None,
-        expires_at: float | None = None,
-    ) -> int:
-        """Refuse matching credentials and close their connections (``Credentials.revoke``)."""
-        closed = await self.credentials.revoke(
-            user=user, token_id=token_id, issued_before=issued_before, expires_at=expires_at
-        )
-        kind = "token" if token_id is not None else "user" if user is not None else "issued_before"
-        self.telemetry.metrics.revoked(kind)
-        return closed
-
-    async def refresh_authentication(self, connection_id: str, principal: Principal) -> Refreshed:
-        """Replace a live connection's principal and expiry (``Credentials.refresh``)."""
-        try:
-            refreshed = await self.credentials.refresh(connection_id, principal)
-        except RefreshRefused as refused:
-            self.telemetry.metrics.refreshed(refused.error)
-            raise
-        self.telemetry.metrics.refreshed("ok")
-        return refreshed
-
     def _check_running(self) -> None:
         # Changes are applied by the authorization actor, which runs with the server.
         if not self.running:
             raise RuntimeError(
                 "the HubServer is not running; start it with nursery.start(server.run)"
             )
-
-    @property
-    def authorization_counters(self) -> Mapping[tuple[str, str | None, str], int]:
-        """Decisions so far, by ``(hub, method, outcome)`` (method ``None``: hub level)."""
-        return self._auditor.counters
 
     async def connect(
         self,

@@ -3,7 +3,6 @@ timers, tasks) and the hub (protocol, invocations, router)."""
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import math
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from ..actors.kit import ActorStopped, Reply
+from ..actors.kit import ActorStopped
 from ..actors.router import ConnectionEntry
 from ..actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
 from ..auth.principal import Principal
@@ -35,15 +34,16 @@ from ..protocol import (
     Sequence,
     StreamInvocation,
     StreamItem,
-    Texts,
     TransferFormat,
 )
 from ..protocol.resumable import ResumableStream
+from .client_results import ClientResults, in_on_connected
 from .clients import GroupManager, HubCallerClients
+from .closing import CLEAN, DETAILED, close_record
 from .context import HubCallerContext
 from .dispatcher import Dispatcher
 from .filters import compose_lifetime
-from .hub import Hub, HubError, LimitExceeded
+from .hub import Hub, HubError
 from .logs import clip
 
 if TYPE_CHECKING:
@@ -53,33 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["HubSession", "Resumable"]
 
 log = logging.getLogger("triohub.connection")
-
-_in_on_connected: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "triohub_in_on_connected", default=False
-)
-
-_ERROR_CLOSE = Close(error=Texts.CONNECTION_CLOSED_WITH_ERROR, allow_reconnect=True)
-_CLOSE_RECORDS: dict[CloseReason, Close] = {
-    CloseReason.CLIENT_CLOSED: Close(),
-    CloseReason.ABORTED: Close(),
-    CloseReason.CONNECT_FAILED: Close(error=Texts.CONNECTION_CLOSED_WITH_ERROR),
-    CloseReason.PROTOCOL_ERROR: _ERROR_CLOSE,
-    CloseReason.CLIENT_TIMEOUT: _ERROR_CLOSE,
-    CloseReason.SLOW_CONSUMER: _ERROR_CLOSE,
-    CloseReason.INTERNAL_ERROR: _ERROR_CLOSE,
-    CloseReason.EXPIRED: Close(error=Texts.AUTHENTICATION_EXPIRED, allow_reconnect=True),
-    # Revoked: the client's credential is refused, so reconnecting cannot work.
-    CloseReason.REVOKED: Close(error=Texts.AUTHENTICATION_REVOKED),
-    # A server going down for a restart: let clients come back.
-    CloseReason.SHUTDOWN: Close(allow_reconnect=True),
-}
-_CLEAN = {
-    CloseReason.CLIENT_CLOSED,
-    CloseReason.ABORTED,
-    CloseReason.ABORTED_WITH_ERROR,
-    CloseReason.SHUTDOWN,
-}
-_DETAILED = {CloseReason.CLIENT_CLOSED, CloseReason.ABORTED, CloseReason.ABORTED_WITH_ERROR}
 
 
 class Resumable(Protocol):
@@ -134,9 +107,9 @@ class HubSession:
         self._registered = False
         self._sent = False  # sends made since the last settle()
         self._connected = False  # on_connected ran without raising
-        self._pending: dict[str, Reply[Any]] = {}
-        self._remote_pending: dict[str, Reply[Completion | None]] = {}
-        self._next_result_id = 0
+        self._results = ClientResults(
+            connection_id, registration.options.max_pending_client_results
+        )
         self.guarded_groups: set[str] = set()
         """Groups with a policy this connection joined (checked again when
         its principal changes)."""
@@ -205,8 +178,10 @@ class HubSession:
         user_id = await resolve_user_id(registration.user_id_provider, self.principal)
         if registration.authorizer.is_banned(user_id):
             # Banned after this connection's request was checked: HubServer.ban
-            # could not see it (no user id yet), so it ends here.
-            raise CloseConnection(CloseReason.ABORTED, "the user is banned")
+            # could not see it (no user id yet), so it ends here, told what
+            # HubServer.ban tells the others (nothing but not to come back).
+            log.info("connection %s: user %s is banned", self.connection_id, user_id)
+            raise CloseConnection(CloseReason.ABORTED)
         if registration.authorizer.revoked(self.principal, user_id) is not None:
             # Revoked after this connection's request was checked (as a ban above).
             raise CloseConnection(CloseReason.REVOKED)
@@ -272,14 +247,12 @@ class HubSession:
             # on_connected: what other nodes send from now on reaches it.
             await registration.router.barrier()
             await node.ready()
-        token = _in_on_connected.set(True)
         try:
-            await self._lifetime_call(connected=True, error=None)
+            with in_on_connected():
+                await self._lifetime_call(connected=True, error=None)
         except Exception as error:
             log.exception("on_connected of %s raised", registration.hub_class.__name__)
             raise CloseConnection(CloseReason.CONNECT_FAILED, str(error)) from error
-        finally:
-            _in_on_connected.reset(token)
         self._connected = True
 
     def _transport_lost(self) -> None:
@@ -419,12 +392,12 @@ class HubSession:
             if isinstance(message, Invocation | StreamInvocation):
                 await dispatcher.invoke(message)
             elif isinstance(message, StreamItem):
-                await dispatcher.stream_item(message)
+                await dispatcher.uploads.item(message)
             elif isinstance(message, Ping):
                 control.arm_client_timeout()
             elif isinstance(message, Completion):
-                if not dispatcher.end_upload(message):
-                    self._client_result(message)
+                if not dispatcher.uploads.end(message):
+                    self._results.received(message)
             elif isinstance(message, CancelInvocation):
                 dispatcher.cancel(message)
             elif isinstance(message, Close):
@@ -437,26 +410,10 @@ class HubSession:
     # -- client results ---------------------------------------------------------
 
     async def invoke_client(self, method: str, args: tuple[Any, ...], *, limit: float) -> Any:
-        if _in_on_connected.get():
-            raise HubError(Texts.CLIENT_RESULTS_IN_ON_CONNECTED)
+        """Call a client method and return its result (``ClientResults.invoke``)."""
         if self._control is None or self._control.reason is not None:
             raise HubError(f"Connection '{self.connection_id}' is not connected.")
-        most = self.registration.options.max_pending_client_results
-        if len(self._pending) >= most:
-            raise LimitExceeded(Texts.too_many_client_results(self.connection_id, most))
-        self._next_result_id += 1
-        invocation_id = f"s{self._next_result_id}"
-        reply: Reply[Any] = Reply()
-        self._pending[invocation_id] = reply
-        try:
-            await self._send(Invocation(method, args, invocation_id))
-            with trio.move_on_after(limit):
-                return await reply.wait()
-            raise HubError(
-                f"Client '{self.connection_id}' did not answer '{method}' within {limit:g} s."
-            )
-        finally:
-            self._pending.pop(invocation_id, None)
+        return await self._results.invoke(self._send, method, args, limit=limit)
 
     async def remote_result(
         self, invocation_id: str, framed: Mapping[str, bytes]
@@ -469,26 +426,7 @@ class HubSession:
         data = framed.get(self.protocol_name)
         if data is None:
             return Completion.with_error(invocation_id, "Unsupported protocol.")
-        reply: Reply[Completion | None] = Reply()
-        self._remote_pending[invocation_id] = reply
-        try:
-            await self._control.send(data)
-            return await reply.wait()
-        finally:
-            self._remote_pending.pop(invocation_id, None)
-
-    def _client_result(self, message: Completion) -> None:
-        remote = self._remote_pending.pop(message.invocation_id, None)
-        if remote is not None:
-            remote.set(message)
-            return
-        reply = self._pending.pop(message.invocation_id, None)
-        if reply is None:
-            log.debug("completion for unknown invocation %r ignored", message.invocation_id)
-        elif message.error is not None:
-            reply.fail(HubError(message.error))
-        else:
-            reply.set(message.result)
+        return await self._results.forward(self._control.send, invocation_id, data)
 
     # -- closing ----------------------------------------------------------------
 
@@ -496,27 +434,14 @@ class HubSession:
         return self._protocol.protocol.encode(Ping())
 
     def close_record(self, reason: CloseReason) -> bytes | None:
-        if reason is CloseReason.LIMITS_EXCEEDED:
-            options = self.registration.options
-            # No reconnect: coming back would only run into the same limits.
-            text = Texts.limits_exceeded(options.max_refusals, options.refusal_window)
-            return self._protocol.close(Close(error=text)) or None
-        if reason is CloseReason.ABORTED_WITH_ERROR and self._control is not None:
-            # ``clients.user(...).abort(error)``: the client is told why (no
-            # reconnect, as for any abort).
-            return self._protocol.close(Close(error=self._control.detail)) or None
-        record = _CLOSE_RECORDS.get(reason)
+        detail = self._control.detail if self._control is not None else ""
+        record = close_record(reason, detail)
         if record is None:
             return None
         return self._protocol.close(record) or None
 
     async def release(self, reason: CloseReason) -> None:
-        for reply in self._pending.values():
-            reply.fail(HubError(f"Connection '{self.connection_id}' closed ({reason.value})."))
-        self._pending.clear()
-        for remote in self._remote_pending.values():
-            remote.set(None)
-        self._remote_pending.clear()
+        self._results.closed(reason.value)
         if self._registered:
             try:
                 # The router handles commands without awaiting anything, so this
@@ -535,7 +460,7 @@ class HubSession:
             # The detail of an abort (what the client was told) or of the
             # client's own Close; other reasons logged theirs when they happened.
             detail = ""
-            if self._control is not None and reason in _DETAILED:
+            if self._control is not None and reason in DETAILED:
                 detail = clip(self._control.detail, 100)
             hub = self.registration.hub_class.__name__
             log.info(
@@ -561,7 +486,7 @@ class HubSession:
                 },
             )
         if self._connected:
-            error = None if reason in _CLEAN else ConnectionError(reason.value)
+            error = None if reason in CLEAN else ConnectionError(reason.value)
             try:
                 await self._lifetime_call(connected=False, error=error)
             except Exception:

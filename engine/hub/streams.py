@@ -1,13 +1,20 @@
-"""Client-to-server streams as async iterators a hub method consumes."""
+"""Client-to-server streams as async iterators a hub method consumes, and the
+upload streams of one connection by stream id."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import trio
 
-__all__ = ["ClientStream", "ClientStreamError"]
+from ..protocol import Completion, StreamItem, Texts
+from .logs import ConnectionLog, clip
+
+__all__ = ["ClientStream", "ClientStreamError", "Uploads"]
+
+log = logging.getLogger("triohub.hub")
 
 T = TypeVar("T")
 
@@ -63,3 +70,60 @@ class ClientStream(Generic[T]):
     def _complete(self, error: str | None = None) -> None:
         self._error = error or None
         self._send.close()
+
+
+class Uploads:
+    """The open upload streams of one connection, by stream id (owned by its
+    dispatcher): the client's StreamItems and Completions feed them."""
+
+    def __init__(self, capacity: int, connection_log: ConnectionLog) -> None:
+        self._capacity = capacity
+        self._log = connection_log
+        self._open: dict[str, ClientStream[Any]] = {}
+
+    def open(
+        self, stream_ids: Sequence[str], coercers: Sequence[Callable[[Any], Any] | None]
+    ) -> list[ClientStream[Any]]:
+        """One stream per id of an invocation, each checking its items with its coercer."""
+        uploads = []
+        for stream_id, coerce in zip(stream_ids, coercers, strict=True):
+            upload: ClientStream[Any] = ClientStream(stream_id, self._capacity, coerce)
+            self._open[stream_id] = upload
+            uploads.append(upload)
+        return uploads
+
+    def close(self, uploads: list[ClientStream[Any]]) -> None:
+        """The invocation finished: the server completes its remaining streams."""
+        for upload in uploads:
+            if self._open.pop(upload.stream_id, None) is not None:
+                upload._complete()
+
+    async def item(self, message: StreamItem) -> None:
+        upload = self._open.get(message.invocation_id)
+        if upload is None:
+            log.debug("stream item for unknown stream %r ignored", clip(message.invocation_id))
+            return
+        item = message.item
+        if upload.coerce is not None:
+            try:
+                item = upload.coerce(item)
+            except (TypeError, ValueError) as error:
+                # As the reference does: the stream ends with this error, and
+                # later items for it are ignored.
+                self._log.info(
+                    "upload stream %s ended: an item of the wrong type (%s)",
+                    clip(upload.stream_id),
+                    error,
+                )
+                del self._open[upload.stream_id]
+                upload._complete(Texts.STREAM_BINDING_FAILED)
+                return
+        await upload._put(item)
+
+    def end(self, message: Completion) -> bool:
+        """Ends the upload stream this Completion names; ``False`` if it names none."""
+        upload = self._open.pop(message.invocation_id, None)
+        if upload is None:
+            return False
+        upload._complete(message.error)
+        return True

@@ -3,7 +3,7 @@ facts of a request as a server parsed them (``HttpRequest``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -14,7 +14,7 @@ from ..auth.request import RequestInfo
 from ..protocol import HubProtocol
 from .connections import HttpConnection
 from .http import NO_CACHE, parse_query
-from .longpolling import LongPollingTransport, PollOutcome
+from .longpolling import LongPollingTransport, PollOutcome, hold_poll
 from .sse import SseTransport
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ __all__ = [
     "ReadBody",
     "Respond",
     "WebSocketTransport",
-    "deliver",
-    "poll_answer",
+    "answer_request",
 ]
 
 POST_LIMIT = 1024 * 1024
@@ -142,7 +141,7 @@ class OpenEventStream:
 
 @attrs.frozen
 class Poll:
-    """Hold this long poll (``longpolling.answer_poll``)."""
+    """Hold this long poll (``answer_request``)."""
 
     transport: LongPollingTransport
     hold: float
@@ -151,7 +150,7 @@ class Poll:
 @attrs.frozen
 class ReadBody:
     """Read the body (at most ``limit`` bytes, else 413) and hand it to the
-    connection (``sse.deliver``)."""
+    connection (``answer_request``)."""
 
     inbound: BodySink
     limit: int = POST_LIMIT
@@ -160,20 +159,30 @@ class ReadBody:
 Action = Respond | Fallback | OpenWebSocket | OpenEventStream | Poll | ReadBody
 
 
-def poll_answer(outcome: PollOutcome, body: bytes) -> Respond:
-    """The answer to a held poll (``longpolling.hold_poll``)."""
+async def answer_request(
+    action: Respond | ReadBody | Poll,
+    read_body: Callable[[int], Awaitable[bytes | None]],
+    wait_disconnect: Callable[[], Awaitable[None]],
+) -> Respond:
+    """The complete response to a request that gets one: ``Respond`` as it is, a
+    POST once its body is handed to the connection, a long poll once held until
+    records, a supersede, the end or the timeout. The same on every server,
+    which gives only its I/O: ``read_body(limit)`` (``None`` past ``limit``
+    bytes) and ``wait_disconnect()`` (returns if the client leaves)."""
+    if isinstance(action, Respond):
+        return action
+    if isinstance(action, ReadBody):
+        body = await read_body(action.limit)
+        if body is None:
+            # The rest of the body is unread: the connection cannot carry on.
+            return Respond(413, b"Request body too large", close=True)
+        if not await action.inbound.put(body):
+            return Respond(404)
+        return Respond(200)
+    outcome, data = await hold_poll(action.transport, action.hold, wait_disconnect)
     if outcome is PollOutcome.DATA:
-        return Respond(200, body, content_type="application/octet-stream", headers=NO_CACHE)
+        return Respond(200, data, content_type="application/octet-stream", headers=NO_CACHE)
     if outcome is PollOutcome.TIMEOUT:
         # As the reference: an empty text/plain 200 means "poll again".
         return Respond(200, headers=NO_CACHE)
     return Respond(204, headers=NO_CACHE)
-
-
-async def deliver(read: ReadBody, body: bytes | None) -> Respond:
-    """Hand a POST body (``None``: it was over ``read.limit``) to its connection."""
-    if body is None:
-        return Respond(413, b"Request body too large")
-    if not await read.inbound.put(body):
-        return Respond(404)
-    return Respond(200)

@@ -14,17 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .actions import (
-    Fallback,
-    HttpRequest,
-    OpenEventStream,
-    OpenWebSocket,
-    Poll,
-    ReadBody,
-    Respond,
-    deliver,
-    poll_answer,
-)
+from .actions import Fallback, HttpRequest, OpenEventStream, OpenWebSocket, Respond, answer_request
 from .connections import ConnectionTable
 from .endpoint import Endpoint
 from .http import (
@@ -39,7 +29,6 @@ from .http import (
     route_path,
 )
 from .listening import describe
-from .longpolling import hold_poll
 from .sse import serve_event_stream
 from .websocket import AsgiWebSocketTransport
 
@@ -90,21 +79,6 @@ class SignalRApp:
             else:
                 assert isinstance(action, Respond)
                 await _reject_websocket(scope, send, action)
-        elif isinstance(action, Respond):
-            await _respond(send, action)
-        elif isinstance(action, ReadBody):
-            try:
-                body: bytes | None = await read_body(receive, action.limit)
-            except BodyTooLarge:
-                body = None
-            except ConnectionError:
-                return
-            await _respond(send, await deliver(action, body))
-        elif isinstance(action, Poll):
-            outcome, body = await hold_poll(
-                action.transport, action.hold, _AsgiStream(send, receive).wait_disconnect
-            )
-            await _respond(send, poll_answer(outcome, body))
         elif isinstance(action, OpenEventStream):
             await serve_event_stream(
                 self.server,
@@ -114,6 +88,13 @@ class SignalRApp:
                 _AsgiStream(send, receive),
                 self.endpoint.release,
             )
+        elif not isinstance(action, OpenWebSocket):  # an upgrade is refused above
+            stream = _AsgiStream(send, receive)
+            try:
+                answer = await answer_request(action, stream.read_body, stream.wait_disconnect)
+            except ConnectionError:
+                return  # the client left mid-body: nobody to answer
+            await _respond(send, answer)
 
     # -- lifespan ---------------------------------------------------------------
 
@@ -222,3 +203,14 @@ class _AsgiStream:
     async def wait_disconnect(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+
+    async def read_body(self, limit: int) -> bytes | None:
+        """The request's body; ``None`` past ``limit`` bytes.
+
+        Raises:
+            ConnectionError: the client went away mid-body.
+        """
+        try:
+            return await read_body(self._receive, limit)
+        except BodyTooLarge:
+            return None

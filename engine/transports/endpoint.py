@@ -37,6 +37,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from ..auth.principal import ANONYMOUS, Principal
 from ..auth.request import RequestInfo
@@ -55,8 +56,7 @@ from .actions import (
     ReadBody,
     Respond,
     WebSocketTransport,
-    deliver,
-    poll_answer,
+    answer_request,
 )
 from .cluster import ClusterTokens, ForwardedBody
 from .connections import ConnectionTable, HttpConnection, Refusal
@@ -172,15 +172,14 @@ class Endpoint:
         headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
         request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
         action = self._transport_request(request, registration, Verdict(principal))
-        if isinstance(action, ReadBody):
-            body = forwarded.body if len(forwarded.body) <= action.limit else None
-            return await deliver(action, body)
-        if isinstance(action, Poll):
-            outcome, body = await action.transport.poll(action.hold)
-            return poll_answer(outcome, body)
-        if isinstance(action, Respond):
-            return action
-        return Respond(409)  # pragma: no cover - first requests are never forwarded
+        if isinstance(action, Fallback | OpenWebSocket | OpenEventStream):
+            return Respond(409)  # pragma: no cover - first requests are never forwarded
+
+        async def body(limit: int) -> bytes | None:
+            return forwarded.body if len(forwarded.body) <= limit else None
+
+        # The receiving node read the body, and watches its client.
+        return await answer_request(action, body, trio.sleep_forever)
 
     def release(self, connection: HttpConnection | None) -> None:
         """A WebSocket or event stream ended: its negotiated id is spent."""

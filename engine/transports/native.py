@@ -28,15 +28,11 @@ from .actions import (
     Fallback,
     OpenEventStream,
     OpenWebSocket,
-    Poll,
-    ReadBody,
     Respond,
-    deliver,
-    poll_answer,
+    answer_request,
 )
 from .endpoint import Endpoint
 from .listening import BACKLOG, AcceptPacer, isolated, listen_socket
-from .longpolling import hold_poll
 from .native_asgi import ASGIApp, serve_asgi_request
 from .native_http import REQUEST_TIMEOUT, BadRequest, HttpWire
 from .native_ws import FrameCache, NativeWebSocketTransport
@@ -110,22 +106,6 @@ class _Connection:
                         self.fallback, wire, request.http_version, self.local
                     ):
                         return
-                elif isinstance(action, Respond):
-                    await wire.respond(action)
-                    if action.close:
-                        return
-                elif isinstance(action, ReadBody):
-                    with trio.fail_after(REQUEST_TIMEOUT):
-                        body = await wire.read_body(action.limit)
-                    answer = await deliver(action, body)
-                    await wire.respond(answer)
-                    if body is None:
-                        return
-                elif isinstance(action, Poll):
-                    outcome, data = await hold_poll(
-                        action.transport, action.hold, wire.wait_disconnect
-                    )
-                    await wire.respond(poll_answer(outcome, data))
                 elif isinstance(action, OpenEventStream):
                     del request
                     await serve_event_stream(
@@ -144,6 +124,11 @@ class _Connection:
                     del request
                     await self._websocket(action, key)
                     return
+                else:
+                    answer = await answer_request(action, self._read_body, wire.wait_disconnect)
+                    await wire.respond(answer)
+                    if answer.close:
+                        return
                 if not await wire.next_cycle():
                     return
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, BadRequest):
@@ -152,6 +137,10 @@ class _Connection:
             if not self.handed_over:
                 trio.lowlevel.notify_closing(self.sock)
                 self.sock.close()
+
+    async def _read_body(self, limit: int) -> bytes | None:
+        with trio.fail_after(REQUEST_TIMEOUT):
+            return await self.wire.read_body(limit)
 
     async def _websocket(self, action: OpenWebSocket, key: str) -> None:
         """Answer 101 and run the hub connection over the socket, to its end."""

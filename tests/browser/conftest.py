@@ -4,7 +4,8 @@
   subprocess, so state that lasts the demo's lifetime (bans, history) never leaks between
   tests; ``shared_demo`` (per module) for tests that leave nothing behind. Both run once
   per server of ``SERVERS`` (hypercorn, triohub's own): every test runs on each. Each is
-  stopped with SIGINT; its log is attached to the report of a failing test.
+  stopped with SIGINT; its log is attached to the report of a failing test
+  (``tests/demo_process.py``, shared with the end-to-end suite).
 * ``browser`` (per module): Debian's ``/usr/bin/chromium`` driven by Playwright (never a
   browser download of Playwright's own).
 """
@@ -14,21 +15,17 @@ from __future__ import annotations
 import os
 import queue
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.demo_process import REPO_ROOT, SERVERS, DemoServer, running_demo
+
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,21 +38,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-STARTUP_TIMEOUT = 20.0
-SHUTDOWN_TIMEOUT = 15.0
-LISTENING = re.compile(r"triohub demo listening on (http://\S+)")
-SERVERS = ["hypercorn", "native"]
-
-
-@dataclass(frozen=True)
-class Demo:
-    base_url: str
-    """``http://127.0.0.1:PORT``"""
-    process: subprocess.Popen[str]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Lines:
@@ -89,54 +71,8 @@ class Lines:
                 return found
 
 
-@contextmanager
-def running_demo(
-    log_path: Path, server: str = "hypercorn", *, env: dict[str, str] | None = None
-) -> Iterator[Demo]:
-    """``python -m demo`` on a free port (``env``: more environment variables,
-    such as ``DEMO_SESSION_MAX_AGE``), stopped with SIGINT afterwards."""
-    # Append mode: the child's stderr and the stdout copier share the file safely.
-    with log_path.open("a") as stderr_log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demo",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--server",
-                server,
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=stderr_log,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-    assert process.stdout is not None
-    try:
-        try:
-            found = Lines(process.stdout, log_path).wait_for(LISTENING, STARTUP_TIMEOUT)
-        except (TimeoutError, EOFError) as error:
-            pytest.fail(
-                f"the demo did not start: {error}\n{log_path.read_text(errors='replace')}",
-                pytrace=False,
-            )
-        yield Demo(found.group(1), process, log_path)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(params=SERVERS)
-def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoServer]:
     """A demo of its own: for tests that leave state behind (a ban lasts its lifetime)."""
     with running_demo(tmp_path / "demo.log", request.param) as demo:
         yield demo
@@ -145,7 +81,7 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Demo]:
 @pytest.fixture(scope="module", params=SERVERS)
 def shared_demo(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Demo]:
+) -> Iterator[DemoServer]:
     """One demo for a module's tests that change nothing lasting."""
     kind = request.param
     with running_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo.log", kind) as demo:
@@ -179,5 +115,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     for name in ("demo", "shared_demo"):
         demo = getattr(item, "funcargs", {}).get(name)
-        if isinstance(demo, Demo):
+        if isinstance(demo, DemoServer):
             report.sections.append((f"demo log ({report.when})", demo.log()))

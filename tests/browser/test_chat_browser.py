@@ -28,7 +28,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from .conftest import Demo
+from tests.demo_process import DemoServer
 
 pytestmark = pytest.mark.e2e
 
@@ -119,7 +119,7 @@ def submit(page: Page, form: str, **fields: str) -> None:
 
 @pytest.mark.parametrize("transport", [None, "LongPolling"], ids=["default", "LongPolling"])
 def test_chat_page(
-    demo: Demo,
+    demo: DemoServer,
     contexts: dict[str, tuple[BrowserContext, Watched]],
     artifacts: Path,
     transport: str | None,
@@ -232,7 +232,7 @@ def test_chat_page(
 
     # The demo logged each connection with its user id and transport (opened before the
     # page could call WhoAmI), never the session cookie.
-    log = demo.log()
+    log = demo.text()
     for user in ("alice", "bob"):
         opened = (
             rf"connection \S+ opened: hub=ChatHub user={user}@contoso\.example transport={in_use}"
@@ -278,7 +278,7 @@ def _status(request: Request) -> int | None:
     return None if response is None else response.status
 
 
-def test_wrong_password_and_sign_out(demo: Demo, browser: Browser) -> None:
+def test_wrong_password_and_sign_out(demo: DemoServer, browser: Browser) -> None:
     context = browser.new_context()
     context.set_default_timeout(10_000)
     try:
@@ -313,7 +313,7 @@ RECORD_NOTICES = """() => {
 }"""
 
 
-def test_authentication_expired(demo: Demo, browser: Browser) -> None:
+def test_authentication_expired(demo: DemoServer, browser: Browser) -> None:
     """The session cookie lasts hours, so the server's expiry Close record is put into the
     real WebSocket by the test; everything else is the official client and the server."""
     context = browser.new_context()
@@ -358,7 +358,9 @@ def test_authentication_expired(demo: Demo, browser: Browser) -> None:
         context.close()
 
 
-def test_sign_out_ends_the_session_in_every_tab_and_copy(demo: Demo, browser: Browser) -> None:
+def test_sign_out_ends_the_session_in_every_tab_and_copy(
+    demo: DemoServer, browser: Browser
+) -> None:
     """Sign-out revokes the session: the other tab of the same browser is disconnected by
     the server and cannot reconnect, and a copy of the cookie taken before the sign-out
     (another browser holding it) is refused."""

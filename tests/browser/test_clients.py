@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, Demo, Lines
+from tests.demo_process import REPO_ROOT, DemoServer
+
+from .conftest import Lines
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +23,11 @@ TIMEOUT = 30.0
 CONNECTION_ID = r"[A-Za-z0-9_-]{22}"
 
 
-def pysignalr_command(demo: Demo, *args: str) -> list[str]:
+def pysignalr_command(demo: DemoServer, *args: str) -> list[str]:
     return [sys.executable, str(REPO_ROOT / "demo" / "client_pysignalr.py"), demo.base_url, *args]
 
 
-def node_command(demo: Demo, *args: str) -> list[str]:
+def node_command(demo: DemoServer, *args: str) -> list[str]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node (Node.js 20) is not on PATH; `make test` installs it", pytrace=False)
@@ -43,7 +45,7 @@ def output_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     return done.stdout.splitlines()
 
 
-def test_pysignalr_client(shared_demo: Demo) -> None:
+def test_pysignalr_client(shared_demo: DemoServer) -> None:
     done = run(
         pysignalr_command(
             shared_demo,
@@ -66,7 +68,7 @@ def test_pysignalr_client(shared_demo: Demo) -> None:
 
 
 @pytest.mark.parametrize("transport", ["WebSockets", "ServerSentEvents", "LongPolling"])
-def test_node_client(shared_demo: Demo, transport: str) -> None:
+def test_node_client(shared_demo: DemoServer, transport: str) -> None:
     message = f"Hi from Node over {transport}"
     done = run(
         node_command(
@@ -87,7 +89,7 @@ def test_node_client(shared_demo: Demo, transport: str) -> None:
     ]
 
 
-def test_clients_chat_with_each_other(shared_demo: Demo, tmp_path: Path) -> None:
+def test_clients_chat_with_each_other(shared_demo: DemoServer, tmp_path: Path) -> None:
     """pysignalr (alice) listens while Node (bob) writes to everyone and to alice."""
     listener = subprocess.Popen(
         pysignalr_command(
@@ -131,7 +133,7 @@ def test_clients_chat_with_each_other(shared_demo: Demo, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("client", ["pysignalr", "node"])
-def test_wrong_password(shared_demo: Demo, client: str) -> None:
+def test_wrong_password(shared_demo: DemoServer, client: str) -> None:
     command = {"pysignalr": pysignalr_command, "node": node_command}[client]
     done = run(command(shared_demo, "alice", "not-her-password", "never sent"))
     assert done.returncode == 1
@@ -141,7 +143,9 @@ def test_wrong_password(shared_demo: Demo, client: str) -> None:
 
 
 @pytest.mark.parametrize("client", ["pysignalr", "node"])
-def test_a_direct_message_by_username_and_an_unknown_user(shared_demo: Demo, client: str) -> None:
+def test_a_direct_message_by_username_and_an_unknown_user(
+    shared_demo: DemoServer, client: str
+) -> None:
     """``--to`` takes a username as well as a user id; an unknown user is one line in
     the hub's words (not the reference's "unexpected error" wrapper) and exit status 1."""
     command = pysignalr_command if client == "pysignalr" else node_command

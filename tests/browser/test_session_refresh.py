@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Request, expect
 
-from .conftest import running_demo
+from tests.demo_process import running_demo
+
 from .test_chat_browser import RECORD_NOTICES, expect_messages, send, sign_in
 
 pytestmark = pytest.mark.e2e

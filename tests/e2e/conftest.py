@@ -5,7 +5,8 @@
   (``native``), so every test that uses it runs against both. Started once per server,
   ready when it prints its listening line, stopped with SIGINT (Ctrl+C) at the end, which
   it must obey within SHUTDOWN_TIMEOUT (test_shutdown checks that it exits cleanly).
-  Its stdout and stderr go to a log file that is attached to every failing test's report.
+  Its stdout and stderr go to a log file that is attached to every failing test's report
+  (``tests/demo_process.py``, shared with the browser suite).
 * ``node_client`` (session): runs ``tests/e2e/js/client.mjs`` with the official
   ``@microsoft/signalr`` client from the repository's ``node_modules`` and returns the
   scenarios' observations (the JSON line the script prints last).
@@ -14,33 +15,22 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import selectors
 import shutil
-import signal
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 import trio
+
+from tests.demo_process import SERVERS, DemoServer, running_demo
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
 CLIENT_SCRIPT = E2E_DIR / "js" / "client.mjs"
 
-STARTUP_TIMEOUT = 20.0
-SHUTDOWN_TIMEOUT = 15.0
 NODE_TIMEOUT = 60.0
-LISTENING = re.compile(rb"triohub demo listening on (http://\S+)\r?\n")
-SERVERS = ["hypercorn", "native"]
-"""``python -m demo --server``: every demo test runs on each."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,129 +44,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # -- the demo server --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DemoServer:
-    base_url: str  # http://127.0.0.1:PORT
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def url(self, path: str = "/hubs/echo") -> str:
-        return self.base_url + path
-
-    def log(self, last_lines: int = 200) -> str:
-        text = self.log_path.read_text(errors="replace")
-        lines = text.splitlines()
-        shown = "\n".join(lines[-last_lines:])
-        state = (
-            "running"
-            if self.process.poll() is None
-            else f"EXITED with code {self.process.returncode}"
-        )
-        return f"demo server ({state}), log {self.log_path}:\n{shown}"
-
-
-def _wait_for_listening_line(process: subprocess.Popen[bytes], log_path: Path) -> str:
-    """Read the demo's stdout until its listening line; returns the base URL."""
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    seen = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
-            match = LISTENING.search(seen)
-            if match is not None:
-                with log_path.open("ab") as log:
-                    log.write(seen)
-                return match.group(1).decode()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                raise TimeoutError(f"no listening line within {STARTUP_TIMEOUT} s")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise EOFError(f"demo exited before listening (code {process.wait()})")
-            seen += chunk
-
-
-def _copy_rest(stream: IO[bytes], log_path: Path) -> None:
-    with log_path.open("ab") as log:
-        for line in stream:
-            log.write(line)
-            log.flush()
-
-
-def start_demo(
-    log_path: Path,
-    server: str = "hypercorn",
-    *,
-    args: Sequence[str] = (),
-    env: dict[str, str] | None = None,
-) -> DemoServer:
-    """Start ``python -m demo --server SERVER`` on a free port (plus ``args``, e.g.
-    ``("--redis", URL)``); returns once it printed its listening line."""
-    # Append mode: the child's stderr and the stdout copier share the file safely.
-    with log_path.open("ab") as stderr_log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "demo",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--server",
-                server,
-                *args,
-            ],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=stderr_log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-    try:
-        base_url = _wait_for_listening_line(process, log_path)
-    except (TimeoutError, EOFError) as error:
-        process.kill()
-        process.wait()
-        pytest.fail(
-            f"the demo server did not start: {error}\n{log_path.read_text(errors='replace')}",
-            pytrace=False,
-        )
-    assert process.stdout is not None
-    threading.Thread(
-        target=_copy_rest, args=(process.stdout, log_path), name="demo-stdout", daemon=True
-    ).start()
-    return DemoServer(base_url, process, log_path)
-
-
-def interrupt_demo(server: DemoServer) -> int:
-    """Stop the demo as Ctrl+C does (SIGINT); returns its exit code once it has exited."""
-    process = server.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        return process.wait(timeout=SHUTDOWN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(
-            f"the demo server did not exit within {SHUTDOWN_TIMEOUT} s of SIGINT\n{server.log()}",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session", params=SERVERS)
 def demo_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoServer]:
     kind = request.param
-    server = start_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo-server.log", kind)
-    try:
+    # It must exit on SIGINT; its exit code is test_demo_process's business.
+    with running_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo-server.log", kind) as server:
         yield server
-    finally:
-        # It must exit; its exit code is test_demo_process's business.
-        interrupt_demo(server)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import E2E_DIR, NODE_TIMEOUT, REPO_ROOT, DemoServer, NodeClient, _describe, _results
+from tests.demo_process import DemoServer
+
+from .conftest import E2E_DIR, NODE_TIMEOUT, REPO_ROOT, NodeClient, _describe, _results
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import E2E_DIR, NODE_TIMEOUT, REPO_ROOT, DemoServer, NodeClient, _results
+from tests.demo_process import DemoServer
+
+from .conftest import E2E_DIR, NODE_TIMEOUT, REPO_ROOT, NodeClient, _results
 
 pytestmark = pytest.mark.e2e
 

@@ -23,9 +23,10 @@ from pysignalr.client import SignalRClient
 
 from demo.cluster import BAN_KEY
 from tests.backplane.redis_server import RedisServer
+from tests.demo_process import DemoServer, interrupt_demo, start_demo
 
 from .balancer import FirstAlive, RoundRobin
-from .conftest import REPO_ROOT, DemoServer, NodeClient, interrupt_demo, start_demo
+from .conftest import REPO_ROOT, NodeClient
 from .test_pysignalr import Session, connected, run
 
 pytestmark = pytest.mark.e2e

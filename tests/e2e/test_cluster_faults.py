@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.backplane.redis_server import RedisServer
+from tests.demo_process import DemoServer, interrupt_demo, start_demo
 
-from .conftest import DemoServer, interrupt_demo, start_demo
 from .test_cluster import ECHO, SECRET
 from .test_pysignalr import connected, run
 

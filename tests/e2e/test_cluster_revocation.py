@@ -11,7 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .conftest import NodeClient, interrupt_demo
+from tests.demo_process import interrupt_demo
+
+from .conftest import NodeClient
 from .test_cluster import Cluster, run_script, running_cluster
 
 pytestmark = pytest.mark.e2e

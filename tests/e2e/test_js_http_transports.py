@@ -10,13 +10,14 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
+from tests.demo_process import SERVERS, DemoServer
 from triohub import HubOptions, HubServer, TransportType
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.hypercorn import serve_hypercorn
 from triohub.transports.native import serve_native
 
 from .checks import CHECKS
-from .conftest import SERVERS, DemoServer, NodeClient
+from .conftest import NodeClient
 
 pytestmark = pytest.mark.e2e
 

@@ -16,12 +16,13 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
+from tests.demo_process import DemoServer
 from triohub import HubServer
 from triohub.transports.native import serve_native
 from triohub.transports.trio_websocket import serve_trio_websocket
 
 from .checks import CHECKS
-from .conftest import DemoServer, NodeClient
+from .conftest import NodeClient
 
 pytestmark = pytest.mark.e2e
 

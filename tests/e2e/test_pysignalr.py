@@ -22,8 +22,9 @@ from pysignalr.messages import CompletionMessage
 from pysignalr.protocol.json import JSONProtocol
 from pysignalr.protocol.messagepack import MessagepackProtocol
 
+from tests.demo_process import DemoServer
+
 from .checks import ASK_CALLER_NO_RESULT, THROW_BOOM
-from .conftest import DemoServer
 
 pytestmark = pytest.mark.e2e
 

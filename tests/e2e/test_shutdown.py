@@ -9,9 +9,8 @@ import pytest
 import trio
 
 from demo.echo import EchoHub
+from tests.demo_process import SERVERS, interrupt_demo, start_demo
 from triohub import HubServer
-
-from .conftest import SERVERS, interrupt_demo, start_demo
 
 pytestmark = pytest.mark.e2e
 

@@ -122,7 +122,7 @@ async def test_an_abort_with_an_error_tells_the_client_and_the_log(
     closed = [m for _, m in messages(caplog, "triohub.connection") if "c-b closed" in m]
     assert closed == [
         "connection c-b closed: hub=CountingHub user=bob@contoso.example transport=memory "
-        "after 0.0 s, aborted by the server with an error (You were removed by alice@contoso.example.)"
+        "after 0.0 s, aborted by the server (You were removed by alice@contoso.example.)"
     ]
 
 

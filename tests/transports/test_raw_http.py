@@ -24,7 +24,7 @@ import pytest
 import trio
 
 from triohub.protocol import Texts
-from triohub.transports.actions import BOTH_FRAMINGS
+from triohub.transports.actions import BOTH_FRAMINGS, POST_LIMIT
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.hypercorn import serve_hypercorn
 
@@ -32,7 +32,7 @@ from ..auth.support import claims, sign
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
 from .native_support import HUB, PRIVATE, StartNative, authenticator, token_for
 from .native_wire import RFC_KEY, Wire
-from .support import ID
+from .support import HANDSHAKE_OK, ID, JSON_HANDSHAKE
 
 pytestmark = pytest.mark.usefixtures("hang_guard")
 
@@ -283,3 +283,26 @@ async def test_both_servers_answer_exactly(
     await trio.sleep(0.05)
     assert native.server.live_connections == 0
     assert native.journal.ended == {}
+
+
+async def test_a_post_over_the_limit_is_413_on_both_servers_and_delivers_nothing(
+    start_native: StartNative, nursery: trio.Nursery
+) -> None:
+    native = await start_native(authenticator=authenticator())
+    _, asgi_port = await nursery.start(serve_hypercorn, SignalRApp(native.server), "127.0.0.1", 0)
+    for kind, port in (("native", native.port), ("hypercorn", asgi_port)):
+        wire = await Wire.connect(port)
+        negotiated = await wire.request("POST", f"{HUB}/negotiate?negotiateVersion=1")
+        target = f"{HUB}?id={orjson.loads(negotiated.body)['connectionToken']}"
+        assert (await wire.request("GET", target)).status == 200, kind  # long polling now
+        too_big = await wire.request("POST", target, body=b"{" * (POST_LIMIT + 1))
+        assert (too_big.status, too_big.body) == (413, b"Request body too large"), kind
+        if kind == "native":  # the rest of the body is unread: that connection ends
+            assert too_big.header("connection") == "close"
+        await wire.aclose()
+        # Nothing of it reached the connection, which takes its handshake as the first record.
+        wire = await Wire.connect(port)
+        assert (await wire.request("POST", target, body=JSON_HANDSHAKE)).status == 200, kind
+        assert (await wire.request("GET", target)).body == HANDSHAKE_OK, kind
+        assert (await wire.request("DELETE", target)).status == 202, kind
+        await wire.aclose()
