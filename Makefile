@@ -122,6 +122,7 @@ bench-micro: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py $(if $(QUICK),--quick,)
 	$(BIN)/python benchmarks/bench_fanout.py $(if $(QUICK),--quick,)
 	$(BIN)/python benchmarks/bench_framing.py $(if $(QUICK),--quick,)
+	$(BIN)/python benchmarks/bench_telemetry.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache benchmarks/results build dist

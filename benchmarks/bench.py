@@ -10,7 +10,9 @@ Servers (each its own process, started fresh for every scenario, pinned to CPU 0
   JWT bearer authentication of the upgrade request);
 * ``aiosignalr``: the asyncio peer, on its own aiohttp server;
 * ``floor``: a raw trio-websocket server that echoes and fans out with no hub:
-  the least a Trio server on the same WebSocket library can do.
+  the least a Trio server on the same WebSocket library can do;
+* ``floor-hc``: the same raw rules as an ASGI app under hypercorn's own trio
+  worker: the least the stack under ``hypercorn`` can do.
 
 One load generator (``loadgen.mjs``: Node.js and ``ws``, the SignalR JSON
 protocol written by hand, pinned to CPU 1) drives all of them. In every scenario
@@ -94,12 +96,18 @@ SERVERS: dict[str, ServerSpec] = {
         triohub_spec("native", "--transport", "native"),
         triohub_spec("trio-ws", "--transport", "trio-websocket", negotiate=False),
         # The native server again, with an OpenTelemetry SDK recording its metrics
-        # (native-metrics), and its metrics and a span per invocation (native-otel):
-        # what turning observability on costs (echo only; see TELEMETRY_SCENARIOS).
+        # (native-metrics), its metrics and 1 % of the invocations' spans
+        # (native-sampled: ParentBased(TraceIdRatioBased(0.01))), and its metrics and
+        # every span (native-otel): what turning observability on costs (echo only;
+        # see TELEMETRY_SCENARIOS and servers/telemetry.py).
         triohub_spec("native-metrics", "--transport", "native", "--telemetry", "metrics"),
+        triohub_spec("native-sampled", "--transport", "native", "--telemetry", "sampled"),
         triohub_spec("native-otel", "--transport", "native", "--telemetry", "all"),
         ServerSpec("aiosignalr", "aiosignalr_server.py", negotiate=True, users_from="query"),
         ServerSpec("floor", "floor_server.py", kind="raw", jwt=True, users_from="query"),
+        ServerSpec(
+            "floor-hc", "hypercorn_floor_server.py", kind="raw", jwt=True, users_from="query"
+        ),
     )
 }
 
@@ -110,14 +118,19 @@ NOT_SUPPORTED = {
     ("aiosignalr", "expiry"): "aiosignalr has no credential expiry",
     ("floor", "authz"): "no hub, no policies",
     ("floor", "expiry"): "no hub, no expiry",
+    ("floor-hc", "authz"): "no hub, no policies",
+    ("floor-hc", "expiry"): "no hub, no expiry",
 }
 TELEMETRY_SCENARIOS = ("echo-50",)
-"""Where ``native-metrics`` and ``native-otel`` run: next to ``native`` in the same
-rounds, the cost of metrics, and of metrics and traces, on (``report.check_goals``)."""
+"""Where ``native-metrics``, ``native-sampled`` and ``native-otel`` run: next to
+``native`` in the same rounds, the cost of metrics, and of metrics and traces, on
+(``report.check_goals``). With ``native`` in the run, ``bench_telemetry.py`` then
+times the hooks' own cost in process (nothing configured cannot be a server)."""
+TELEMETRY_SERVERS = ("native-metrics", "native-sampled", "native-otel")
 NOT_SUPPORTED.update(
     {
         (server, name): "telemetry's cost is measured on echo-50"
-        for server in ("native-metrics", "native-otel")
+        for server in TELEMETRY_SERVERS
         for name in (
             "echo-1",
             "fanout-all",
@@ -436,11 +449,31 @@ class Bench:
                 break
             result["targets"].update(part.pop("targets"))
             result.update(part)
+        if scenario.name in TELEMETRY_SCENARIOS and "native" in names and "failed" not in result:
+            result["telemetry_hooks_us"] = self.telemetry_hooks(scenario)
         result["wall_s"] = time.monotonic() - started
         result["servers"] = names
         self.results[scenario.name] = result
         if "failed" in result:
             self.progress.note(f"{scenario.name} failed: {result['failed'].splitlines()[0]}")
+
+    def telemetry_hooks(self, scenario: Scenario) -> dict[str, float] | str:
+        """``bench_telemetry.py`` on the servers' CPU: microseconds of CPU per
+        invocation of the telemetry hooks, by SDK set-up (or why there are none)."""
+        self.progress.status(scenario.name, "in-process", "telemetry hooks")
+        quick = ("--quick",) if self.params.reps < 3 else ()
+        done = subprocess.run(
+            [*self._cpu(0), self.python, str(BENCH / "bench_telemetry.py"), "--json", *quick],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        try:
+            figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            return f"bench_telemetry.py failed: {done.stderr.strip()[-500:]}"
+        return figures
 
 
 def _phase(event: dict[str, Any]) -> str:
@@ -584,7 +617,15 @@ def jwt_args(
     return args
 
 
-ALL = ("hypercorn", "native", "native-metrics", "native-otel", "trio-ws", "aiosignalr", "floor")
+ALL = (
+    "hypercorn",
+    "native",
+    *TELEMETRY_SERVERS,
+    "trio-ws",
+    "aiosignalr",
+    "floor",
+    "floor-hc",
+)
 
 
 def scenarios() -> list[Scenario]:

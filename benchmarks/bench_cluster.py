@@ -11,8 +11,10 @@ Scenarios (``loadgen.mjs``, every target measured in interleaved rounds):
 * ``fanout-user`` (``clients.user``, 2 connections per user) and ``fanout-all``
   (a broadcast: one channel, every receiver; a group send is the same path):
   ``single`` (sender and receivers on it) against ``cross`` (the sender on node A,
-  every receiver on node B: each delivery crosses Redis). Server CPU per delivery
-  sums both nodes; Redis's own CPU over the whole run is reported apart.
+  every receiver on node B: each delivery crosses Redis; the goal's figure) and
+  for ``clients.user`` ``spread`` (the sender on A, the receivers alternating between
+  A and B: each user has a connection on both). The same sends and deliveries for each; server CPU per
+  delivery sums both nodes; Redis's own CPU over the whole run is reported apart.
 * ``echo-50``: ``single`` against ``node-a`` (a backplane attached, nothing on the
   invocation path touches Redis).
 
@@ -178,8 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         a = cluster.node("node-a", url)
         b = cluster.node("node-b", url)
         tokens = [token(f"u{i // 2}") for i in range(receivers)]
+        spread_tokens = [token(f"s{i // 2}") for i in range(receivers)]
         cross = {**b, "name": "cross", "pids": [a["pid"], b["pid"]]}
         cross["sender"] = {"ws": a["ws"], "http": a["http"]}
+        # The receivers alternate between the nodes: each user has a connection on A
+        # (delivered there at once) and one on B (through Redis).
+        spread = {**cross, "name": "spread", "user_prefix": "s"}
+        spread["receiver_nodes"] = [{"ws": node["ws"], "http": node["http"]} for node in (a, b)]
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
             sends = {
@@ -191,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
                     {**single, "tokens": tokens, "sender_token": token("sender")},
                     {**cross, "tokens": tokens, "sender_token": token("sender")},
                 ]
+                if per_user:
+                    # Users of their own: cross's sends must not reach them (one
+                    # cluster). Not for a broadcast, which would reach both sets.
+                    targets.append(
+                        {**spread, "tokens": spread_tokens, "sender_token": token("sender")}
+                    )
                 config = {
                     "scenario": "fanout",
                     "targets": targets,
@@ -208,11 +221,16 @@ def main(argv: list[str] | None = None) -> int:
                 result = loadgen(cluster, config, tmp)
                 redis_s = (cpu_ns(redis_pid) - redis_before) / 1e9
                 local, remote = figures(result, "single"), figures(result, "cross")
+                row: dict[str, Any] = {}
+                if per_user:
+                    mixed = figures(result, "spread")
+                    row = {"spread": mixed, "spread_cpu_ratio": mixed["cpu_us"] / local["cpu_us"]}
                 rows.append(
                     {
                         "scenario": scenario,
                         "single": local,
                         "cross": remote,
+                        **row,
                         "cpu_ratio": remote["cpu_us"] / local["cpu_us"],
                         "goal": "cross CPU/delivery <= 1.5x single",
                         "met": remote["cpu_us"] / local["cpu_us"] <= 1.5,
@@ -244,12 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "bench-cluster.json").write_text(json.dumps(rows, indent=2))
     print(f"{'scenario':<12} {'target':<15} {'rate/s':>10} {'CPU us/msg':>11}")
     for row in rows:
-        for target in ("single", "cross", "with-backplane"):
+        for target in ("single", "cross", "spread", "with-backplane"):
             if target in row:
                 f = row[target]
                 print(f"{row['scenario']:<12} {target:<15} {f['rate']:>10.0f} {f['cpu_us']:>11.1f}")
         ratio = row.get("cpu_ratio", row.get("rate_ratio"))
         print(f"  {row['goal']}: {ratio:.2f}x, {'met' if row['met'] else 'NOT met'}")
+        if "spread_cpu_ratio" in row:
+            print(f"  users spread over both nodes: {row['spread_cpu_ratio']:.2f}x single")
         if "redis_cpu_s_whole_run" in row:
             print(f"  redis-server CPU over the whole run: {row['redis_cpu_s_whole_run']:.2f} s")
     return 0

@@ -1,6 +1,7 @@
 """``make bench``'s stateful reconnect part: a broadcast stream to 200 connections.
 
-The server (``benchmarks/servers/triohub_server.py --transport native``) runs twice:
+The server (``benchmarks/servers/triohub_server.py --transport native``, or
+``hypercorn`` with ``--server hypercorn``) runs twice:
 
 * ``plain``: the receivers connect directly, without stateful reconnect, no cuts;
 * ``resumable``: ``--stateful-reconnect``; the receivers use ``withStatefulReconnect()``
@@ -14,7 +15,7 @@ run) for both, with their ratio. Results: a table on stdout and
 ``benchmarks/results/bench-resume.json``; exit status non-zero when a delivery was
 lost or repeated.
 
-Usage: ``python benchmarks/bench_resume.py [--quick]``
+Usage: ``python benchmarks/bench_resume.py [--quick] [--server native|hypercorn]``
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(stateful: bool) -> tuple[subprocess.Popen[str], int]:
+def start_server(stateful: bool, server: str) -> tuple[subprocess.Popen[str], int]:
     command = [
         sys.executable,
         str(BENCH / "servers" / "triohub_server.py"),
         "--transport",
-        "native",
+        server,
         "--key",
         SECRET,
     ]
@@ -56,8 +57,8 @@ def start_server(stateful: bool) -> tuple[subprocess.Popen[str], int]:
     return process, int(line.split()[1])
 
 
-def run(stateful: bool, receivers: int, messages: int, cut_ms: int) -> dict[str, Any]:
-    server, port = start_server(stateful)
+def run(stateful: bool, receivers: int, messages: int, cut_ms: int, kind: str) -> dict[str, Any]:
+    server, port = start_server(stateful, kind)
     try:
         before = cpu_seconds(server.pid)
         done = subprocess.run(
@@ -93,14 +94,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--receivers", type=int, default=200)
+    parser.add_argument("--server", choices=("native", "hypercorn"), default="native")
     args = parser.parse_args()
     messages = 1000 if args.quick else 5000
     results = {
-        "plain": run(False, args.receivers, messages, 1000),
-        "resumable": run(True, args.receivers, messages, 1000),
+        "plain": run(False, args.receivers, messages, 1000, args.server),
+        "resumable": run(True, args.receivers, messages, 1000, args.server),
     }
     expected = args.receivers * messages
-    print(f"broadcast of {messages} records to {args.receivers} connections")
+    print(f"broadcast of {messages} records to {args.receivers} connections ({args.server})")
     print(
         f"{'':10} {'deliveries':>10} {'missing':>7} {'dup':>4} {'reord':>5} "
         f"{'cuts':>4} {'noticed':>7} {'CPU us/delivery':>15}"
@@ -114,8 +116,15 @@ def main() -> int:
     ratio = results["resumable"]["cpu_us_per_delivery"] / results["plain"]["cpu_us_per_delivery"]
     print(f"resumable / plain CPU per delivery: {ratio:.2f}x")
     RESULTS.mkdir(exist_ok=True)
-    document = {"messages": messages, "receivers": args.receivers, "ratio": ratio, **results}
-    (RESULTS / "bench-resume.json").write_text(json.dumps(document, indent=2))
+    document = {
+        "server": args.server,
+        "messages": messages,
+        "receivers": args.receivers,
+        "ratio": ratio,
+        **results,
+    }
+    suffix = "" if args.server == "native" else f"-{args.server}"
+    (RESULTS / f"bench-resume{suffix}.json").write_text(json.dumps(document, indent=2))
     exact = all(
         r["deliveries"] == expected and not (r["missing"] or r["duplicated"] or r["reordered"])
         for r in results.values()

@@ -258,13 +258,13 @@ async function connect(target, { token = null, user = null, negotiated = false }
 }
 
 // Open `count` connections, `concurrency` at a time; `options(i)` gives each one's options.
-async function connectMany(target, count, concurrency, options) {
+async function connectMany(target, count, concurrency, options, targetOf = () => target) {
   const conns = new Array(count);
   let next = 0;
   async function worker() {
     while (next < count) {
       const i = next++;
-      conns[i] = await connect(target, options(i));
+      conns[i] = await connect(targetOf(i), options(i));
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
@@ -455,6 +455,8 @@ function fanoutRunner(target) {
   let lead = 0;
   let wake = null;
   let userIndex = 0;
+  // Targets on one cluster need users of their own (`user_prefix`, default `u`).
+  const userPrefix = target.user_prefix || 'u';
 
   const onDelivery = () => {
     delivered += 1;
@@ -467,7 +469,7 @@ function fanoutRunner(target) {
 
   function sendOne() {
     if (perUser) {
-      const user = `u${userIndex}`;
+      const user = `${userPrefix}${userIndex}`;
       userIndex = (userIndex + 1) % users;
       if (target.kind === 'raw') sender.ws.send(`U${user}|${PAYLOAD}`);
       else sender.sendNonBlocking('SendToUser', [user, PAYLOAD]);
@@ -504,10 +506,19 @@ function fanoutRunner(target) {
     async setup() {
       // Users come from the tokens' `sub` where the server authenticates, else
       // from a `user` query parameter (aiosignalr, the floor).
-      const receivers = await connectMany(target, cfg.receivers, 50, (i) => ({
-        token: tokenOf(target, i),
-        user: perUser && !target.tokens ? `u${Math.floor(i / perUser)}` : null,
-      }));
+      // A cluster: receivers may alternate between nodes (`receiver_nodes`), so
+      // that a user's connections sit on several of them.
+      const nodes = target.receiver_nodes || [{}];
+      const receivers = await connectMany(
+        target,
+        cfg.receivers,
+        50,
+        (i) => ({
+          token: tokenOf(target, i),
+          user: perUser && !target.tokens ? `${userPrefix}${Math.floor(i / perUser)}` : null,
+        }),
+        (i) => ({ ...target, ...nodes[i % nodes.length] }),
+      );
       for (const receiver of receivers) receiver.onInvocation = onDelivery;
       // A cluster: a connection is reachable from other nodes once its first
       // invocation is answered (its subscriptions are in place before that).

@@ -13,18 +13,31 @@ from pathlib import Path
 from typing import Any
 
 TRIOHUB = ("hypercorn", "native", "trio-ws")
-PEERS = ("aiosignalr", "floor")
+PEERS = ("aiosignalr", "floor", "floor-hc")
+PEER_OF = {"floor-hc": ("hypercorn",)}
+"""Peers compared with some triohub servers only (the hypercorn floor: with the
+triohub app on hypercorn); every other peer with all of them."""
 LABELS = {
     "hypercorn": "triohub hypercorn",
     "native": "triohub native",
     "native-metrics": "triohub native+metrics",
+    "native-sampled": "triohub native+otel 1%",
     "native-otel": "triohub native+otel",
     "trio-ws": "triohub trio-ws",
     "aiosignalr": "aiosignalr",
     "floor": "floor",
+    "floor-hc": "hc floor",
 }
 
-LEGEND = {"floor": "the raw floor (same transport, no hub)"}
+LEGEND = {
+    "floor": "the raw floor (same transport, no hub)",
+    "floor-hc": "the raw ASGI floor under hypercorn (no hub)",
+}
+
+
+def compared(server: str, peer: str) -> bool:
+    """Whether the tables and the JSON divide ``server``'s figures by ``peer``'s."""
+    return server in PEER_OF.get(peer, TRIOHUB)
 
 
 @dataclass
@@ -60,7 +73,7 @@ class Metric:
                 f"{server}/{peer}": self.ratio(server, peer)
                 for server in TRIOHUB
                 for peer in PEERS
-                if self.ratio(server, peer) is not None
+                if compared(server, peer) and self.ratio(server, peer) is not None
             },
             "not_supported": self.unsupported,
             "failed": self.failed,
@@ -282,6 +295,23 @@ def build_metrics(
         b.add(
             scenario, "load generator CPU", "% core", "lower", lambda t: _gen(_reps(t)), chart=False
         )
+    hooks = results.get("echo-50", {}).get("telemetry_hooks_us")
+    if isinstance(hooks, dict):
+        # bench_telemetry.py: the hooks alone, in process, per SDK set-up (the
+        # end-to-end server of each set-up is the column it is shown in).
+        b.add(
+            "echo-50",
+            "telemetry hooks (in process)",
+            "us",
+            "lower",
+            lambda t: None,
+            required=False,
+            chart=False,
+        )
+        metric = b.metrics[-1]
+        for server, setup in HOOK_SETUPS.items():
+            if server in metric.values:
+                metric.values[server] = hooks.get(setup)
     b.add("expiry", "p50", "ms", "lower", lambda t: t["p50_ms"])
     b.add("expiry", "p99", "ms", "lower", lambda t: t["p99_ms"])
     b.add("expiry", "max", "ms", "lower", lambda t: t["max_ms"])
@@ -293,6 +323,61 @@ def build_metrics(
         lambda t: t["bytes_per_connection"] / 1024,
     )
     return b.metrics
+
+
+HOOK_SETUPS = {"native": "none", "native-metrics": "metrics", "native-sampled": "sampled"}
+"""Which ``bench_telemetry.py`` set-up each echo server runs."""
+
+TELEMETRY_GOALS = (
+    ("native-metrics", "metrics"),
+    ("native-sampled", "metrics + 1 % of traces"),
+    ("native-otel", "metrics + every trace"),
+)
+
+
+def telemetry_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
+    """Observability's cost against ``native`` in the same rounds: throughput lost
+    and server CPU added per invocation (the steadier figure on a shared machine);
+    and with nothing configured, the hooks' in-process CPU over ``native``'s CPU
+    per invocation."""
+    goals: list[dict[str, Any]] = []
+    echo = _find(metrics, "echo-50", "invocations/s")
+    cpu = _find(metrics, "echo-50", "server CPU / invocation")
+    for server, what in TELEMETRY_GOALS:
+        for metric, sign, figure in ((echo, -1, "throughput lost"), (cpu, 1, "CPU added")):
+            if metric is None or server not in metric.values:
+                continue
+            ratio = metric.ratio(server, "native")
+            cost = None if ratio is None else round(sign * (ratio - 1) * 100, 2)
+            goals.append(
+                {
+                    "goal": f"echo 50, {what}: {figure} vs native",
+                    "figure": cost,
+                    "target": "<= 5 %",
+                    "met": cost is not None and cost <= 5,
+                }
+            )
+    hooks = _find(metrics, "echo-50", "telemetry hooks (in process)")
+    if hooks is not None and cpu is not None:
+        # The steadier figure: the hooks' own CPU (bench_telemetry.py) over the
+        # whole invocation's (native, this run). Nothing configured: goal 1 %.
+        total = cpu.values.get("native")
+        for server, what, target in (
+            ("native", "nothing configured", 1),
+            ("native-metrics", "metrics", 5),
+            ("native-sampled", "metrics + 1 % of traces", 5),
+        ):
+            spent = hooks.values.get(server)
+            share = None if spent is None or not total else round(spent / total * 100, 2)
+            goals.append(
+                {
+                    "goal": f"echo 50, {what}: hooks' CPU (in process) / native's",
+                    "figure": share,
+                    "target": f"<= {target} %",
+                    "met": share is not None and share <= target,
+                }
+            )
+    return goals
 
 
 def _find(metrics: list[Metric], scenario: str, label: str) -> Metric | None:
@@ -329,21 +414,41 @@ def check_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
     ratio_goal("echo-50", "invocations/s", "aiosignalr", 1.0, "echo 50 conns >= aiosignalr")
     ratio_goal("fanout-all", "deliveries/s", "aiosignalr", 1.5, "broadcast >= 1.5x aiosignalr")
     ratio_goal("fanout-user", "deliveries/s", "aiosignalr", 1.5, "clients.user >= 1.5x aiosignalr")
-    echo = _find(metrics, "echo-50", "invocations/s")
-    for server, what in (("native-metrics", "metrics"), ("native-otel", "metrics and traces")):
-        if echo is None or server not in echo.values:
-            continue
-        # The same server with an OpenTelemetry SDK configured, in the same rounds:
-        # the throughput it loses.
-        ratio = echo.ratio(server, "native")
-        loss = None if ratio is None else round((1 - ratio) * 100, 2)
+    goals.extend(telemetry_goals(metrics))
+
+    def pair_goal(
+        scenario: str, label: str, server: str, peer: str, at_least: float, text: str
+    ) -> None:
+        metric = _find(metrics, scenario, label)
+        if metric is None or server not in metric.values or peer not in metric.values:
+            return  # not in this run (--scenarios, --servers)
+        ratio = metric.ratio(server, peer)
         goals.append(
             {
-                "goal": f"echo 50 conns, {what} on: throughput lost (native)",
-                "figure": loss,
-                "target": "<= 5 %",
-                "met": loss is not None and loss <= 5,
+                "goal": text,
+                "figure": None if ratio is None else round(ratio, 3),
+                "target": f">= {at_least:.2f}x",
+                "met": ratio is not None and ratio >= at_least,
             }
+        )
+
+    # Issue 15: the native server keeps its lead, and the hypercorn path comes
+    # close to what hypercorn itself can do with no hub.
+    pair_goal(
+        "echo-50", "invocations/s", "native", "aiosignalr", 1.3, "native echo 50 >= 1.3x aiosignalr"
+    )
+    pair_goal(
+        "fanout-all",
+        "deliveries/s",
+        "native",
+        "aiosignalr",
+        2.0,
+        "native broadcast >= 2x aiosignalr",
+    )
+    for scenario, what in (("echo-50", "echo 50 conns"), ("fanout-all", "broadcast")):
+        label = "invocations/s" if scenario == "echo-50" else "deliveries/s"
+        pair_goal(
+            scenario, label, "hypercorn", "floor-hc", 0.85, f"hypercorn {what} >= 0.85x its floor"
         )
     cost = _find(metrics, "authz", "throughput cost")
     worst = _find(metrics, "expiry", "max")
@@ -419,7 +524,7 @@ def print_table(
         for server in TRIOHUB
         if server in servers
         for peer in PEERS
-        if peer in servers
+        if peer in servers and compared(server, peer)
     ]
     print()
     if meta.get("gc_threshold"):
@@ -516,10 +621,12 @@ def _short(server: str) -> str:
         "hypercorn": "hc",
         "native": "nat",
         "native-metrics": "met",
+        "native-sampled": "otel1",
         "native-otel": "otel",
         "trio-ws": "tws",
         "aiosignalr": "aio",
         "floor": "floor",
+        "floor-hc": "hcfl",
     }[server]
 
 
@@ -527,10 +634,12 @@ COLOURS = {
     "hypercorn": "#1f77b4",
     "native": "#2ca02c",
     "native-metrics": "#bcbd22",
+    "native-sampled": "#c5b0d5",
     "native-otel": "#98df8a",
     "trio-ws": "#17becf",
     "aiosignalr": "#ff7f0e",
     "floor": "#7f7f7f",
+    "floor-hc": "#c7c7c7",
 }
 
 

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             if backplane is not None:
                 with trio.move_on_after(10):
                     await backplane.wait_connected()
+                    # The hubs' channels too (asked for as the routers started,
+                    # maybe after the link came up): reachable across the cluster.
+                    await backplane.sync()
             print(f"triohub demo listening on {http_address(host, port)}", flush=True)
 
     status = 0

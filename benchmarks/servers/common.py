@@ -28,9 +28,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     parser.add_argument(
         "--telemetry",
-        choices=["metrics", "all"],
-        help="record metrics (and with 'all' a span per invocation) with the OpenTelemetry "
-        "SDK (triohub only)",
+        choices=["metrics", "sampled", "all"],
+        help="triohub only: record metrics with the OpenTelemetry SDK, and spans: of 1 %% of "
+        "the invocations ('sampled') or of every one ('all'); see servers/telemetry.py",
     )
     parser.add_argument(
         "--stateful-reconnect",
@@ -59,6 +59,24 @@ def jwt_key(args: argparse.Namespace) -> str | bytes | None:
         return str(args.key)
     with open(args.key, "rb") as file:
         return file.read()
+
+
+def token_valid(args: argparse.Namespace, key: str | bytes, token: str) -> bool:
+    """A floor's check of the opening request's ``access_token`` (pyjwt, as triohub)."""
+    import jwt
+
+    try:
+        jwt.decode(
+            token,
+            key,
+            algorithms=[args.alg],
+            audience=args.audience,
+            issuer=args.issuer,
+            options={"require": ["exp"]},
+        )
+    except jwt.PyJWTError:
+        return False
+    return True
 
 
 def ready(port: int) -> None:

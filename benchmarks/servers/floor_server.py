@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qs
 
-import jwt
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.servers.common import jwt_key, parse_args, ready
+from benchmarks.servers.common import jwt_key, parse_args, ready, token_valid
 
 
 async def main() -> None:
@@ -40,20 +39,10 @@ async def main() -> None:
     async def handle(request: WebSocketRequest) -> None:
         _, _, query_string = request.path.partition("?")
         query = parse_qs(query_string)
-        if key is not None:
-            token = (query.get("access_token") or [""])[0]
-            try:
-                jwt.decode(
-                    token,
-                    key,
-                    algorithms=[args.alg],
-                    audience=args.audience,
-                    issuer=args.issuer,
-                    options={"require": ["exp"]},
-                )
-            except jwt.PyJWTError:
-                await request.reject(401)
-                return
+        token = (query.get("access_token") or [""])[0]
+        if key is not None and not token_valid(args, key, token):
+            await request.reject(401)
+            return
         user = (query.get("user") or [None])[0]
         ws = await request.accept()
         everyone.add(ws)

@@ -8,23 +8,18 @@ no HTTP, so clients skip negotiation. All authenticate with JWT bearer tokens
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 # For benchmarks.servers.common; triohub itself is the installed package (the bench venv's).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.servers.common import jwt_key, parse_args, ready
+from benchmarks.servers.telemetry import providers as telemetry
 from triohub import (
     AuthenticatedUserRequirement,
     AuthorizationContext,
@@ -80,33 +75,6 @@ class BenchHub(Hub):
 
     async def send_to_user(self, user: str, value: Any) -> None:
         await self.clients.user(user).send("Receive", value)
-
-
-class Discard(SpanExporter):
-    """Takes the batches and drops them: the server's side of exporting, without a
-    collector to measure too."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
-def telemetry(which: str) -> dict[str, Any]:
-    """An OpenTelemetry SDK as production would set it up: metrics read every 10 s,
-    and for ``all`` every invocation's span (sampled always) batched by the SDK's
-    background thread."""
-    metrics = MeterProvider(
-        metric_readers=[
-            PeriodicExportingMetricReader(
-                ConsoleMetricExporter(out=open(os.devnull, "w")),  # noqa: SIM115 - for the process
-                export_interval_millis=10_000,
-            )
-        ]
-    )
-    if which == "metrics":
-        return {"meter_provider": metrics}
-    traces = TracerProvider()
-    traces.add_span_processor(BatchSpanProcessor(Discard()))
-    return {"meter_provider": metrics, "tracer_provider": traces}
 
 
 def build_server(args: Any) -> HubServer:

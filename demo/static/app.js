@@ -267,6 +267,9 @@
       transport: transport.name && signalR.HttpTransportType[transport.name],
       httpClient: new NegotiateReader(logger),
     })
+    // A dropped WebSocket resumes on the same connection, nothing lost or repeated
+    // (on any node of a cluster); only if that fails does the automatic reconnect start.
+    .withStatefulReconnect()
     .withAutomaticReconnect({
       nextRetryDelayInMilliseconds(context) {
         lastRetryReason = context.retryReason;

@@ -57,6 +57,7 @@ __all__ = [
     "decode_ack",
     "decode_close",
     "decode_connection_message",
+    "decode_foreign_invocation",
     "decode_invocation",
     "decode_return",
     "decode_revocation",
@@ -231,6 +232,16 @@ def _invocation(items: list[Any]) -> RemoteInvocation:
 
 def decode_invocation(data: bytes) -> RemoteInvocation:
     return _invocation(_unpack(data))
+
+
+def decode_foreign_invocation(data: bytes, server: str) -> RemoteInvocation | None:
+    """``decode_invocation``, or ``None`` as soon as the envelope says ``server``
+    published it (Redis echoes a node's publishes to its own subscriptions: a
+    node that holds a connection of the user it sends to gets each send back)."""
+    items = _unpack(data)
+    if len(items) > 4 and items[4] == server:
+        return None
+    return _invocation(items)
 
 
 # -- group commands and acks ----------------------------------------------------

@@ -281,8 +281,7 @@ class HubNode:
     # -- what other nodes send -----------------------------------------------------
 
     def _invocation(self, data: bytes) -> codec.RemoteInvocation | None:
-        message = codec.decode_invocation(data)
-        return None if message.origin == self.server else message
+        return codec.decode_foreign_invocation(data, self.server)
 
     def _on_all(self, data: bytes) -> None:
         message = self._invocation(data)

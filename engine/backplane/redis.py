@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import coredis
 import trio
-from coredis.response.types import PubSubMessage
 from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
 from .hub import BackplaneUnavailable
+from .wire import Publisher, RespConnection, Subscriber, Target
 
 if TYPE_CHECKING:
     from ..observability import ServerMetrics
@@ -88,8 +88,8 @@ class RedisBackplane:
         self.request_timeout = request_timeout
         self._batch = batch
         self.coalesce = coalesce
-        self._handlers: dict[str, Handler] = {}
-        self._buffer: deque[tuple[str, bytes]] = deque()
+        self._handlers: dict[bytes, Handler] = {}
+        self._buffer: deque[tuple[bytes, bytes]] = deque()
         self.dropped = 0
         """Publishes dropped because the buffer was full (Redis unreachable too long)."""
         self.reconnects = 0
@@ -129,11 +129,11 @@ class RedisBackplane:
         return self._client
 
     def subscribe(self, channel: str, handler: Handler) -> None:
-        self._handlers[channel] = handler
+        self._handlers[channel.encode()] = handler
         self._changed()
 
     def unsubscribe(self, channel: str) -> None:
-        if self._handlers.pop(channel, None) is not None:
+        if self._handlers.pop(channel.encode(), None) is not None:
             self._changed()
 
     def publish_nowait(self, channel: str, data: bytes) -> None:
@@ -151,7 +151,7 @@ class RedisBackplane:
                     "dropping the oldest (counted in RedisBackplane.dropped)",
                     self.buffer_size,
                 )
-        self._buffer.append((channel, data))
+        self._buffer.append((channel.encode(), data))
         self._work.set()
 
     async def publish(self, channel: str, data: bytes) -> int:
@@ -340,79 +340,90 @@ class RedisBackplane:
         async with client:
             with trio.fail_after(self.request_timeout):
                 await client.ping()
-            pubsub = client.pubsub(ignore_subscribe_messages=True, retry_policy=NoRetryPolicy())
-            async with pubsub, trio.open_nursery() as nursery:
-                applied = self._subscriptions_changed
-                wanted = list(self._handlers)
-                if wanted:
-                    with trio.fail_after(self.request_timeout):
-                        await pubsub.subscribe(**dict.fromkeys(wanted, self._on_message))
-                subscribed = set(wanted)
-                self._subscriptions_applied = applied
-                self._client = client
-                if self._metrics is not None:
-                    self._metrics.backplane_connection(True)
-                self._lost = trio.Event()
-                self._up.set()
-                self._linked = True
-                if self._ever_linked:
-                    self.reconnects += 1
-                self._ever_linked = True
-                if self.reconnects:
-                    log.warning(
-                        "backplane: Redis link restored; %d channels subscribed again, "
-                        "%d held publishes to send, %d dropped so far",
-                        len(wanted),
-                        len(self._buffer),
-                        self.dropped,
-                    )
-                self._dropped_logged = False
-                self._wake_waiters()
-                nursery.start_soon(self._receive, pubsub)
-                while True:
-                    await self._apply_subscriptions(pubsub, subscribed)
-                    await self._send_buffer(client)
-                    if self._subscriptions_applied == self._subscriptions_changed and (
-                        not self._buffer
-                    ):
-                        self._work = trio.Event()
-                        await self._work.wait()
+                target = Target.of(client)
+                publishing = await RespConnection.open(target)
+            try:
+                with trio.fail_after(self.request_timeout):
+                    subscribed_link = await RespConnection.open(target)
+                try:
+                    await self._linked_session(client, Publisher(publishing), subscribed_link)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await subscribed_link.aclose()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await publishing.aclose()
 
-    async def _apply_subscriptions(
-        self, pubsub: coredis.patterns.pubsub.PubSub[bytes], subscribed: set[str]
+    async def _linked_session(
+        self, client: coredis.Redis[bytes], publisher: Publisher, subscribed_link: RespConnection
     ) -> None:
+        subscriber = Subscriber(subscribed_link, self._handlers)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(subscriber.run)
+            applied = self._subscriptions_changed
+            wanted = list(self._handlers)
+            with trio.fail_after(self.request_timeout):
+                await subscriber.change(wanted, [])
+            subscribed = set(wanted)
+            self._subscriptions_applied = applied
+            self._client = client
+            if self._metrics is not None:
+                self._metrics.backplane_connection(True)
+            self._lost = trio.Event()
+            self._up.set()
+            self._linked = True
+            if self._ever_linked:
+                self.reconnects += 1
+            self._ever_linked = True
+            if self.reconnects:
+                log.warning(
+                    "backplane: Redis link restored; %d channels subscribed again, "
+                    "%d held publishes to send, %d dropped so far",
+                    len(wanted),
+                    len(self._buffer),
+                    self.dropped,
+                )
+            self._dropped_logged = False
+            self._wake_waiters()
+            while True:
+                await self._apply_subscriptions(subscriber, subscribed)
+                await self._send_buffer(publisher)
+                if self._subscriptions_applied == self._subscriptions_changed and (
+                    not self._buffer
+                ):
+                    self._work = trio.Event()
+                    await self._work.wait()
+
+    async def _apply_subscriptions(self, subscriber: Subscriber, subscribed: set[bytes]) -> None:
         while self._subscriptions_applied < self._subscriptions_changed:
             target = self._subscriptions_changed
             wanted = set(self._handlers)
             new = wanted - subscribed
             gone = subscribed - wanted
             with trio.fail_after(self.request_timeout):
-                if new:
-                    await pubsub.subscribe(**dict.fromkeys(new, self._on_message))
-                if gone:
-                    await pubsub.unsubscribe(*gone)
+                await subscriber.change(list(new), list(gone))
             subscribed -= gone
             subscribed |= new
             self._subscriptions_applied = target
             self._applied.set()
             self._applied = trio.Event()
 
-    async def _send_buffer(self, client: coredis.Redis[bytes]) -> None:
+    async def _send_buffer(self, publisher: Publisher) -> None:
         while self._buffer:
             if len(self._buffer) < self._batch // 8:
-                # A small batch waits a moment for company: one pipelined round
-                # trip costs coredis about as much CPU as one PUBLISH alone.
+                # A small batch waits a moment for company: a round trip's
+                # write and wake-ups (here and on every receiving node) cost
+                # more than the commands it carries.
                 await trio.sleep(self.coalesce)
             first = self._removed
             batch = [self._buffer[i] for i in range(min(self._batch, len(self._buffer)))]
             started = trio.current_time()
-            with trio.fail_after(self.request_timeout):
-                if len(batch) == 1:
-                    await client.publish(*batch[0])
-                else:
-                    async with client.pipeline(transaction=False) as pipe:
-                        for channel, data in batch:
-                            pipe.publish(channel, data)
+            # A cancel scope, not fail_after: its context manager costs a
+            # generator per batch on the hottest loop of the node.
+            with trio.CancelScope(deadline=started + self.request_timeout) as limit:
+                await publisher.publish(batch)
+            if limit.cancelled_caught:
+                raise trio.TooSlowError(f"Redis answered no PUBLISH in {self.request_timeout:g} s")
             if self._metrics is not None:
                 # One round trip per batch, whatever its size: the latency Redis adds.
                 self._metrics.backplane_published(trio.current_time() - started)
@@ -424,28 +435,6 @@ class RedisBackplane:
             self._sent.set()
             self._sent = trio.Event()
             await trio.lowlevel.checkpoint()
-
-    async def _receive(self, pubsub: coredis.patterns.pubsub.PubSub[bytes]) -> None:
-        """Messages coredis did not hand to ``_on_message`` (none are expected)."""
-        while True:
-            message = await pubsub.get_message()
-            if message is not None:
-                self._on_message(message)
-
-    def _on_message(self, message: PubSubMessage) -> None:
-        """Called by coredis as each message is read (a channel handler: no
-        queue between the connection and the hub)."""
-        if message["type"] == "message":
-            channel = message["channel"]
-            name = channel.decode() if isinstance(channel, bytes) else str(channel)
-            handler = self._handlers.get(name)
-            data = message["data"]
-            if handler is None or not isinstance(data, bytes):
-                return
-            try:
-                handler(data)
-            except Exception:
-                log.exception("backplane: handling a message on %s failed", name)
 
 
 def _ms(seconds: float) -> int:

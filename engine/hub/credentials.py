@@ -304,9 +304,14 @@ class Credentials:
     def deadline_for(self, principal: Principal, options: HubOptions) -> float | None:
         """The Trio deadline at which a connection of ``principal`` must end
         (``close_on_authentication_expiration``), or ``None``."""
-        if not options.close_on_authentication_expiration or principal.expires_at is None:
+        return self.deadline_at(principal.expires_at, options)
+
+    def deadline_at(self, expires_at: float | None, options: HubOptions) -> float | None:
+        """``deadline_for`` a credential that expires at ``expires_at`` (Unix
+        time; ``None``: never): what a resume relayed from another node carries."""
+        if not options.close_on_authentication_expiration or expires_at is None:
             return None
-        return trio.current_time() + (principal.expires_at - self._clock())
+        return trio.current_time() + (expires_at - self._clock())
 
     def token_lifetime(self, principal: Principal, refresh_allowed: bool) -> int | None:
         """What negotiate reports as ``tokenLifetimeSeconds``: whole seconds until

@@ -114,7 +114,7 @@ class Dispatcher:
             telemetry.metrics.count("error")
             await self._fail(reply_id, arguments)
             return
-        # None unless an OpenTelemetry SDK records (the no-op tracer's span is dropped).
+        # None without an OpenTelemetry SDK; else its span, recording or not.
         span = self._tracer.start(telemetry.span, message.headers)
         simple = not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
         if simple and not message.stream_ids:
@@ -204,7 +204,8 @@ class Dispatcher:
         child = self._tracer.authorization(span, method.guard.label)
         try:
             allowed = await self._authorize(method, target, arguments)
-            child.set_attribute("triohub.outcome", "allowed" if allowed else "denied")
+            if child.is_recording():
+                child.set_attribute("triohub.outcome", "allowed" if allowed else "denied")
             return allowed
         finally:
             child.end()

@@ -3,8 +3,17 @@
 Span ``{Hub}/{method}`` (kind SERVER) with ``rpc.system=signalr``,
 ``rpc.service`` (the hub) and ``rpc.method``, ``error.type`` when it fails; its
 parent is the W3C ``traceparent`` (and ``tracestate``) of the invocation's
-headers when the client sent one. A policy check is a child span
-``authorize {policy}``.
+headers when the client sent one, and none otherwise: like ASP.NET's, an
+invocation span never nests under whatever span is current where the
+connection runs (ASP.NET: "hub method activities don't have a parent"). A
+policy check is a child span ``authorize {policy}``.
+
+A span the SDK's sampler drops is still made current while the method runs,
+as OpenTelemetry .NET keeps a dropped root or remote-parented activity
+(``ActivitySamplingResult.PropagationData``): what the method calls carries
+the trace on, and a ``ParentBased`` sampler drops its children too instead of
+starting new traces from them. Attributes beyond the prebuilt ones are set
+only on a recording span.
 
 Nothing is recorded unless an OpenTelemetry SDK's ``TracerProvider`` is passed
 to ``HubServer`` or set globally before the server starts: ``HubServer.run``
@@ -21,6 +30,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     NoOpTracerProvider,
     ProxyTracerProvider,
@@ -46,6 +56,9 @@ ACTIVITY_SOURCE = "Microsoft.AspNetCore.SignalR.Server"
 """ASP.NET Core's activity source name, used as the tracer's name."""
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_NO_PARENT = Context()
+"""The parent of an invocation without ``traceparent``: none, an explicit empty
+context rather than the task's current one (which the SDK also reads slower)."""
 
 
 class MethodSpan:
@@ -67,6 +80,7 @@ class InvocationTracer:
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
         self._provider = provider
+        self._policies: dict[str, tuple[str, dict[str, str]]] = {}
         self.enabled = False
         """An SDK provider is in place: spans are made."""
         self.resolve()
@@ -78,31 +92,29 @@ class InvocationTracer:
         self._tracer = provider.get_tracer(ACTIVITY_SOURCE)
 
     def start(self, method: MethodSpan, headers: Mapping[str, str]) -> Span | None:
-        """The invocation's span, started; ``None`` when nothing records."""
+        """The invocation's span, started: ``None`` when no SDK is configured,
+        else the SDK's span, recording or not (its sampler decides)."""
         if not self.enabled:
             return None
-        parent = None
-        if "traceparent" in headers:
-            parent = _PROPAGATOR.extract(headers)
-        span = self._tracer.start_span(
-            method.name, context=parent, kind=SpanKind.SERVER, attributes=method.attributes
-        )
-        if not span.is_recording():
-            return None
-        return span
+        parent = _PROPAGATOR.extract(headers) if "traceparent" in headers else _NO_PARENT
+        # Positional: the API's and the SDK's order; keywords cost more per call.
+        return self._tracer.start_span(method.name, parent, SpanKind.SERVER, method.attributes)
 
     def authorization(self, parent: Span, policy: str) -> Span:
-        """A child span of ``parent`` around a policy check."""
+        """A child span of ``parent`` around a policy check (the sampler decides
+        whether it records, as for any child)."""
+        found = self._policies.get(policy)
+        if found is None:
+            found = self._policies[policy] = (f"authorize {policy}", {"triohub.policy": policy})
+        name, attributes = found
         return self._tracer.start_span(
-            f"authorize {policy}",
-            context=trace.set_span_in_context(parent),
-            attributes={"triohub.policy": policy},
+            name, trace.set_span_in_context(parent, _NO_PARENT), SpanKind.INTERNAL, attributes
         )
 
 
 def activate(span: Span) -> Any:
-    """Make ``span`` current in this task (what user code's spans nest under);
-    returns the token for ``deactivate``."""
+    """Make ``span`` current in this task (what user code's spans nest under, what
+    an outgoing call propagates); returns the token for ``deactivate``."""
     return otel_context.attach(trace.set_span_in_context(span))
 
 
@@ -112,6 +124,8 @@ def deactivate(token: Any) -> None:
 
 def fail(span: Span, error: BaseException | str) -> None:
     """Mark ``span`` failed: ``error.type`` (the exception's class, or the word given)."""
+    if not span.is_recording():
+        return  # a dropped span: nothing to build
     kind = error if isinstance(error, str) else type(error).__name__
     span.set_attribute("error.type", kind)
     span.set_status(Status(StatusCode.ERROR))

@@ -26,6 +26,7 @@ __all__ = [
     "PONG",
     "TEXT",
     "ControlFrame",
+    "FrameCache",
     "FrameChecker",
     "FrameDecoder",
     "Message",
@@ -97,6 +98,29 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     if size < 65536:
         return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
     return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
+
+
+class FrameCache:
+    """The frame of the last payload, per opcode: a fan-out sends the same
+    ``bytes`` object to every recipient, so it is framed once. One per server
+    (``serve_native``, ``serve_hypercorn``), shared by its connections."""
+
+    __slots__ = ("_binary", "_text")
+
+    def __init__(self) -> None:
+        self._text: tuple[bytes, bytes] = (b"", encode_frame(TEXT, b""))
+        self._binary: tuple[bytes, bytes] = (b"", encode_frame(BINARY, b""))
+
+    def frame(self, opcode: int, payload: bytes) -> bytes:
+        last = self._text if opcode == TEXT else self._binary
+        if last[0] is payload:
+            return last[1]
+        framed = encode_frame(opcode, payload)
+        if opcode == TEXT:
+            self._text = (payload, framed)
+        else:
+            self._binary = (payload, framed)
+        return framed
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -290,6 +314,13 @@ class FrameChecker:
         self._skip = 0
         """Payload bytes of the current data frame still to come."""
         self._in_message = 0
+        self.closing = False
+        """The client sent a close frame: nothing but the server's close may follow."""
+
+    @property
+    def compressed(self) -> bool:
+        """permessage-deflate was negotiated."""
+        return self._compressed
 
     def feed(self, data: bytes) -> None:
         """Check the frames ``data`` continues.
@@ -335,6 +366,7 @@ class FrameChecker:
                         parse_close(
                             _unmask(bytes(buffer[start + header : start + header + size]), mask)
                         )
+                        self.closing = True
                     start += header + size
                     continue
                 if opcode != CONTINUATION and not first & 0x80:

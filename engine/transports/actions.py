@@ -19,6 +19,7 @@ from .sse import SseTransport
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration
+    from .relay import RelayedResume
 
 __all__ = [
     "BOTH_FRAMINGS",
@@ -127,6 +128,9 @@ class OpenWebSocket:
     resume: bool = False
     """The socket resumes ``connection`` (stateful reconnect): it carries the
     live hub connection on, and ending it ends nothing else."""
+    relay: RelayedResume | None = None
+    """The socket resumes a connection another node of the cluster holds: its
+    bytes are relayed there (``relay.py``)."""
 
 
 @attrs.frozen

@@ -30,7 +30,7 @@ from .http import (
 )
 from .listening import describe
 from .sse import serve_event_stream
-from .websocket import AsgiWebSocketTransport
+from .websocket import DIRECT_EXTENSION, AsgiWebSocketTransport, DirectAsgiWebSocketTransport
 
 if TYPE_CHECKING:
     from ..hub.server import HubServer
@@ -75,7 +75,7 @@ class SignalRApp:
             await self.fallback(scope, receive, send)
         elif kind == "websocket":
             if isinstance(action, OpenWebSocket):
-                await self._websocket(receive, send, action)
+                await self._websocket(scope, receive, send, action)
             else:
                 assert isinstance(action, Respond)
                 await _reject_websocket(scope, send, action)
@@ -123,7 +123,9 @@ class SignalRApp:
 
     # -- WebSockets -------------------------------------------------------------
 
-    async def _websocket(self, receive: Receive, send: Send, action: OpenWebSocket) -> None:
+    async def _websocket(
+        self, scope: Scope, receive: Receive, send: Send, action: OpenWebSocket
+    ) -> None:
         accepted = False
         try:
             if (await receive())["type"] == "websocket.connect":
@@ -137,7 +139,13 @@ class SignalRApp:
             if not accepted:
                 self.endpoint.release(action.connection)
         if accepted:
-            await self.endpoint.run_websocket(action, AsgiWebSocketTransport(receive, send))
+            direct = (scope.get("extensions") or {}).get(DIRECT_EXTENSION)
+            transport = (
+                AsgiWebSocketTransport(receive, send)
+                if direct is None
+                else DirectAsgiWebSocketTransport(receive, send, direct)
+            )
+            await self.endpoint.run_websocket(action, transport)
 
 
 def _request(scope: Scope) -> HttpRequest:

@@ -15,6 +15,9 @@ signed (HMAC-SHA256 with the cluster's key):
   connection is dropped on one node);
 - ``user``: a digest of the negotiating principal's identity (``-`` anonymous),
   so another user's request gets the 403 of one node;
+- ``v`` ends with ``r`` when negotiate granted stateful reconnect: the node that
+  takes the WebSocket makes the connection resumable, and a resume that lands
+  on another node is relayed to it (``transports.relay``);
 - the MAC also covers the hub's path, so a token is valid on its hub only.
 
 Whichever node accepts the first transport request (WebSocket upgrade, SSE
@@ -43,6 +46,7 @@ from ..protocol import Texts
 from ..protocol.negotiate import NegotiateResponse
 from .connections import ConnectionTable, HttpConnection, Refusal
 from .forwarding import Answer, ForwardedRequest, Forwarder
+from .relay import RelayedResume, ask_holder
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
@@ -86,6 +90,8 @@ class TokenClaim:
     """Unix time of the negotiate."""
     user: str
     """``user_digest`` of the negotiating principal."""
+    stateful: bool = False
+    """Negotiate granted stateful reconnect."""
 
 
 @attrs.frozen
@@ -99,13 +105,20 @@ class TokenSigner:
         return _b64(hmac.new(self.key, message, hashlib.sha256).digest()[:_MAC_BYTES])
 
     def mint(
-        self, connection_id: str, hub_path: str, principal: Principal, issued: float, version: int
+        self,
+        connection_id: str,
+        hub_path: str,
+        principal: Principal,
+        issued: float,
+        version: int,
+        *,
+        stateful: bool = False,
     ) -> tuple[str, str]:
         """The ``(connection_id, connection_token)`` of a negotiate answer."""
-        v = "1" if version >= 1 else "0"
+        v = ("1" if version >= 1 else "0") + ("r" if stateful else "")
         payload = f"{connection_id}.{int(issued * 1000)}.{user_digest(principal)}.{v}"
         token = f"{payload}.{self._mac(hub_path, payload)}"
-        return (connection_id if v == "1" else token), token
+        return (connection_id if v.startswith("1") else token), token
 
     def verify(self, token: str, hub_path: str) -> TokenClaim | None:
         """The token's claim, or ``None`` when it is not one of ours for this hub."""
@@ -116,9 +129,14 @@ class TokenSigner:
         payload = f"{connection_id}.{issued}.{user}.{v}"
         if not hmac.compare_digest(mac, self._mac(hub_path, payload)):
             return None
-        if not issued.isdigit() or v not in ("0", "1"):
+        if not issued.isdigit() or v not in ("0", "1", "0r", "1r"):
             return None
-        return TokenClaim(connection_id if v == "1" else token, int(issued) / 1000, user)
+        return TokenClaim(
+            connection_id if v.startswith("1") else token,
+            int(issued) / 1000,
+            user,
+            stateful=v.endswith("r"),
+        )
 
 
 class ClaimStore(Protocol):
@@ -187,6 +205,7 @@ class ClusterTokens:
             principal,
             self.server.wall_time(),
             result.negotiate_version,
+            stateful=result.use_stateful_reconnect,
         )
         return attrs.evolve(result, connection_id=connection_id, connection_token=token)
 
@@ -216,11 +235,11 @@ class ClusterTokens:
         verdict: Verdict,
         request: HttpRequest,
         info: RequestInfo,
-    ) -> Refusal | ForwardedBody | Answer | None:
+    ) -> Refusal | ForwardedBody | Answer | RelayedResume | None:
         """A request of a connection this node does not hold: ``None`` when
         this node now holds it (a transport's first request: go on locally),
-        the body to forward (a POST), else the answer, forwarded to the holder
-        when there is one.
+        the body to forward (a POST), a resume relayed to the holder
+        (``relay.py``), else the answer, forwarded to the holder when there is one.
 
         Refusals: 404 not ours / expired / ended, 401 / 403 another user,
         409 another node holds it, 503 the backplane cannot be asked.
@@ -229,8 +248,19 @@ class ClusterTokens:
         if isinstance(claim, Refusal):
             return claim
         if request.websocket:
-            adopted = await self._claim(token, claim, registration, verdict, forwardable=False)
-            return None if isinstance(adopted, HttpConnection) else adopted
+            # A resumable connection's holder hears resumes on its forward channel.
+            adopted = await self._claim(
+                token, claim, registration, verdict, forwardable=claim.stateful
+            )
+            if isinstance(adopted, HttpConnection):
+                return None
+            if claim.stateful and adopted.status in (404, 409):
+                # A resume: relayed to the holder if there is one (else 404).
+                channel = self._forward_channel(registration, claim.connection_id)
+                return await ask_holder(
+                    self.forwarder, channel, token, claim.connection_id, registration, verdict
+                )
+            return adopted
         event_stream = "text/event-stream" in request.header("accept")
         forwarded = ForwardedRequest(
             request.method, token, event_stream, user_digest(verdict.principal), b""
@@ -272,7 +302,9 @@ class ClusterTokens:
             if holder == ENDED or holder == self._store.server_name:
                 return Refusal(404, Texts.NO_CONNECTION.encode())
             return Refusal(409)
-        connection = self.table.add(token, claim.connection_id, registration, verdict.principal)
+        connection = self.table.add(
+            token, claim.connection_id, registration, verdict.principal, stateful=claim.stateful
+        )
         connection.issued = claim.issued
         if forwardable:
             # Subscribed before the first answer: the client's next request

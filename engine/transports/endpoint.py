@@ -64,6 +64,7 @@ from .forwarding import ForwardedRequest
 from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
 from .longpolling import LongPollingTransport, run_long_polling
 from .refresh import refresh
+from .relay import RESUME, RelayedResume, serve_resume
 from .resumable import ResumableLink, resumable_link
 from .sse import Inbound, SseTransport
 
@@ -155,6 +156,10 @@ class Endpoint:
             return _refused_bound(info, verdict, result)
         if isinstance(result, ForwardedBody):
             return ReadBody(result)
+        if isinstance(result, RelayedResume):
+            return OpenWebSocket(
+                registration, result.connection_id, verdict.principal, None, relay=result
+            )
         return Respond(result.status, result.body, result.content_type, result.headers)
 
     async def _serve_forwarded(self, token: str, forwarded: ForwardedRequest) -> Respond:
@@ -168,6 +173,8 @@ class Endpoint:
         if user_digest(principal) not in (ANONYMOUS_DIGEST, forwarded.user):
             log.warning("refused a forwarded request on the connection of another user")
             return Respond(403)
+        if forwarded.method == RESUME:
+            return await serve_resume(self.server, connection, forwarded.body)
         registration = connection.registration
         headers = {"accept": ("text/event-stream",)} if forwarded.event_stream else {}
         request = HttpRequest(forwarded.method, registration.path, f"id={token}", headers=headers)
@@ -189,7 +196,11 @@ class Endpoint:
     async def run_websocket(self, action: OpenWebSocket, transport: WebSocketTransport) -> None:
         """The hub connection of an accepted WebSocket, to its end (in the
         calling task); its negotiated id is spent afterwards. A resuming socket
-        (``action.resume``) runs until another replaces it or the connection ends."""
+        (``action.resume``) runs until another replaces it or the connection ends;
+        a relayed one (``action.relay``) until the holder or the client ends it."""
+        if action.relay is not None:
+            await action.relay.run(transport)  # a resume, held by another node
+            return
         connection = action.connection
         if action.resume:
             assert connection is not None
@@ -269,9 +280,7 @@ class Endpoint:
         result = negotiate(
             request.query,
             transports=options.transports,
-            # Not in a cluster yet: the resumable link lives on the node that
-            # held the WebSocket, which a reconnect through a balancer may miss.
-            allow_stateful_reconnect=options.allow_stateful_reconnect and self.cluster is None,
+            allow_stateful_reconnect=options.allow_stateful_reconnect,
         )
         if not isinstance(result, NegotiateError) and self.cluster is not None:
             # Signed: any node verifies it at the first transport request.

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -45,11 +46,25 @@ from hypercorn.logging import Logger
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ConnectionState,
+    Scope,
+)
 from hypercorn.utils import wrap_app
 
-from ..protocol.websocket import FrameChecker, WebSocketError, close_frame
+from ..protocol.websocket import (
+    BINARY,
+    TEXT,
+    FrameCache,
+    FrameChecker,
+    WebSocketError,
+    close_frame,
+)
 from .listening import BACKLOG, accept_streams, listen_socket
+from .websocket import DIRECT_EXTENSION
 
 __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
 
@@ -65,6 +80,9 @@ WRITE_TIMEOUT = 30.0
 """Default ``write_timeout``: the longest one socket write may wait for a
 client to read, when its caller set no shorter deadline."""
 
+
+_READ_STREAK = 16
+"""Reads in a row that found bytes waiting before the read loop yields once."""
 
 _CLOSE_WRITE = 1.0
 """Seconds the close frame of a client's protocol error may take to write."""
@@ -88,6 +106,47 @@ class RedactingLogger(Logger):
         return {name: full[name] for name in _SAFE_ATOMS}
 
 
+class DirectWebSocket:
+    """Writes to the socket of one hypercorn WebSocket from the ASGI app, with
+    no ASGI event, no wsproto and no task switch, when nothing is being written
+    (``send_nowait``); what the kernel does not take at once is written before
+    anything else, by ``flush`` (the app's writer, woken by ``attach``'s waker)
+    or by hypercorn's next write. Never with permessage-deflate, nor once the
+    client has sent its close frame: then ``send_nowait`` says ``False`` and the
+    app sends ASGI events as usual."""
+
+    __slots__ = ("attach", "flush", "send_nowait")
+
+    def __init__(self, connection: _Connection) -> None:
+        self.send_nowait: Callable[[bytes, bool], bool] = connection.direct_send
+        """``(payload, binary) -> taken``: one whole message, or ``False``."""
+        self.attach: Callable[[Callable[[], None]], None] = connection.direct_attach
+        """Give the waker called when a write left bytes for ``flush``."""
+        self.flush: Callable[[], Awaitable[None]] = connection.direct_flush
+        """Write what a ``send_nowait`` left (the waker asked for it)."""
+
+
+class _WithDirect:
+    """hypercorn's app wrapper, with ``DIRECT_EXTENSION`` in WebSocket scopes."""
+
+    def __init__(self, app: AppWrapper, connection: _Connection) -> None:
+        self._app = app
+        self._direct = DirectWebSocket(connection)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        sync_spawn: Callable[..., Any],
+        call_soon: Callable[..., Any],
+    ) -> None:
+        if scope["type"] == "websocket":
+            extensions = {**(scope.get("extensions") or {}), DIRECT_EXTENSION: self._direct}
+            scope["extensions"] = extensions  # type: ignore[typeddict-item]
+        await self._app(scope, receive, send, sync_spawn, call_soon)
+
+
 class _Connection(TCPServer):
     """hypercorn's per-connection server with writes that end.
 
@@ -102,10 +161,29 @@ class _Connection(TCPServer):
     before wsproto reads them (see the module's docstring).
     """
 
-    def __init__(self, *args: Any, write_timeout: float, peer: str) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        write_timeout: float,
+        peer: str,
+        sock: socket.socket | None = None,
+        frames: FrameCache | None = None,
+    ) -> None:
         super().__init__(*args)
         self._write_timeout = write_timeout
         self._peer = peer
+        self._sock = sock
+        """The stream's own socket, for writes the kernel takes at once (see
+        ``_write``); ``None``: every write goes through the stream."""
+        self._frame_cache = frames if frames is not None else FrameCache()
+        self._streak = 0
+        """Reads in a row that did not wait (see ``_receive``)."""
+        self._rest = b""
+        """What the kernel did not take of a direct write: written before anything else."""
+        self._waker: Callable[[], None] | None = None
+        """Makes the hub connection's writer call ``direct_flush`` (``_rest`` waits)."""
+        if sock is not None:
+            self.app = _WithDirect(self.app, self)
         self._cut = False
         self._frames: FrameChecker | None = None
         """Checks the client's frames once the connection is a WebSocket."""
@@ -117,9 +195,17 @@ class _Connection(TCPServer):
         # code RFC 6455 asks for (1002), as from the native server.
         while True:
             try:
-                with trio.fail_after(self.config.read_timeout or math.inf):
-                    data = bytes(await self.stream.receive_some(MAX_RECV))
-            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                if self._sock is not None and not self.config.read_timeout:
+                    data = await self._receive(self._sock)
+                else:
+                    with trio.fail_after(self.config.read_timeout or math.inf):
+                        data = bytes(await self.stream.receive_some(MAX_RECV))
+            except (
+                trio.ClosedResourceError,
+                trio.BrokenResourceError,
+                trio.TooSlowError,
+                OSError,
+            ):
                 break
             if self._frames is not None and data:
                 try:
@@ -131,6 +217,22 @@ class _Connection(TCPServer):
             if not data:
                 break
         await self.protocol.handle(Closed())
+
+    async def _receive(self, sock: socket.socket) -> bytes:
+        """What the kernel holds, read at once if it holds any: the stream's
+        ``receive_some`` yields to the scheduler on every call and, with no
+        read timeout, ``fail_after`` adds a cancel scope for nothing. A run of
+        reads that never wait still yields once every ``_READ_STREAK``."""
+        self._streak += 1
+        if self._streak >= _READ_STREAK:
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                return sock.recv(MAX_RECV)
+            except BlockingIOError:
+                self._streak = 0
+                await trio.lowlevel.wait_readable(sock)
 
     async def _refuse(self, error: WebSocketError) -> None:
         """Send the close frame of a client's protocol error; nothing after it."""
@@ -154,11 +256,39 @@ class _Connection(TCPServer):
         if self._cut:
             await trio.lowlevel.checkpoint()
             return
-        if self._frames is None and _WEBSOCKET_ACCEPTED.match(event.data):
-            head = event.data.partition(b"\r\n\r\n")[0].lower()
+        data = event.data
+        if self._frames is None and _WEBSOCKET_ACCEPTED.match(data):
+            head = data.partition(b"\r\n\r\n")[0].lower()
             self._frames = FrameChecker(compressed=b"\r\nsec-websocket-extensions:" in head)
+        await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
         gone = False
+        if self._sock is not None and not self._rest and not self.send_lock.locked():
+            # Nothing is being written: hand the bytes to the kernel here. It
+            # takes them whole nearly always, and then the write needs no lock,
+            # no deadline and no trip through the scheduler (the stream's
+            # ``send_all`` yields once per call): that trip and the per-write
+            # cancel scopes were most of what a broadcast delivery cost on
+            # hypercorn (benchmarks/README.md). The rest, if any, goes the
+            # guarded way below, before anything else can be written.
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                sent, gone = 0, True
+            if gone:
+                await self.protocol.handle(Closed())
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         async with self.send_lock:
+            if self._rest:  # what a direct write left: it goes first
+                data, self._rest = self._rest + data, b""
+            if not data or self._cut:
+                return
             now = trio.current_time()
             deadline = min(trio.current_effective_deadline(), now + self._write_timeout)
             if deadline <= now:
@@ -168,7 +298,7 @@ class _Connection(TCPServer):
                 return
             with trio.CancelScope(shield=True, deadline=deadline) as write:
                 try:
-                    await self.stream.send_all(event.data)
+                    await self.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     gone = True
                 except trio.BusyResourceError:
@@ -179,6 +309,39 @@ class _Connection(TCPServer):
                 await self._cut_off(deadline - now)
         if gone:
             await self.protocol.handle(Closed())
+
+    # -- the ``triohub.websocket.direct`` extension (``DirectWebSocket``) --------
+
+    def direct_send(self, payload: bytes, binary: bool) -> bool:
+        """Write ``payload`` as one WebSocket message now, if nothing is being
+        written and the kernel takes at least part of it; ``False``: not taken."""
+        frames = self._frames
+        if (
+            self._sock is None
+            or frames is None
+            or frames.compressed
+            or frames.closing
+            or self._cut
+            or self._rest
+            or self.send_lock.locked()
+        ):
+            return False
+        frame = self._frame_cache.frame(BINARY if binary else TEXT, payload)
+        try:
+            sent = self._sock.send(frame)
+        except OSError:  # full (BlockingIOError) or gone: the guarded way finds out
+            return False
+        if sent < len(frame):
+            self._rest = frame[sent:]
+            if self._waker is not None:
+                self._waker()
+        return True
+
+    def direct_attach(self, waker: Callable[[], None]) -> None:
+        self._waker = waker
+
+    async def direct_flush(self) -> None:
+        await self._write(b"")
 
     async def _cut_off(self, waited: float | None) -> None:
         """Close the socket under a write that cannot finish (``waited``: how
@@ -285,7 +448,7 @@ async def _serve(
                             accept_streams,
                             listener,
                             server_nursery,
-                            partial(_run, connection, write_timeout),
+                            partial(_run, connection, write_timeout, FrameCache()),
                             name=name,
                             what="hypercorn connection",
                         )
@@ -307,7 +470,20 @@ async def _serve(
 async def _run(
     connection: Callable[..., _Connection],
     write_timeout: float,
+    frames: FrameCache,
     stream: trio.SocketStream,
     peer: str,
 ) -> None:
-    await connection(stream, write_timeout=write_timeout, peer=peer).run()
+    # The connection's socket as a standard socket under a new stream (the
+    # accepted one is left empty, and closing it closes nothing): writes the
+    # kernel takes at once go to it directly (``_Connection.protocol_send``).
+    accepted = stream.socket
+    sock = socket.socket(accepted.family, accepted.type, accepted.proto, fileno=accepted.detach())
+    sock.setblocking(False)
+    own = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    try:
+        await connection(
+            own, write_timeout=write_timeout, peer=peer, sock=sock, frames=frames
+        ).run()
+    finally:
+        await trio.aclose_forcefully(own)

@@ -34,6 +34,7 @@ from ..protocol.websocket import (
     PONG,
     TEXT,
     ControlFrame,
+    FrameCache,
     FrameDecoder,
     Message,
     WebSocketError,
@@ -56,29 +57,6 @@ _PONG_BACKLOG = 64 * 1024
 """Unsent bytes beyond which pings go unanswered (the client is not reading)."""
 _CLOSE_DRAIN = 1.0
 """Seconds to wait for the client's close frame / EOF after ours."""
-
-
-class FrameCache:
-    """The frame of the last payload, per opcode: a fan-out sends the same
-    ``bytes`` object to every recipient, so it is framed once. One per server
-    (``serve_native``), shared by its connections."""
-
-    __slots__ = ("_binary", "_text")
-
-    def __init__(self) -> None:
-        self._text: tuple[bytes, bytes] = (b"", encode_frame(TEXT, b""))
-        self._binary: tuple[bytes, bytes] = (b"", encode_frame(BINARY, b""))
-
-    def frame(self, opcode: int, payload: bytes) -> bytes:
-        last = self._text if opcode == TEXT else self._binary
-        if last[0] is payload:
-            return last[1]
-        framed = encode_frame(opcode, payload)
-        if opcode == TEXT:
-            self._text = (payload, framed)
-        else:
-            self._binary = (payload, framed)
-        return framed
 
 
 class NativeWebSocketTransport:

@@ -114,6 +114,11 @@ class ResumableLink:
     def stream(self) -> ResumableStream | None:
         return self._stream
 
+    @property
+    def protocol(self) -> HubProtocol | None:
+        """The hub protocol the handshake chose."""
+        return self._protocol
+
     # -- reading ----------------------------------------------------------------
 
     async def receive(self) -> bytes | None:

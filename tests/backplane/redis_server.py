@@ -23,14 +23,18 @@ class RedisServer:
     """One redis-server on ``port``; ``stop``/``kill``/``start`` for fault tests
     (a restart keeps the port, so clients reconnect to the same URL)."""
 
-    def __init__(self, port: int | None = None, unix_socket: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, unix_socket: str | None = None, password: str | None = None
+    ) -> None:
         self.port = port or free_port()
         self.unix_socket = unix_socket
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     @property
     def unix_url(self) -> str:
@@ -43,6 +47,8 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port if tcp else 0), "--bind", "127.0.0.1"]
         if self.unix_socket is not None:
             args += ["--unixsocket", self.unix_socket]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
         args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -81,14 +87,20 @@ class RedisServer:
 
     def command(self, *args: str) -> Any:
         """One command over a plain socket (RESP 2), the parsed reply."""
-        parts = [f"*{len(args)}\r\n".encode()]
-        for arg in args:
-            data = arg.encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        commands = [args]
+        if self.password is not None:
+            commands.insert(0, ("AUTH", self.password))
+        parts = []
+        for command in commands:
+            parts.append(f"*{len(command)}\r\n".encode())
+            for arg in command:
+                data = arg.encode()
+                parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
         with self._connect() as sock:
             sock.sendall(b"".join(parts))
             with sock.makefile("rb") as reader:
-                return _read_reply(reader)
+                replies = [_read_reply(reader) for _ in commands]
+        return replies[-1]
 
     def numsub(self, *channels: str) -> dict[str, int]:
         """PUBSUB NUMSUB: subscribers per channel."""

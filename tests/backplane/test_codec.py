@@ -96,6 +96,17 @@ def test_our_trailing_items_origin_and_ordered_groups() -> None:
     assert codec.encode_invocation((), {"json": b"X\x1e"}, origin="s1") == five
 
 
+def test_a_node_skips_its_own_invocations_and_decodes_the_others() -> None:
+    golden = b"\x95\x91" + s("c1") + b"\x81" + s("json") + b(b"X\x1e") + b"\xc0\xc0" + s("s1")
+    assert codec.decode_foreign_invocation(golden, "s1") is None
+    assert codec.decode_foreign_invocation(golden, "s2") == codec.decode_invocation(golden)
+    # ASP.NET's two items (no origin): always another node's.
+    aspnet = b"\x92\x90\x81" + s("json") + b(b"X\x1e")
+    assert codec.decode_foreign_invocation(aspnet, "s1") == RemoteInvocation((), {"json": b"X\x1e"})
+    with pytest.raises(CodecError):
+        codec.decode_foreign_invocation(b"\x95\x90\x80\xc0\xc0\x01", "s1")
+
+
 def test_readers_ignore_trailing_items_they_do_not_know() -> None:
     data = b"\x97\x90\x80\xc0\xc0" + s("s1") + b"\x90" + s("a later item")
     assert codec.decode_invocation(data).origin == "s1"

@@ -13,6 +13,7 @@ from benchmarks.report import (
     check_goals,
     format_goal,
     print_table,
+    telemetry_goals,
 )
 
 SERVERS = [*TRIOHUB, *PEERS]
@@ -68,3 +69,50 @@ def test_goals_show_the_verdict_the_figure_and_the_target() -> None:
     cost = goals["authorization cost <= 15% (native)"]
     assert format_goal(cost).startswith("[MISSED] authorization cost <= 15% (native):")
     assert format_goal(cost).endswith("17.50  (target <= 15 %)")
+
+
+def test_telemetry_goals_compare_with_native_in_the_same_run() -> None:
+    echo = Metric("echo-50", "Echo, 50 connections", "invocations/s", "/s", "higher")
+    echo.values = {"native": 10000.0, "native-metrics": 9900.0, "native-sampled": 9000.0}
+    cpu = Metric("echo-50", "Echo, 50 connections", "server CPU / invocation", "us", "lower")
+    cpu.values = {"native": 50.0, "native-metrics": 51.0, "native-sampled": 54.0}
+    hooks = Metric("echo-50", "Echo, 50 connections", "telemetry hooks (in process)", "us", "lower")
+    hooks.values = {"native": 0.2, "native-metrics": 0.25, "native-sampled": 4.0}
+    goals = {
+        goal["goal"]: (goal["figure"], goal["met"]) for goal in telemetry_goals([echo, cpu, hooks])
+    }
+    assert goals == {
+        "echo 50, metrics: throughput lost vs native": (1.0, True),
+        "echo 50, metrics: CPU added vs native": (2.0, True),
+        "echo 50, metrics + 1 % of traces: throughput lost vs native": (10.0, False),
+        "echo 50, metrics + 1 % of traces: CPU added vs native": (8.0, False),
+        "echo 50, nothing configured: hooks' CPU (in process) / native's": (0.4, True),
+        "echo 50, metrics: hooks' CPU (in process) / native's": (0.5, True),
+        "echo 50, metrics + 1 % of traces: hooks' CPU (in process) / native's": (8.0, False),
+    }
+    # No native-otel in this run: no goal about it.
+
+
+def test_the_hypercorn_floor_is_compared_with_triohub_on_hypercorn_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    echo = Metric("echo-50", "Echo, 50 connections", "invocations/s", "/s", "higher")
+    echo.values = {
+        "hypercorn": 8000.0,
+        "native": 21000.0,
+        "aiosignalr": 14000.0,
+        "floor-hc": 10000.0,
+    }
+    goals = {goal["goal"]: goal for goal in check_goals([echo])}
+    assert echo.as_json()["ratios"] == {
+        "hypercorn/aiosignalr": 8000.0 / 14000.0,
+        "hypercorn/floor-hc": 0.8,
+        "native/aiosignalr": 1.5,
+    }
+    assert goals["hypercorn echo 50 conns >= 0.85x its floor"]["figure"] == 0.8
+    assert not goals["hypercorn echo 50 conns >= 0.85x its floor"]["met"]
+    assert goals["native echo 50 >= 1.3x aiosignalr"]["met"]
+    print_table([echo], [], META, ["hypercorn", "native", "aiosignalr", "floor-hc"])
+    out = capsys.readouterr().out
+    assert "hc/hcfl" in out
+    assert "nat/hcfl" not in out

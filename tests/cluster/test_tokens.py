@@ -6,14 +6,16 @@ tokens (404), another user's token (403), and one node unchanged."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import pytest
 import trio
 
-from triohub import HubServer
+from triohub import Hub, HubOptions, HubServer
 from triohub.backplane.redis import RedisBackplane
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.cluster import TokenSigner, derive_key
@@ -46,20 +48,26 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-async def nodes(
-    redis: RedisServer, nursery: trio.Nursery, clock: Clock
+@asynccontextmanager
+async def serving_nodes(
+    url: str,
+    nursery: trio.Nursery,
+    hub: type[Hub] = ClusterHub,
+    *,
+    clock: Callable[[], float] = time.time,
+    options: HubOptions | None = None,
 ) -> AsyncIterator[list[Node]]:
+    """Two nodes serving ``hub`` (ASGI) on the Redis at ``url``, stopped afterwards."""
     made = []
     for _ in range(2):
-        link = RedisBackplane(redis.url)
+        link = RedisBackplane(url)
         server = HubServer(
             backplane=link,
             connection_token_key=KEY,
             authenticator=authenticator(),
             clock=clock,
         )
-        server.map_hub(PATH, ClusterHub, channel_prefix=PREFIX)
+        server.map_hub(PATH, hub, channel_prefix=PREFIX, options=options)
         app = SignalRApp(server)
         await nursery.start(server.run)
         await link.wait_connected()
@@ -70,6 +78,14 @@ async def nodes(
     for node in made:
         await node.server.wait_stopped()
         assert node.client.violations == []
+
+
+@pytest.fixture
+async def nodes(
+    redis: RedisServer, nursery: trio.Nursery, clock: Clock
+) -> AsyncIterator[list[Node]]:
+    async with serving_nodes(redis.url, nursery, clock=clock) as made:
+        yield made
 
 
 def auth(user: str | None) -> list[tuple[bytes, bytes]]:

@@ -37,14 +37,21 @@ ECHO = "demo.echo.EchoHub"
 
 
 class Cluster:
-    def __init__(self, redis: RedisServer, logs: Path) -> None:
+    def __init__(self, redis: RedisServer, logs: Path, server: str = "hypercorn") -> None:
         self.redis = redis
         self.logs = logs
+        self.server = server
+        """``python -m demo --server``: every node's."""
         self.nodes: list[DemoServer] = []
 
     def start_node(self) -> DemoServer:
         log = self.logs / f"node-{len(self.nodes)}-{secrets.token_hex(2)}.log"
-        node = start_demo(log, args=("--redis", self.redis.url), env={"DEMO_JWT_SECRET": SECRET})
+        node = start_demo(
+            log,
+            self.server,
+            args=("--redis", self.redis.url),
+            env={"DEMO_JWT_SECRET": SECRET},
+        )
         self.nodes.append(node)
         return node
 
@@ -56,11 +63,12 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(logs: Path, nodes: int) -> Iterator[Cluster]:
-    """A redis-server and ``nodes`` demo nodes on it, all stopped afterwards."""
+def running_cluster(logs: Path, nodes: int, server: str = "hypercorn") -> Iterator[Cluster]:
+    """A redis-server and ``nodes`` demo nodes on it (``server``: the demo's
+    ``--server``), all stopped afterwards."""
     redis = RedisServer()
     redis.start()
-    found = Cluster(redis, logs)
+    found = Cluster(redis, logs, server)
     try:
         for _ in range(nodes):
             found.start_node()

@@ -20,7 +20,21 @@ import trio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import (
+    SpanKind,
+    StatusCode,
+    format_trace_id,
+    get_current_span,
+    use_span,
+)
 
 from triohub import AuthorizationPolicy, Hub, HubServer, PolicyRegistry, authorize
 from triohub.protocol import Completion, Invocation
@@ -64,9 +78,9 @@ class Traced(Hub):
 
 
 class Spans:
-    def __init__(self) -> None:
+    def __init__(self, sampler: Sampler | None = None) -> None:
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
+        self.provider = TracerProvider(sampler=sampler)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
     def named(self, name: str) -> list[ReadableSpan]:
@@ -147,6 +161,158 @@ async def test_without_a_provider_nothing_is_recorded(nursery: trio.Nursery) -> 
             Invocation("Echo", ("hi",), "1", headers={"traceparent": TRACEPARENT})
         )
         assert await client.next_message() == Completion.with_result("1", "hi")
+
+
+class DropInvocations(Sampler):
+    """Drops invocation spans (``Probe/...``) and samples every other root: a
+    child that lost its invocation parent would show up as a trace of its own."""
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *_: Any, **__: Any
+    ) -> SamplingResult:
+        return SamplingResult(
+            Decision.DROP if name.startswith("Probe/") else Decision.RECORD_AND_SAMPLE
+        )
+
+    def get_description(self) -> str:
+        return "DropInvocations"
+
+
+class Probe(Hub):
+    """Reports the span current in the method, and makes a child span of it."""
+
+    def __init__(self, spans: Spans) -> None:
+        self.spans = spans
+
+    async def current(self) -> dict[str, Any]:
+        span = get_current_span()
+        with self.spans.provider.get_tracer("app").start_as_current_span("work"):
+            pass
+        context = span.get_span_context()
+        return {
+            "trace_id": format_trace_id(context.trace_id),
+            "valid": context.is_valid,
+            "recording": span.is_recording(),
+        }
+
+    @authorize("Admins")
+    async def guarded(self) -> str:
+        return "never"
+
+
+async def probe(nursery: trio.Nursery, spans: Spans, reader: Reader | None = None) -> HubServer:
+    policies = PolicyRegistry()
+    policies.add_policy("Admins", AuthorizationPolicy.build(roles="admin"))
+    server = HubServer(
+        policies=policies,
+        tracer_provider=spans.provider,
+        meter_provider=None if reader is None else reader.provider,
+    )
+    server.map_hub("/hubs/probe", Probe, factory=lambda: Probe(spans))
+    await nursery.start(server.run)
+    return server
+
+
+async def call_current(server: HubServer, headers: dict[str, str]) -> dict[str, Any]:
+    async with open_test_client(server, "/hubs/probe") as client:
+        await client.send_message(Invocation("Current", (), "1", headers=headers))
+        reply = await client.next_message()
+    assert isinstance(reply, Completion)
+    assert reply.error is None, reply.error
+    result: dict[str, Any] = reply.result
+    return result
+
+
+async def test_an_unsampled_invocation_still_carries_its_parent_trace(
+    nursery: trio.Nursery,
+) -> None:
+    # The client's trace is not sampled (flags 00): nothing is recorded, yet the
+    # method runs inside that trace, so what it calls propagates it.
+    spans = Spans(ParentBased(ALWAYS_ON))
+    server = await probe(nursery, spans)
+    seen = await call_current(server, {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    assert seen == {"trace_id": TRACE_ID, "valid": True, "recording": False}
+    assert spans.exporter.get_finished_spans() == ()
+    spans.provider.shutdown()
+
+
+async def test_a_dropped_invocation_span_is_still_the_parent_of_the_methods_spans(
+    nursery: trio.Nursery,
+) -> None:
+    # The sampler drops the invocation's span; the method's own span is its child
+    # (and so dropped by ParentBased), not the root of a trace of its own.
+    spans = Spans(ParentBased(DropInvocations()))
+    server = await probe(nursery, spans)
+    seen = await call_current(server, {})
+    assert seen["valid"]
+    assert not seen["recording"]
+    assert spans.exporter.get_finished_spans() == ()
+    spans.provider.shutdown()
+
+
+async def test_an_invocation_span_has_no_parent_but_its_traceparent(
+    nursery: trio.Nursery, spans: Spans
+) -> None:
+    # As ASP.NET's: a span current where the connection runs is not its parent.
+    server = await probe(nursery, spans)
+    ambient = spans.provider.get_tracer("app").start_span("ambient")
+    with use_span(ambient, end_on_exit=True):
+        seen = await call_current(server, {})
+        traced = await call_current(server, {"traceparent": TRACEPARENT})
+    assert seen["recording"]
+    assert seen["trace_id"] != format_trace_id(ambient.get_span_context().trace_id)
+    assert traced["trace_id"] == TRACE_ID
+    first, second = spans.named("Probe/Current")
+    assert first.parent is None
+    assert second.parent is not None
+    assert second.parent.span_id == int(PARENT_ID, 16)
+    # The method's own spans nest under the invocation's.
+    work = spans.named("work")
+    assert [w.parent.span_id if w.parent else None for w in work] == [
+        first.context.span_id,
+        second.context.span_id,
+    ]
+
+
+async def test_invocations_the_sampler_drops_are_traced_counted_and_not_recorded(
+    nursery: trio.Nursery,
+) -> None:
+    # ParentBased(TraceIdRatioBased(0)): no invocation recorded (nor its policy
+    # check), each still in a trace of its own, and the metrics count every one.
+    spans = Spans(ParentBased(TraceIdRatioBased(0.0)))
+    reader = Reader()
+    server = await probe(nursery, spans, reader)
+    first = await call_current(server, {})
+    second = await call_current(server, {})
+    async with open_test_client(server, "/hubs/probe") as client:
+        await client.send_message(Invocation("Guarded", (), "1", headers={}))
+        denied = await client.next_message()
+    assert isinstance(denied, Completion)
+    assert denied.error == "Failed to invoke 'Guarded' because user is unauthorized"
+    assert first["valid"]
+    assert second["valid"]
+    assert first["trace_id"] != second["trace_id"]
+    assert spans.exporter.get_finished_spans() == ()
+    assert (
+        reader.value(
+            "triohub.invocations",
+            triohub__hub="Probe",
+            triohub__method="Current",
+            triohub__outcome="ok",
+        )
+        == 2
+    )
+    assert (
+        reader.value(
+            "triohub.invocations",
+            triohub__hub="Probe",
+            triohub__method="Guarded",
+            triohub__outcome="denied",
+        )
+        == 1
+    )
+    spans.provider.shutdown()
+    reader.provider.shutdown()
 
 
 def hypercorn(server: HubServer) -> Any:
