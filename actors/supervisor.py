@@ -51,6 +51,11 @@ log = logging.getLogger("triohub.connection")
 _TRANSPORT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 """What a transport raises when the client is gone: theirs, not ours."""
 
+WRITE_BATCH_BYTES = 256 * 1024
+"""The writer stops adding records to a batch past this many bytes (a batch is
+one transport ``send``), and yields before the next one: the work one step of
+the writer does stays bounded however full its outbox is."""
+
 
 class Transport(Protocol):
     """Moves bytes for one connection (WebSocket, SSE, long polling, memory)."""
@@ -295,11 +300,14 @@ async def _writer(
             control.writer_waiting = True
             batch.append(await outbox.receive())
         control.writer_waiting = False
-        while True:
+        size = len(batch[0])
+        while size < WRITE_BATCH_BYTES:
             try:
-                batch.append(outbox.receive_nowait())
+                record = outbox.receive_nowait()
             except trio.WouldBlock:
                 break
+            batch.append(record)
+            size += len(record)
         if admit is not None:
             while True:
                 count = await admit(batch)
@@ -311,6 +319,12 @@ async def _writer(
         if not await _write(transport, batch, control, options):
             return
         batch = []
+        if size >= WRITE_BATCH_BYTES:
+            # More may wait: the next batch after the other tasks have run. A
+            # kernel that takes everything at once never makes a send wait, so
+            # a full outbox would otherwise go out in one step of many ms
+            # (joined, framed and copied), delaying every other connection.
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 async def _write(

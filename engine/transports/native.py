@@ -48,6 +48,10 @@ log = logging.getLogger("triohub.transports")
 _IDLE_TIMEOUT = 5.0
 """Seconds a kept-alive HTTP connection may wait for its next request."""
 _NOT_FOUND = Respond(404, b"Not Found")
+ACCEPT_BATCH = 64
+"""Connections accepted per wake-up of the listener at most: a reconnect storm
+(a full backlog of 1,024) accepted in one step held every connection back for
+as long, and started as many tasks for the same next scheduler batch."""
 
 
 class _Connection:
@@ -205,7 +209,7 @@ async def serve_native(
             task_status.started((host, bound))
             while True:
                 await trio.lowlevel.wait_readable(listener)
-                for _ in range(backlog):
+                for _ in range(ACCEPT_BATCH):
                     try:
                         sock, address = listener.accept()
                     except BlockingIOError:

@@ -1,14 +1,15 @@
 """Clients that misbehave on purpose, against triohub's own server (``serve_native``).
 
 * the WebSocket reader (``NativeWebSocketTransport.receive``, on a socket pair) lets
-  other tasks run during a flood of pings or empty fragments, and stops answering
+  other tasks run during a flood of pings, empty fragments or big messages, and stops answering
   pings while 64 KiB of its answers wait unread;
 * the HTTP server lets other tasks run between pipelined requests, drops a client
   that never reads its answers, refuses heads a proxy could read differently
   (a bare CR, NUL) and odd ``Content-Length`` values with a 400 (never a
   dropped connection and a traceback), takes absolute-form targets, and says
   whether the connection stays open (``Connection: close``). A bare LF ends a
-  line, as RFC 9112 2.2 allows and h11 (hence hypercorn too) reads it.
+  line, as RFC 9112 2.2 allows and h11 (hence hypercorn too) reads it;
+* the listener accepts a storm of connections a batch at a time.
 
 Real sockets; no wait longer than the server's (shortened) timeouts.
 """
@@ -34,6 +35,7 @@ from .native_support import HUB, Native
 from .native_wire import CONTINUATION, PING, TEXT, Wire, connect
 
 YIELD_EVERY = 32  # native_ws._YIELD_EVERY: frames or reads between real yields
+YIELD_BYTES = 64 * 1024  # native_ws._YIELD_BYTES: payload bytes between real yields
 PONG_BACKLOG = 64 * 1024  # native_ws._PONG_BACKLOG
 
 # -- the WebSocket reader on a socket pair ------------------------------------------
@@ -51,6 +53,21 @@ def close_pair(transport: NativeWebSocketTransport, server: socket.socket, peer:
     transport._closed = True
     server.close()
     peer.close()
+
+
+class Watch:
+    """Another task: the most units of work (``done``) between two of its runs."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.worst = 0
+
+    async def run(self) -> None:
+        last = self.done
+        while True:
+            await trio.lowlevel.checkpoint()
+            self.worst = max(self.worst, self.done - last)
+            last = self.done
 
 
 async def receive_counting(transport: NativeWebSocketTransport) -> tuple[bytes | None, int]:
@@ -108,6 +125,36 @@ async def test_an_empty_fragment_flood_lets_other_tasks_run(
     await assert_paced(flood, count, b"the end")
 
 
+async def test_a_pipeline_of_big_messages_lets_other_tasks_run_by_bytes() -> None:
+    """8 KB messages sent back to back (the soak's ``pipeline-8k``): the reader
+    yields after 64 KiB of them, not after 32 messages (256 KB to parse and
+    dispatch in one step)."""
+    server, peer = socket_pair()
+    transport = NativeWebSocketTransport(server)
+    size = 8 * 1024
+    count = 128
+    returned = Watch()
+    client = trio.SocketStream(trio.socket.from_stdlib_socket(peer))
+    flood = b"".join(Wire.encode(TEXT, b"%06d" % n + b"p" * (size - 6)) for n in range(count))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, flood)
+            nursery.start_soon(returned.run)
+            with trio.fail_after(5):
+                for n in range(count):
+                    payload = await transport.receive()
+                    assert payload is not None
+                    assert payload[:6] == b"%06d" % n
+                    returned.done += 1
+            nursery.cancel_scope.cancel()
+        # A slice is 64 KiB; two slices may fall between two runs of the other
+        # task (its place in a scheduler batch varies), never more.
+        worst = returned.worst
+        assert 0 < worst <= 2 * (YIELD_BYTES // size), f"{worst} messages between two runs"
+    finally:
+        close_pair(transport, server, peer)
+
+
 async def test_pongs_to_a_client_that_does_not_read_stay_bounded() -> None:
     server, peer = socket_pair()
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -134,37 +181,61 @@ async def test_pipelined_requests_take_turns_with_other_tasks(
 ) -> None:
     """One write of 3,000 requests: between two runs of a sibling task the
     server answers a request or two, never a whole read's worth."""
-    answered = 0
+    answered = Watch()
     respond = HttpWire.respond
 
     async def counted(self: Any, *args: Any, **kwargs: Any) -> None:
-        nonlocal answered
-        answered += 1
+        answered.done += 1
         await respond(self, *args, **kwargs)
 
     monkeypatch.setattr(HttpWire, "respond", counted)
-    worst = 0
-
-    async def watch() -> None:
-        nonlocal worst
-        last = answered
-        while True:
-            await trio.lowlevel.checkpoint()
-            worst = max(worst, answered - last)
-            last = answered
 
     count = 3000
     wire = await connect(native)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch)
+        nursery.start_soon(answered.run)
         nursery.start_soon(wire.send, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n" * count)
         statuses = [(await wire.response()).status for _ in range(count)]
         nursery.cancel_scope.cancel()
     assert statuses == [404] * count
-    assert answered == count
-    assert worst <= 4, f"{worst} answers in a row without letting another task run"
+    assert answered.done == count
+    assert answered.worst <= 4, (
+        f"{answered.worst} answers in a row without letting another task run"
+    )
     # The connection is still usable.
     assert (await wire.request("POST", f"{HUB}/negotiate")).status == 200
+
+
+async def test_a_connection_storm_is_accepted_between_other_tasks(
+    native: Native, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 connections waiting in the backlog at once (a reconnect storm): the
+    listener accepts at most ``ACCEPT_BATCH`` of them per step, not the backlog."""
+    accepted = Watch()
+
+    class Counted(native_module._Connection):
+        def __init__(self, *args: Any) -> None:
+            accepted.done += 1
+            super().__init__(*args)
+
+    monkeypatch.setattr(native_module, "_Connection", Counted)
+    count = 300
+    clients = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accepted.run)
+            await trio.lowlevel.checkpoint()
+            for _ in range(count):  # no checkpoint: all of them queue in the backlog
+                clients.append(socket.create_connection(("127.0.0.1", native.port)))
+            with trio.fail_after(5):
+                while accepted.done < count:
+                    await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+    finally:
+        for client in clients:
+            client.close()
+    # Two batches may fall between two runs of the other task, never more.
+    assert 0 < accepted.worst <= 2 * native_module.ACCEPT_BATCH, accepted.worst
 
 
 async def test_a_client_that_never_reads_its_answers_is_dropped(
