@@ -63,7 +63,14 @@ from .actions import (
 from .cluster import ClusterTokens, ForwardedBody, ForwardedPoll
 from .connections import ConnectionTable, HttpConnection, Refusal, websocket_refusal
 from .forwarding import PUT_BACK, Answer, ForwardedRequest
-from .http import BAD_UPGRADE, NO_CACHE, log_refusal, parse_query, upgrade_problem
+from .http import (
+    BAD_UPGRADE,
+    NO_CACHE,
+    log_refusal,
+    parse_headers,
+    parse_query,
+    upgrade_problem,
+)
 from .longpolling import LongPollingTransport, PollOutcome, run_long_polling
 from .refresh import RefreshAnswer, refresh, refused_elsewhere
 from .relay import RESUME, RelayedResume, serve_resume
@@ -206,14 +213,11 @@ class Endpoint:
             return Answer.of(Respond(404, Texts.NO_CONNECTION.encode()))
         registration = connection.registration
         if forwarded.route == REFRESH:
-            headers: dict[str, tuple[str, ...]] = {}
-            for name, value in forwarded.headers:
-                headers[name] = (*headers.get(name, ()), value)
             request = HttpRequest(
                 "POST",
                 registration.path + REFRESH,
                 forwarded.query,
-                headers=headers,
+                headers=parse_headers(forwarded.headers),
                 client=forwarded.client,
             )
             verdict = await self._verdict(request, registration)
