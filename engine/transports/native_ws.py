@@ -95,6 +95,8 @@ class NativeWebSocketTransport:
         self._closed = False
         self._streak = 0
         self._streak_bytes = 0
+        self._drained = False
+        """The last read returned less than it asked for (the kernel's queue was emptied)."""
         self.close_code: int | None = None
         """The code of the client's close frame, once received."""
         if initial:
@@ -125,11 +127,17 @@ class NativeWebSocketTransport:
                 await trio.lowlevel.checkpoint()
                 return None
             await self._pace()
+            if self._drained:
+                # The last read took less than it asked for: the kernel had no
+                # more, so wait before asking again (a request-response client
+                # sends nothing until answered, and a recv now would cost a
+                # syscall and a BlockingIOError per message).
+                self._drained = False
+                await self._wait_readable()
             try:
                 data = self._sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
-                self._streak = self._streak_bytes = 0
-                await trio.lowlevel.wait_readable(self._sock)
+                await self._wait_readable()
                 continue
             except OSError:
                 self._eof = self._broken = True
@@ -137,11 +145,16 @@ class NativeWebSocketTransport:
             if not data:
                 self._eof = True
                 continue
+            self._drained = len(data) < _RECEIVE_SIZE
             self._feed(data)
             if not self._events:
                 # A read that completed nothing (part of a big message, or a
                 # run of empty fragments): the next pace is a real yield.
                 self._streak = _YIELD_EVERY
+
+    async def _wait_readable(self) -> None:
+        self._streak = self._streak_bytes = 0
+        await trio.lowlevel.wait_readable(self._sock)
 
     async def _pace(self, size: int = 0) -> None:
         """A cancellation point for every frame and every read that did not
