@@ -38,6 +38,7 @@ from .context import HubCallerContext
 from .filters import compose_invoke
 from .hub import Hub, HubError, LimitExceeded, Unauthorized
 from .logs import ConnectionLog, clip
+from .runners import Runners
 from .streams import ClientStream, ClientStreamError, Uploads
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class Dispatcher:
         self._authorize = authorize
         self._detailed = options.enable_detailed_errors
         self._limiter = trio.Semaphore(options.max_parallel_invocations)
+        self._runners = Runners(
+            control.nursery, options.max_parallel_invocations, self._run_plain, self._abandon
+        )
         self._drain = registration.drain
         self._streams: dict[str, trio.CancelScope] = {}
         self._open_streams = 0  # server streams + upload streams (max_streams)
@@ -128,9 +132,7 @@ class Dispatcher:
                 await self._fail(reply_id, Texts.shutting_down(target))
                 return
             drain.begin()
-            self._control.nursery.start_soon(
-                self._run_plain, method, target, reply_id, arguments, [], True, telemetry, span
-            )
+            self._runners.start(method, target, reply_id, arguments, [], True, telemetry, span)
             return
         if not await self._allowed(method, target, arguments, span):
             telemetry.finish(span, "denied", "Unauthorized")
@@ -286,6 +288,14 @@ class Dispatcher:
                     self._limiter.release()
                 if refusal is not None:
                     self.refused(refusal)  # after the answer, as above
+
+    def _abandon(self, *plain: Any) -> None:
+        """Settles a plain invocation the connection ended before it started
+        (``plain``: the arguments ``_run_plain`` would have been called with)."""
+        *_, telemetry, span = plain
+        telemetry.finish(span, "cancelled", "Cancelled")
+        self._drain.end()
+        self._limiter.release()
 
     async def _run_stream(
         self,

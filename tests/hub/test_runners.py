@@ -30,6 +30,12 @@ class Jobs:
         self.gates.setdefault(name, trio.Event()).set()
 
 
+async def start_all(runners: Runners, names: str) -> None:
+    for name in names:
+        runners.start(name)
+    await trio.testing.wait_all_tasks_blocked()
+
+
 def runner_tasks(nursery: trio.Nursery) -> int:
     return sum(task.name.endswith("Runners._runner") for task in nursery.child_tasks)
 
@@ -38,9 +44,7 @@ async def test_one_runner_runs_jobs_one_after_another_in_order() -> None:
     jobs = Jobs()
     async with trio.open_nursery() as nursery:
         runners = Runners(nursery, 1, jobs.run, jobs.abandon)
-        for name in "abc":
-            runners.start(name)
-        await trio.testing.wait_all_tasks_blocked()
+        await start_all(runners, "abc")
         assert jobs.log == ["start a"]
         for name in "abc":
             jobs.open(name)
@@ -80,9 +84,7 @@ async def test_jobs_no_runner_took_are_abandoned_when_the_connection_ends() -> N
     jobs = Jobs()
     async with trio.open_nursery() as nursery:
         runners = Runners(nursery, 1, jobs.run, jobs.abandon)
-        for name in "abc":
-            runners.start(name)
-        await trio.testing.wait_all_tasks_blocked()
+        await start_all(runners, "abc")
         nursery.cancel_scope.cancel()
     assert jobs.log == ["start a", "end a"]
     assert jobs.abandoned == ["b", "c"]
