@@ -29,6 +29,8 @@ def bind_arguments(
         why = Texts.argument_count(len(given), method.argument_count)
         log.info("%s not invoked: %s", clip(message.target, 100), why)
         return with_detail(Texts.invocation_failed(message.target), "InvalidDataException", why)
+    if not method.converts:
+        return given
     try:
         return tuple(
             value if coerce is None else coerce(value)

@@ -63,6 +63,13 @@ class BoundMethod:
     """One per ``ClientStream[T]`` parameter: checks each item against ``T``."""
     guard: Guard = OPEN
     """The method's resolved authorization policy (read once, at registration)."""
+    converts: bool = attrs.field(init=False)
+    """Some parameter checks or converts its value (else the decoded arguments
+    are passed as they are)."""
+
+    @converts.default
+    def _converts(self) -> bool:
+        return any(coerce is not None for coerce in self.coercers)
 
     @property
     def argument_count(self) -> int:
