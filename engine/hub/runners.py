@@ -81,9 +81,9 @@ class Runners:
             while True:
                 while not jobs:
                     await self._idle.park()
-                job = jobs.popleft()
                 try:
-                    await self._run(*job)
+                    # No name keeps the job (its arguments) alive while parked.
+                    await self._run(*jobs.popleft())
                 finally:
                     self._busy -= 1
         finally:

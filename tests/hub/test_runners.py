@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import trio
 import trio.testing
 
@@ -88,3 +90,21 @@ async def test_jobs_no_runner_took_are_abandoned_when_the_connection_ends() -> N
         nursery.cancel_scope.cancel()
     assert jobs.log == ["start a", "end a"]
     assert jobs.abandoned == ["b", "c"]
+
+
+async def test_an_idle_runner_keeps_nothing_of_its_last_job_alive() -> None:
+    class Payload:
+        pass
+
+    async def run(payload: Payload) -> None:
+        await trio.lowlevel.checkpoint()
+
+    payload = Payload()
+    alive = weakref.ref(payload)
+    async with trio.open_nursery() as nursery:
+        runners = Runners(nursery, 1, run, Jobs().abandon)
+        runners.start(payload)
+        del payload
+        await trio.testing.wait_all_tasks_blocked()
+        assert alive() is None  # a large argument is not held per idle connection
+        nursery.cancel_scope.cancel()
