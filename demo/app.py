@@ -152,7 +152,7 @@ def build_app(
         throttle=limiter,
         proxies=trusted,
         metrics=None if metrics is None else metrics.text,
-        banned=state.bans.contains,
+        bans=state.bans,
         signed_out=signed_out,
     )
     return SignalRApp(server, fallback=web)

@@ -41,6 +41,7 @@ from triohub.auth.user_id import resolve_user_id
 from triohub.backplane import BackplaneUnavailable
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
+from .chat import BanList
 from .observability import PROMETHEUS_CONTENT_TYPE
 from .users import MAX_TOKEN_LIFETIME, check_password, find_user, issue_token
 
@@ -78,7 +79,7 @@ class DemoWeb:
         throttle: failed sign-in throttling (default ``SignInThrottle()``; a
             cluster's is ``RedisSignInThrottle``).
         proxies: reverse proxies whose ``X-Forwarded-*`` headers are believed.
-        banned: whether a username is banned from the chat (renewal refuses them).
+        bans: the chat's ban list (renewal refuses a banned user).
         signed_out: tells the other nodes of a cluster that a session ended (they
             close its connections); ``None``: a single node.
     """
@@ -92,7 +93,7 @@ class DemoWeb:
         throttle: SignInLimiter | None = None,
         proxies: TrustedProxies | None = None,
         metrics: Callable[[], bytes] | None = None,
-        banned: Callable[[str], Awaitable[bool]] | None = None,
+        bans: BanList | None = None,
         signed_out: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.cookies = cookies
@@ -101,7 +102,7 @@ class DemoWeb:
         self._jwt_secret = jwt_secret
         self.server = server
         self.throttle: SignInLimiter = throttle if throttle is not None else SignInThrottle()
-        self.banned = banned
+        self.bans = bans
         self.signed_out = signed_out
         self.proxies = proxies if proxies is not None else TrustedProxies()
         # Read once at start-up: no file I/O on the event loop per request, and a
@@ -280,7 +281,7 @@ class DemoWeb:
         """Whether the server refuses ``principal``'s credential (revoked) or user
         (banned, by the server or from the chat)."""
         name = principal.name_identifier
-        if self.banned is not None and name is not None and await self.banned(name):
+        if self.bans is not None and name is not None and await self.bans.contains(name):
             return True
         if self.server is None:
             return False

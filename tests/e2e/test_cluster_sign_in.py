@@ -1,7 +1,8 @@
 """The demo's browser sign-in state across real node processes (``python -m demo
 --redis URL``, two nodes on one redis-server): a sign-out on node A refuses the
 cookie on node B (negotiate, renewal) and closes the session's connection that B
-holds, mid-poll; failed sign-ins on both nodes count against one limit."""
+holds, mid-poll; failed sign-ins on both nodes count against one limit. And a node
+whose Redis is gone lets nobody in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import trio
+
+from tests.auth.conftest import serve_demo
+from tests.auth.test_sessions import NEGOTIATE, jar
+from tests.backplane.redis_server import redis_server
+from triohub.backplane.redis import RedisBackplane
 
 from .test_cluster import Cluster, running_cluster
 
@@ -78,3 +84,23 @@ def test_failed_sign_ins_on_both_nodes_count_together(cluster: Cluster) -> None:
         assert throttled.status_code == 429
         assert int(throttled.headers["retry-after"]) == 60
     assert sign_in(b, "bob").status_code == 303  # another account is not held up
+
+
+async def test_without_redis_nothing_is_let_in(nursery: trio.Nursery) -> None:
+    """A node whose Redis went away cannot check a session or count a sign-in: sign-in
+    and renewal answer 503, and the cookie gets 401 on the hub (fail closed)."""
+    with redis_server() as redis:
+        async with serve_demo(nursery, redis_url=redis.url) as demo:
+            backplane = demo.app.server.backplane
+            assert isinstance(backplane, RedisBackplane)
+            with trio.fail_after(10):
+                await backplane.wait_connected()
+            cookie = await demo.http.login_cookie("alice")
+            assert (await demo.http.post(NEGOTIATE, headers=jar(cookie))).status_code == 200
+            redis.kill()
+            with trio.fail_after(10):
+                await backplane.wait_disconnected()
+            form = {"username": "alice", "password": "alice-password"}
+            assert (await demo.http.post("/account/login", data=form)).status_code == 503
+            assert (await demo.http.post("/account/renew", headers=jar(cookie))).status_code == 503
+            assert (await demo.http.post(NEGOTIATE, headers=jar(cookie))).status_code == 401
