@@ -87,14 +87,17 @@ return {'0', ''}
 )
 
 # KEYS: the address's bucket, then the account's (if any). ARGV: now, the
-# address's rate. The address gets its provisional failure back; the
-# account's bucket is emptied.
+# address's rate. The address gets its provisional failure back (an empty
+# bucket goes: a successful sign-in leaves no key); the account's is emptied.
 _SUCCEEDED = (
     _LEVEL
     + """
 local rate = tonumber(ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'l', tostring(math.max(0, level(KEYS[1], rate) - 1)), 't', ARGV[1])
+local left = level(KEYS[1], rate) - 1
+if left > 0 then
+  redis.call('HSET', KEYS[1], 'l', tostring(left), 't', ARGV[1])
+else
+  redis.call('DEL', KEYS[1])
 end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
 return 1

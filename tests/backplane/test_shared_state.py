@@ -114,8 +114,10 @@ async def test_failures_on_every_node_count_against_an_account(redis: RedisServe
         # A sixth try waits on either node, from anywhere: one failure drains in 60 s.
         assert await on_a.admit("alice", "203.0.113.9") == pytest.approx(60)
         assert await on_b.admit("ALICE", HERE) == pytest.approx(60)  # names count case-folded
-        assert await on_b.admit("bob", HERE) == 0
-        await on_b.settle("bob", HERE, succeeded=True)
+        assert await on_b.admit("bob", "198.51.100.7") == 0
+        await on_b.settle("bob", "198.51.100.7", succeeded=True)
+        # A success leaves no key behind: its address had nothing else.
+        assert redis.command("KEYS", THROTTLE_PREFIX + "*address:198.51.100.7") == []
         clock.now += 59
         assert await on_b.admit("alice", HERE) == pytest.approx(1)
         clock.now += 1
