@@ -38,6 +38,9 @@ async def test_two_nodes_exchange_a_user_send_over_tls_with_a_password(
     with trio.fail_after(20):
         async with open_nodes(tls_redis.tls_url, 2) as (a, b):
             async with open_clients([(b, "b1", "alice")]) as clients:
+                # alice's channel is subscribed once Redis confirmed it (the
+                # handshake's reply may come first).
+                await b.backplane.sync()
                 await a.hub.clients.user("alice").send("Got", "over tls")
                 message = await clients["b1"].next_message()
             # Every link of both nodes (coredis's, the publishing and the
