@@ -97,11 +97,13 @@ SERVERS: dict[str, ServerSpec] = {
         triohub_spec("trio-ws", "--transport", "trio-websocket", negotiate=False),
         # The native server again, with an OpenTelemetry SDK recording its metrics
         # (native-metrics), its metrics and 1 % of the invocations' spans
-        # (native-sampled: ParentBased(TraceIdRatioBased(0.01))), and its metrics and
-        # every span (native-otel): what turning observability on costs (echo only;
+        # (native-sampled: triohub's head sampling; native-sdksampled: the SDK's
+        # ParentBased(TraceIdRatioBased(0.01)) alone), and its metrics and every
+        # span (native-otel): what turning observability on costs (echo only;
         # see TELEMETRY_SCENARIOS and servers/telemetry.py).
         triohub_spec("native-metrics", "--transport", "native", "--telemetry", "metrics"),
         triohub_spec("native-sampled", "--transport", "native", "--telemetry", "sampled"),
+        triohub_spec("native-sdksampled", "--transport", "native", "--telemetry", "sdk-sampled"),
         triohub_spec("native-otel", "--transport", "native", "--telemetry", "all"),
         ServerSpec("aiosignalr", "aiosignalr_server.py", negotiate=True, users_from="query"),
         ServerSpec("floor", "floor_server.py", kind="raw", jwt=True, users_from="query"),
@@ -122,11 +124,12 @@ NOT_SUPPORTED = {
     ("floor-hc", "expiry"): "no hub, no expiry",
 }
 TELEMETRY_SCENARIOS = ("echo-50",)
-"""Where ``native-metrics``, ``native-sampled`` and ``native-otel`` run: next to
+"""Where ``native-metrics``, ``native-sampled``, ``native-sdksampled`` and
+``native-otel`` run: next to
 ``native`` in the same rounds, the cost of metrics, and of metrics and traces, on
 (``report.check_goals``). With ``native`` in the run, ``bench_telemetry.py`` then
 times the hooks' own cost in process (nothing configured cannot be a server)."""
-TELEMETRY_SERVERS = ("native-metrics", "native-sampled", "native-otel")
+TELEMETRY_SERVERS = ("native-metrics", "native-sampled", "native-sdksampled", "native-otel")
 NOT_SUPPORTED.update(
     {
         (server, name): "telemetry's cost is measured on echo-50"

@@ -22,6 +22,7 @@ LABELS = {
     "native": "triohub native",
     "native-metrics": "triohub native+metrics",
     "native-sampled": "triohub native+otel 1%",
+    "native-sdksampled": "triohub native+sdk 1%",
     "native-otel": "triohub native+otel",
     "trio-ws": "triohub trio-ws",
     "aiosignalr": "aiosignalr",
@@ -325,12 +326,17 @@ def build_metrics(
     return b.metrics
 
 
-HOOK_SETUPS = {"native": "none", "native-metrics": "metrics", "native-sampled": "sampled"}
+HOOK_SETUPS = {
+    "native": "none",
+    "native-metrics": "metrics",
+    "native-sampled": "sampled",
+    "native-sdksampled": "sdk-sampled",
+}
 """Which ``bench_telemetry.py`` set-up each echo server runs."""
 
 TELEMETRY_GOALS = (
     ("native-metrics", "metrics"),
-    ("native-sampled", "metrics + 1 % of traces"),
+    ("native-sampled", "metrics + 1 % of traces, head-sampled"),
     ("native-otel", "metrics + every trace"),
 )
 
@@ -365,7 +371,7 @@ def telemetry_goals(metrics: list[Metric]) -> list[dict[str, Any]]:
         for server, what, target in (
             ("native", "nothing configured", 1),
             ("native-metrics", "metrics", 5),
-            ("native-sampled", "metrics + 1 % of traces", 5),
+            ("native-sampled", "metrics + 1 % of traces, head-sampled", 5),
         ):
             spent = hooks.values.get(server)
             share = None if spent is None or not total else round(spent / total * 100, 2)
@@ -622,6 +628,7 @@ def _short(server: str) -> str:
         "native": "nat",
         "native-metrics": "met",
         "native-sampled": "otel1",
+        "native-sdksampled": "sdk1",
         "native-otel": "otel",
         "trio-ws": "tws",
         "aiosignalr": "aio",
@@ -635,6 +642,7 @@ COLOURS = {
     "native": "#2ca02c",
     "native-metrics": "#bcbd22",
     "native-sampled": "#c5b0d5",
+    "native-sdksampled": "#9467bd",
     "native-otel": "#98df8a",
     "trio-ws": "#17becf",
     "aiosignalr": "#ff7f0e",

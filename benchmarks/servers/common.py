@@ -28,9 +28,10 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     parser.add_argument(
         "--telemetry",
-        choices=["metrics", "sampled", "all"],
+        choices=["metrics", "sampled", "sdk-sampled", "all"],
         help="triohub only: record metrics with the OpenTelemetry SDK, and spans: of 1 %% of "
-        "the invocations ('sampled') or of every one ('all'); see servers/telemetry.py",
+        "the invocations (head-sampled by triohub: 'sampled'; by the SDK: 'sdk-sampled') "
+        "or of every one ('all'); see servers/telemetry.py",
     )
     parser.add_argument(
         "--stateful-reconnect",

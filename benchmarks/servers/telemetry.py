@@ -2,10 +2,14 @@
 
 * ``metrics``: a ``MeterProvider`` whose ``PeriodicExportingMetricReader`` reads
   every instrument every 10 s (to an exporter writing to ``/dev/null``);
-* ``sampled``: those metrics, and the tracing a production service typically
-  runs: ``ParentBased(TraceIdRatioBased(0.01))`` (a client's sampled
-  ``traceparent`` is followed; 1 % of the other invocations are recorded), spans
-  batched by a ``BatchSpanProcessor``;
+* ``sampled``: those metrics, and 1 % of the invocations traced the way the
+  README recommends: triohub's head sampling (``trace_sample_ratio=0.01``: a
+  client's ``traceparent`` is followed, 1 % of the other invocations get a span)
+  and the SDK's default sampler (``ParentBased(ALWAYS_ON)``) recording those,
+  spans batched by a ``BatchSpanProcessor``;
+* ``sdk-sampled``: the same share sampled by the SDK alone, as OpenTelemetry's
+  own docs configure it: ``ParentBased(TraceIdRatioBased(0.01))``, every
+  invocation through the SDK's ``start_span`` (what head sampling saves);
 * ``all``: those metrics, and every invocation's span recorded (``ALWAYS_ON``),
   batched the same way.
 
@@ -25,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
-CHOICES = ("metrics", "sampled", "all")
+CHOICES = ("metrics", "sampled", "sdk-sampled", "all")
 SAMPLED_RATIO = 0.01
 """The share of root invocations ``sampled`` records."""
 
@@ -51,9 +55,14 @@ def providers(which: str) -> dict[str, Any]:
     )
     if which == "metrics":
         return {"meter_provider": metrics}
-    sampler: Sampler = (
-        ALWAYS_ON if which == "all" else ParentBased(TraceIdRatioBased(SAMPLED_RATIO))
-    )
+    sampler: Sampler = {
+        "sampled": ParentBased(ALWAYS_ON),  # the SDK's default
+        "sdk-sampled": ParentBased(TraceIdRatioBased(SAMPLED_RATIO)),
+        "all": ALWAYS_ON,
+    }[which]
     traces = TracerProvider(sampler=sampler)
     traces.add_span_processor(BatchSpanProcessor(Discard()))
-    return {"meter_provider": metrics, "tracer_provider": traces}
+    made: dict[str, Any] = {"meter_provider": metrics, "tracer_provider": traces}
+    if which == "sampled":
+        made["trace_sample_ratio"] = SAMPLED_RATIO
+    return made

@@ -72,6 +72,9 @@ class HubServer(CredentialOperations):
         meter_provider: where the server's metrics go (``None``: OpenTelemetry's
             global provider, a no-op until an SDK is configured).
         tracer_provider: where its invocation spans go (``None``: the global one).
+        trace_sample_ratio: head sampling: the share of invocations without a
+            ``traceparent`` that get a span at all, decided before the SDK is asked
+            (``observability/tracing.py``); 1.0: every one, the SDK's sampler decides.
         backplane: share the hubs with other processes (``RedisBackplane(url)``
             from ``triohub.backplane.redis``); ``None``: this process only.
         connection_token_key: with a backplane, the key every node shares to
@@ -97,12 +100,13 @@ class HubServer(CredentialOperations):
         connection_token_key: bytes | None = None,
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
+        trace_sample_ratio: float = 1.0,
     ) -> None:
         self.options = options or HubOptions()
         self.backplane = backplane
         self.connection_token_key = connection_token_key if backplane is not None else None
         self._prefixes: set[str] = set()
-        self.telemetry = Telemetry(meter_provider, tracer_provider)
+        self.telemetry = Telemetry(meter_provider, tracer_provider, trace_sample_ratio)
         instrument = getattr(backplane, "instrument", None)
         if instrument is not None:  # RedisBackplane; a Link need not be instrumented
             instrument(self.telemetry.metrics)

@@ -54,15 +54,18 @@ class Telemetry:
     Args:
         meter_provider: where metrics go (``None``: the global provider).
         tracer_provider: where spans go (``None``: the global provider).
+        trace_sample_ratio: the share of invocations without a ``traceparent``
+            that get a span (``InvocationTracer``).
     """
 
     def __init__(
         self,
         meter_provider: MeterProvider | None = None,
         tracer_provider: TracerProvider | None = None,
+        trace_sample_ratio: float = 1.0,
     ) -> None:
         self.metrics = ServerMetrics(meter_provider)
-        self.tracer = InvocationTracer(tracer_provider)
+        self.tracer = InvocationTracer(tracer_provider, trace_sample_ratio)
 
     def method(self, hub: str, method: str) -> MethodTelemetry:
         return MethodTelemetry(self.metrics.method(hub, method), MethodSpan(hub, method))

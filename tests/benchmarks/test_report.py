@@ -84,11 +84,14 @@ def test_telemetry_goals_compare_with_native_in_the_same_run() -> None:
     assert goals == {
         "echo 50, metrics: throughput lost vs native": (1.0, True),
         "echo 50, metrics: CPU added vs native": (2.0, True),
-        "echo 50, metrics + 1 % of traces: throughput lost vs native": (10.0, False),
-        "echo 50, metrics + 1 % of traces: CPU added vs native": (8.0, False),
+        "echo 50, metrics + 1 % of traces, head-sampled: throughput lost vs native": (10.0, False),
+        "echo 50, metrics + 1 % of traces, head-sampled: CPU added vs native": (8.0, False),
         "echo 50, nothing configured: hooks' CPU (in process) / native's": (0.4, True),
         "echo 50, metrics: hooks' CPU (in process) / native's": (0.5, True),
-        "echo 50, metrics + 1 % of traces: hooks' CPU (in process) / native's": (8.0, False),
+        "echo 50, metrics + 1 % of traces, head-sampled: hooks' CPU (in process) / native's": (
+            8.0,
+            False,
+        ),
     }
     # No native-otel in this run: no goal about it.
 

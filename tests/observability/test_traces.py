@@ -200,13 +200,16 @@ class Probe(Hub):
         return "never"
 
 
-async def probe(nursery: trio.Nursery, spans: Spans, reader: Reader | None = None) -> HubServer:
+async def probe(
+    nursery: trio.Nursery, spans: Spans, reader: Reader | None = None, sample_ratio: float = 1.0
+) -> HubServer:
     policies = PolicyRegistry()
     policies.add_policy("Admins", AuthorizationPolicy.build(roles="admin"))
     server = HubServer(
         policies=policies,
         tracer_provider=spans.provider,
         meter_provider=None if reader is None else reader.provider,
+        trace_sample_ratio=sample_ratio,
     )
     server.map_hub("/hubs/probe", Probe, factory=lambda: Probe(spans))
     await nursery.start(server.run)
