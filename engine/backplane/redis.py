@@ -63,7 +63,7 @@ class RedisBackplane:
     request_timeout: how long a PUBLISH may take before the link counts as lost.
     batch: publishes sent in one pipelined round trip, at most.
     coalesce: while publishes stream, a small batch (under ``batch // 8``)
-        goes at most once per ``coalesce`` seconds after the one before it: a
+        goes ``coalesce`` seconds after Redis answered the one before it: a
         cross-node send waits at most that long for company on a busy node,
         for fewer round trips (the CPU per send of both nodes and Redis), and
         not at all after a quiet spell.
@@ -416,22 +416,25 @@ class RedisBackplane:
             due = self._last_batch + self.coalesce
             if len(self._buffer) < self._batch // 8 and trio.current_time() < due:
                 # Publishes are streaming: a small batch waits for company until
-                # ``coalesce`` after the last one (a round trip's writes and
+                # ``coalesce`` after the last one's answer (a round trip's writes and
                 # wake-ups, here, in Redis and on every receiving node, cost more
                 # than the commands it carries). After a quiet spell it goes now.
                 await trio.sleep_until(due)
             first = self._removed
             batch = [self._buffer[i] for i in range(min(self._batch, len(self._buffer)))]
-            started = self._last_batch = trio.current_time()
+            started = trio.current_time()
             # A cancel scope, not fail_after: its context manager costs a
             # generator per batch on the hottest loop of the node.
             with trio.CancelScope(deadline=started + self.request_timeout) as limit:
                 await publisher.publish(batch)
             if limit.cancelled_caught:
                 raise trio.TooSlowError(f"Redis answered no PUBLISH in {self.request_timeout:g} s")
+            # Counted from the answer, not the write: when Redis or this node is
+            # slow, the round trip grows and so does the next batch.
+            self._last_batch = trio.current_time()
             if self._metrics is not None:
                 # One round trip per batch, whatever its size: the latency Redis adds.
-                self._metrics.backplane_published(trio.current_time() - started)
+                self._metrics.backplane_published(self._last_batch - started)
             # Sent: only now leave the buffer (a failure keeps them for the next
             # link). Drops while the batch was in flight took some already.
             while self._buffer and self._removed < first + len(batch):
