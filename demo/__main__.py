@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         from .workers import run_workers
 
         return run_workers(args)
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level, args.log_format, worker=args.reuse_port)
     metrics = prometheus() if args.metrics else None
 
     async def run() -> None:

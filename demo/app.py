@@ -10,7 +10,7 @@ from triohub.auth.cookie import CookieAuthenticator
 from triohub.auth.jwt_bearer import JwtBearerAuthenticator, JwtBearerOptions
 from triohub.auth.proxy import TrustedProxies
 from triohub.auth.sessions import RevocationStore
-from triohub.auth.throttle import SignInThrottle, ThrottleOptions
+from triohub.auth.throttle import SignInLimiter, SignInThrottle, ThrottleOptions
 from triohub.hub.context import HubCallerContext
 from triohub.hub.filters import HubFilter, Lifetime
 from triohub.transports.asgi import SignalRApp
@@ -69,8 +69,10 @@ def build_app(
         throttle: failed sign-in limits; default from the environment
             (``users.signin_throttle``: 5 per account, 20 per address, per 300 s).
         proxies: trusted reverse proxies; default ``DEMO_TRUSTED_PROXIES`` (none).
-        revocations: where ended sessions are kept; default this process's memory.
-        redis_url: share the hubs and the ban list with every node on this Redis
+        revocations: where ended sessions are kept; default this process's memory
+            (with ``redis_url``: Redis).
+        redis_url: share the hubs and all of the demo's state (bans, history, ended
+            sessions, failed sign-ins) with every node on this Redis
             (``demo/cluster.py``); default: this process only, no Redis loaded.
         metrics: where the server's metrics go, served on ``GET /metrics``; ``None``:
             no ``/metrics`` (the server still reports to OpenTelemetry's global
@@ -86,6 +88,21 @@ def build_app(
             algorithms=("HS256",), key=secret, issuer=ISSUER, audience=AUDIENCE, leeway=0
         )
     )
+    backplane = None
+    state = ChatState()
+    limiter: SignInLimiter = SignInThrottle(throttle or signin_throttle())
+    if redis_url is not None:
+        # Every piece of state shared by the nodes (demo/cluster.py).
+        from triohub.backplane.sessions import RedisRevocationStore
+        from triohub.backplane.throttle import RedisSignInThrottle
+
+        from .cluster import RedisBanList, RedisHistory, redis_backplane
+
+        backplane = redis_backplane(redis_url)
+        state = ChatState(RedisBanList(backplane), RedisHistory(backplane))
+        limiter = RedisSignInThrottle(backplane, throttle or signin_throttle())
+        if revocations is None:
+            revocations = RedisRevocationStore(backplane)
     cookies = CookieAuthenticator(
         secret,
         cookie_name="triohub_demo",
@@ -93,13 +110,6 @@ def build_app(
         revocations=revocations,
         proxies=trusted,
     )
-    backplane = None
-    state = ChatState()
-    if redis_url is not None:
-        from .cluster import RedisBanList, redis_backplane
-
-        backplane = redis_backplane(redis_url)
-        state = ChatState(RedisBanList(backplane))
     server = HubServer(
         authenticator=FirstOf(bearer, cookies),
         policies=chat_policies(state),
@@ -130,12 +140,19 @@ def build_app(
         EchoHub,
         options=HubOptions(allow_stateful_reconnect=True, disconnect_timeout=disconnect_timeout),
     )
+    signed_out = None
+    if backplane is not None:
+        from .cluster import SignOuts
+
+        signed_out = SignOuts(backplane, server, cookies.session_of).announce
     web = DemoWeb(
         cookies,
         secret,
         server=server,
-        throttle=SignInThrottle(throttle if throttle is not None else signin_throttle()),
+        throttle=limiter,
         proxies=trusted,
         metrics=None if metrics is None else metrics.text,
+        bans=state.bans,
+        signed_out=signed_out,
     )
     return SignalRApp(server, fallback=web)

@@ -59,21 +59,41 @@ class MemoryBanList:
         self.names.add(user_name)
 
 
+class History(Protocol):
+    """What each user said, the last ``HISTORY_PER_USER`` messages."""
+
+    async def add(self, user_name: str, message: str) -> None: ...
+
+    async def of(self, user_name: str) -> list[str]:
+        """Oldest first."""
+        ...
+
+
+class MemoryHistory:
+    """This process's history (a single node)."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, deque[str]] = {}
+
+    async def add(self, user_name: str, message: str) -> None:
+        self.messages.setdefault(user_name, deque(maxlen=HISTORY_PER_USER)).append(message)
+
+    async def of(self, user_name: str) -> list[str]:
+        return list(self.messages.get(user_name, ()))
+
+
 class ChatState:
     """What the chat remembers for the demo's lifetime (per app, no globals).
 
-    The ban list is shared by every node of a cluster (``demo/cluster.py``:
-    a Redis set); the history stays per process.
+    The ban list and the history are shared by every node of a cluster
+    (``demo/cluster.py``: Redis); by default they are this process's.
     """
 
-    def __init__(self, bans: BanList | None = None) -> None:
+    def __init__(self, bans: BanList | None = None, history: History | None = None) -> None:
         self.bans: BanList = bans if bans is not None else MemoryBanList()
-        self.history: dict[str, deque[str]] = {}
+        self.history: History = history if history is not None else MemoryHistory()
         self.server: HubServer | None = None
         """The server hosting the chat (``RevokeSessions`` revokes there)."""
-
-    def remember(self, username: str, message: str) -> None:
-        self.history.setdefault(username, deque(maxlen=HISTORY_PER_USER)).append(message)
 
 
 class DomainRestrictedRequirement(Requirement):
@@ -157,7 +177,7 @@ class ChatHub(Hub):
         check_length(message)
         principal = self.context.principal
         username = principal.name_identifier or ""
-        self.state.remember(username, message)
+        await self.state.history.add(username, message)
         await self.clients.all.send("ReceiveMessage", principal.name or username, message)
 
     async def send_to_user(self, user: str, message: str) -> str:
@@ -202,5 +222,5 @@ class ChatHub(Hub):
         author = find(user)
         return [
             {"user": author.username, "message": message}
-            for message in self.state.history.get(author.username, ())
+            for message in await self.state.history.of(author.username)
         ]

@@ -1,20 +1,44 @@
 """The demo on many processes: ``python -m demo --redis redis://127.0.0.1:6379/0``.
 
 Every node given the same Redis URL (and the same ``DEMO_JWT_SECRET``, so a
-token signed by one is valid on all) shares the hubs: a chat message, a direct
-message or ``BanUser`` on one node reaches the users on every node. The ban
-list is a Redis set, so a ban refuses the user's new connections everywhere.
+token signed by one is valid on all) shares the hubs and every piece of the
+demo's state, so any node can answer any request:
+
+* the ban list (a Redis set): a ban refuses the user's new connections everywhere;
+* the chat history (a Redis list per user, the last ``HISTORY_PER_USER``);
+* ended sessions (``triohub.backplane.sessions.RedisRevocationStore``): a
+  cookie signed out on one node is refused by all;
+* failed sign-ins (``triohub.backplane.throttle.RedisSignInThrottle``): the
+  limits count the attempts made on every node;
+* sign-out's closing of the session's live connections (``SignOuts``: the
+  session id is published and each node closes its own).
 
 Imported only when ``--redis`` is given: without it nothing loads Redis.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from triohub import HubServer, Principal
+from triohub.backplane import BackplaneUnavailable
 from triohub.backplane.redis import RedisBackplane
 
-__all__ = ["BAN_KEY", "RedisBanList", "redis_backplane"]
+from .chat import HISTORY_PER_USER
+
+if TYPE_CHECKING:
+    import coredis
+
+__all__ = ["BAN_KEY", "RedisBanList", "RedisHistory", "SignOuts", "redis_backplane"]
+
+log = logging.getLogger("demo")
 
 BAN_KEY = "triohub-demo:banned"
+HISTORY_PREFIX = "triohub-demo:history:"
+SIGN_OUTS = "triohub-demo:signed-out"
+"""The channel on which a node announces a session it ended."""
 
 
 def redis_backplane(url: str) -> RedisBackplane:
@@ -33,16 +57,74 @@ class RedisBanList:
         self.key = key
 
     async def contains(self, user_name: str) -> bool:
-        client = self.backplane.client
-        if client is None:
-            raise ConnectionError("the ban list's Redis is unreachable")
-        return bool(await client.sismember(self.key, user_name))
+        key = self.key
+        found = await self.backplane.command("a ban check", lambda c: c.sismember(key, user_name))
+        return bool(found)
 
     async def add(self, user_name: str) -> None:
-        client = self.backplane.client
-        if client is None:
-            raise ConnectionError("the ban list's Redis is unreachable")
-        await client.sadd(self.key, [user_name])
+        key = self.key
+        await self.backplane.command("a ban", lambda c: c.sadd(key, [user_name]))
+
+
+class RedisHistory:
+    """What each user said, a Redis list per user (the last ``HISTORY_PER_USER``)."""
+
+    def __init__(self, backplane: RedisBackplane, prefix: str = HISTORY_PREFIX) -> None:
+        self.backplane = backplane
+        self.prefix = prefix
+
+    async def add(self, user_name: str, message: str) -> None:
+        key = self.prefix + user_name
+
+        async def append(client: coredis.Redis[bytes]) -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, [message])
+                pipe.ltrim(key, -HISTORY_PER_USER, -1)
+
+        await self.backplane.command("keeping a message", append)
+
+    async def of(self, user_name: str) -> list[str]:
+        key = self.prefix + user_name
+        found = await self.backplane.command("reading a history", lambda c: c.lrange(key, 0, -1))
+        return [item.decode(errors="replace") for item in found if isinstance(item, bytes)]
+
+
+class SignOuts:
+    """Sign-out closes the session's live connections on every node: the node
+    that ended it publishes the session id, and each node closes its own.
+
+    Args:
+        backplane: the process's link to Redis.
+        server: this node's hub server.
+        session_of: a principal's session id (``CookieAuthenticator.session_of``).
+    """
+
+    def __init__(
+        self,
+        backplane: RedisBackplane,
+        server: HubServer,
+        session_of: Callable[[Principal], str | None],
+    ) -> None:
+        self.backplane = backplane
+        self.server = server
+        self.session_of = session_of
+        backplane.subscribe(SIGN_OUTS, self._on_sign_out)
+
+    async def announce(self, session_id: str) -> None:
+        """Tell the other nodes (this one closes its own connections itself)."""
+        try:
+            await self.backplane.publish(SIGN_OUTS, session_id.encode())
+        except BackplaneUnavailable as error:
+            # The session is revoked in Redis: the other nodes refuse its
+            # requests; connections they hold live until their next request.
+            log.warning("sign-out not announced to the other nodes: %s", error)
+
+    def _on_sign_out(self, data: bytes) -> None:
+        session_id = data.decode(errors="replace")
+        if self.server.running:
+            self.server.spawn(
+                self.server.abort_connections, lambda p: self.session_of(p) == session_id
+            )
 
 
 # -- make demo-cluster: one redis-server and demo nodes, for a person to try ---------------

@@ -45,11 +45,16 @@ def prometheus() -> Prometheus:
     return Prometheus(SdkMeterProvider(metric_readers=[reader]), lambda: generate_latest(registry))
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Log to stderr at ``level``, as text lines or JSON objects (``log_format``)."""
+def configure_logging(level: str, log_format: str, *, worker: bool = False) -> None:
+    """Log to stderr at ``level``, as text lines or JSON objects (``log_format``);
+    ``worker``: one of several processes on one port, whose text lines say which
+    (``[pid]``)."""
     handler = logging.StreamHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        who = "[%(process)d] " if worker else ""
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s")
+        )
     logging.basicConfig(level=level, handlers=[handler])

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -36,10 +36,12 @@ from triohub.auth.cookie import CookieAuthenticator
 from triohub.auth.origin import check_form_origin
 from triohub.auth.proxy import TrustedProxies
 from triohub.auth.request import RequestInfo
-from triohub.auth.throttle import SignInThrottle
+from triohub.auth.throttle import SignInLimiter, SignInThrottle
 from triohub.auth.user_id import resolve_user_id
+from triohub.backplane import BackplaneUnavailable
 from triohub.transports.http import Receive, Scope, Send, read_body, request_info, respond
 
+from .chat import BanList
 from .observability import PROMETHEUS_CONTENT_TYPE
 from .users import MAX_TOKEN_LIFETIME, check_password, find_user, issue_token
 
@@ -74,8 +76,12 @@ class DemoWeb:
         cookies: the session cookie scheme (the hubs use the same object).
         jwt_secret: signs ``/api/token`` tokens.
         server: the hub server whose connections sign-out closes.
-        throttle: failed sign-in throttling (default ``SignInThrottle()``).
+        throttle: failed sign-in throttling (default ``SignInThrottle()``; a
+            cluster's is ``RedisSignInThrottle``).
         proxies: reverse proxies whose ``X-Forwarded-*`` headers are believed.
+        bans: the chat's ban list (renewal refuses a banned user).
+        signed_out: tells the other nodes of a cluster that a session ended (they
+            close its connections); ``None``: a single node.
     """
 
     def __init__(
@@ -84,16 +90,20 @@ class DemoWeb:
         jwt_secret: str,
         *,
         server: HubServer | None = None,
-        throttle: SignInThrottle | None = None,
+        throttle: SignInLimiter | None = None,
         proxies: TrustedProxies | None = None,
         metrics: Callable[[], bytes] | None = None,
+        bans: BanList | None = None,
+        signed_out: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.cookies = cookies
         self.metrics = metrics
         """Prometheus text for ``GET /metrics``; ``None``: no such page (``--metrics`` is off)."""
         self._jwt_secret = jwt_secret
         self.server = server
-        self.throttle = throttle if throttle is not None else SignInThrottle()
+        self.throttle: SignInLimiter = throttle if throttle is not None else SignInThrottle()
+        self.bans = bans
+        self.signed_out = signed_out
         self.proxies = proxies if proxies is not None else TrustedProxies()
         # Read once at start-up: no file I/O on the event loop per request, and a
         # missing browser bundle is reported at once.
@@ -111,6 +121,15 @@ class DemoWeb:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
+        try:
+            await self._serve(scope, receive, send)
+        except BackplaneUnavailable as error:
+            # A cluster's shared state (sessions, throttle, bans) cannot be read:
+            # refuse rather than guess (each handler asks before it responds).
+            log.warning("%s %s: %s", scope["method"], scope["path"], error)
+            await respond(send, 503, b"Service Unavailable: try again shortly.")
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if path == "/" and method in ("GET", "HEAD"):
             await self._file(send, STATIC / "index.html", "text/html; charset=utf-8")
@@ -169,9 +188,9 @@ class DemoWeb:
         username = (form.get("username") or [""])[0]
         password = (form.get("password") or [""])[0]
         address = self.proxies.client_address(request)
-        # No await from here to failed()/succeeded(): concurrent attempts cannot all
-        # pass the throttle before one of them is counted.
-        wait = self.throttle.retry_after(username or None, address)
+        # Nothing awaited between admit() and settle() but them: concurrent attempts
+        # cannot all pass the throttle before one of them is counted.
+        wait = await self.throttle.admit(username or None, address)
         if wait > 0:
             page = self._files.get(STATIC / "login-throttled.html", b"Too many attempts.")
             await respond(
@@ -183,12 +202,11 @@ class DemoWeb:
             )
             return
         user = check_password(username, password)
+        await self.throttle.settle(username or None, address, succeeded=user is not None)
         if user is None:
-            self.throttle.failed(username or None, address)
             page = self._files.get(STATIC / "login-failed.html", b"Wrong username or password.")
             await respond(send, 401, page, content_type="text/html; charset=utf-8")
             return
-        self.throttle.succeeded(user.username, address)
         log.info("%r signed in from %s", user.username, address)
         cookie = self.cookies.issue(user.claims(), secure=self._secure(request))
         await respond(
@@ -207,6 +225,8 @@ class DemoWeb:
                 closed = await self.server.abort_connections(
                     lambda p: self.cookies.session_of(p) == session
                 )
+            if self.signed_out is not None and session is not None:
+                await self.signed_out(session)
             log.info(
                 "%r signed out (%d live connections closed)", principal.name_identifier, closed
             )
@@ -258,7 +278,11 @@ class DemoWeb:
         )
 
     async def _refused(self, principal: Principal) -> bool:
-        """Whether the server refuses ``principal``'s credential (revoked) or user (banned)."""
+        """Whether the server refuses ``principal``'s credential (revoked) or user
+        (banned, by the server or from the chat)."""
+        name = principal.name_identifier
+        if self.bans is not None and name is not None and await self.bans.contains(name):
+            return True
         if self.server is None:
             return False
         user_id = await resolve_user_id(email_user_id, principal)  # the chat's user id
@@ -296,7 +320,7 @@ class DemoWeb:
         username, password = document.get("username"), document.get("password")
         account = username if isinstance(username, str) and username else None
         address = self.proxies.client_address(request)
-        wait = self.throttle.retry_after(account, address)
+        wait = await self.throttle.admit(account, address)
         if wait > 0:
             await _json(
                 send,
@@ -313,15 +337,14 @@ class DemoWeb:
             if isinstance(username, str) and isinstance(password, str)
             else None
         )
+        await self.throttle.settle(account, address, succeeded=user is not None)
         if user is None:
-            self.throttle.failed(account, address)
             await _json(
                 send,
                 401,
                 {"error": "invalid_grant", "error_description": "Wrong username or password."},
             )
             return
-        self.throttle.succeeded(user.username, address)
         log.info("%r was issued a token from %s", user.username, address)
         token = issue_token(user, self._jwt_secret, lifetime)
         await _json(

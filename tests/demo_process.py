@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +30,12 @@ SHUTDOWN_TIMEOUT = 15.0
 LISTENING = re.compile(rb"triohub demo listening on (http://\S+)\r?\n")
 SERVERS = ["hypercorn", "native"]
 """``python -m demo --server``: every demo test runs on each."""
+WORKERS = "workers"
+"""A deployment of ``deployed_demo``: ``python -m demo --workers 2 --redis URL`` (on
+hypercorn) with a redis-server of its own: two processes on one port, the kernel
+spreading the connections (SO_REUSEPORT), so a page's requests land on both."""
+DEPLOYMENTS = [*SERVERS, WORKERS]
+"""What the browser suite's ``demo`` runs on: each server, and the workers."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,9 @@ class DemoServer:
     """``http://127.0.0.1:PORT``"""
     process: subprocess.Popen[bytes]
     log_path: Path
+    cluster: bool = False
+    """It runs with ``--redis`` (``WORKERS``): connection tokens are signed, and a
+    negotiate version 0 connection's id is its whole token."""
 
     def url(self, path: str = "/hubs/echo") -> str:
         return self.base_url + path
@@ -163,3 +172,22 @@ def running_demo(
         yield demo
     finally:
         interrupt_demo(demo)
+
+
+@contextmanager
+def deployed_demo(
+    log_path: Path, deployment: str, *, env: dict[str, str] | None = None
+) -> Iterator[DemoServer]:
+    """``running_demo`` on one of ``DEPLOYMENTS``: a server of ``SERVERS`` (one
+    process), or ``WORKERS`` (two, on a redis-server started and stopped here)."""
+    if deployment != WORKERS:
+        with running_demo(log_path, deployment, env=env) as demo:
+            yield demo
+        return
+    from tests.backplane.redis_server import redis_server
+
+    with (
+        redis_server() as redis,
+        running_demo(log_path, args=("--workers", "2", "--redis", redis.url), env=env) as demo,
+    ):
+        yield replace(demo, cluster=True)

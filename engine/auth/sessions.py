@@ -11,8 +11,8 @@ the store forgets it then: memory is bounded by the sign-outs of one cookie
 lifetime, not by the life of the process.
 
 ``RevocationStore`` is the protocol; ``MemoryRevocationStore`` serves one
-process. A store shared by every node of a cluster (Redis: ``SET key 1
-EXAT until`` and ``EXISTS key``) implements the same two methods.
+process; ``triohub.backplane.sessions.RedisRevocationStore`` is shared by
+every node of a cluster (a key per id expiring at ``until``, ``EXISTS``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,11 @@ cannot flood the logs.
 
 Time is Trio's clock (``trio.current_time``), so tests drive it with
 ``autojump_clock``.
+
+``SignInLimiter`` is what an app's sign-in calls (``admit``, then ``settle``):
+``SignInThrottle`` is it for one process; ``triohub.backplane.throttle``'s
+``RedisSignInThrottle`` keeps the same buckets in Redis for every node of a
+cluster.
 """
 
 from __future__ import annotations
@@ -33,12 +38,12 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
 
-__all__ = ["SignInThrottle", "ThrottleOptions"]
+__all__ = ["SignInLimiter", "SignInThrottle", "ThrottleOptions", "account_key", "address_key"]
 
 log = logging.getLogger("triohub.auth.throttle")
 
@@ -126,11 +131,26 @@ class _Table:
             del self._buckets[key]
 
 
-def _account_key(account: str) -> str:
+class SignInLimiter(Protocol):
+    """Throttling around one sign-in: ``admit`` before the password is looked
+    at, ``settle`` after; nothing else is awaited in between."""
+
+    async def admit(self, account: str | None, address: str | None) -> float:
+        """Seconds to wait before ``account`` may try from ``address`` (answer
+        429); 0.0: check the password, then ``settle``."""
+        ...
+
+    async def settle(self, account: str | None, address: str | None, *, succeeded: bool) -> None:
+        """The admitted attempt's outcome: a failure counts, a success empties
+        the account's bucket."""
+        ...
+
+
+def account_key(account: str) -> str:
     return account.casefold()[:_MAX_ACCOUNT_KEY]
 
 
-def _address_key(address: str | None) -> str:
+def address_key(address: str | None) -> str:
     if address is None:
         return "unknown"
     try:
@@ -187,41 +207,40 @@ class SignInThrottle:
         ``account`` ``None``: the request named no account (only the address counts).
         """
         now = self._clock()
-        wait = self._addresses.wait(_address_key(address), now)
+        wait = self._addresses.wait(address_key(address), now)
         if account is not None:
-            wait = max(wait, self._accounts.wait(_account_key(account), now))
+            wait = max(wait, self._accounts.wait(account_key(account), now))
         if wait > 0:
-            log.debug(
-                "sign-in for %r from %s refused: throttled for %.0f s more",
-                _shown(account),
-                _shown_address(address),
-                wait,
-            )
+            log_refused(account, address, wait)
         return wait
 
     def failed(self, account: str | None, address: str | None) -> None:
         """Count a failed sign-in (wrong password, unknown account)."""
         now = self._clock()
-        address_level = self._addresses.add(_address_key(address), now)
-        log.info("failed sign-in for %r from %s", _shown(account), _shown_address(address))
+        address_level = self._addresses.add(address_key(address), now)
+        log_failed(account, address)
         if address_level + 1 > self._addresses.limit >= address_level:
-            log.warning(
-                "sign-ins from %s throttled: %d failures",
-                _shown_address(address),
-                self._addresses.limit,
-            )
+            log_throttled_address(address, self._addresses.limit)
         if account is not None:
-            account_level = self._accounts.add(_account_key(account), now)
+            account_level = self._accounts.add(account_key(account), now)
             if account_level + 1 > self._accounts.limit >= account_level:
-                log.warning(
-                    "sign-ins for %r throttled: %d failures",
-                    _shown(account),
-                    self._accounts.limit,
-                )
+                log_throttled_account(account, self._accounts.limit)
 
     def succeeded(self, account: str, address: str | None) -> None:
         """A correct password: the account starts afresh (the address does not)."""
-        self._accounts.clear(_account_key(account))
+        self._accounts.clear(account_key(account))
+
+    async def admit(self, account: str | None, address: str | None) -> float:
+        """``retry_after`` as a ``SignInLimiter`` (no checkpoint: nothing runs
+        between it and ``settle``)."""
+        return self.retry_after(account, address)
+
+    async def settle(self, account: str | None, address: str | None, *, succeeded: bool) -> None:
+        """``succeeded`` or ``failed`` as a ``SignInLimiter``."""
+        if succeeded and account is not None:
+            self.succeeded(account, address)
+        elif not succeeded:
+            self.failed(account, address)
 
     @staticmethod
     def retry_after_header(wait: float) -> bytes:
@@ -229,12 +248,36 @@ class SignInThrottle:
         return str(max(1, math.ceil(wait))).encode()
 
 
-def _shown(account: str | None) -> str | None:
+# -- the log lines (SignInThrottle's and RedisSignInThrottle's) -------------------------
+
+
+def log_failed(account: str | None, address: str | None) -> None:
+    log.info("failed sign-in for %r from %s", shown(account), shown_address(address))
+
+
+def log_throttled_address(address: str | None, limit: int) -> None:
+    log.warning("sign-ins from %s throttled: %d failures", shown_address(address), limit)
+
+
+def log_throttled_account(account: str | None, limit: int) -> None:
+    log.warning("sign-ins for %r throttled: %d failures", shown(account), limit)
+
+
+def log_refused(account: str | None, address: str | None, wait: float) -> None:
+    log.debug(
+        "sign-in for %r from %s refused: throttled for %.0f s more",
+        shown(account),
+        shown_address(address),
+        wait,
+    )
+
+
+def shown(account: str | None) -> str | None:
     # %r of this: quotes and escapes, so a name cannot forge log lines.
     return None if account is None else account[:_MAX_ACCOUNT_KEY]
 
 
-def _shown_address(address: str | None) -> str:
+def shown_address(address: str | None) -> str:
     if address is None:
         return "an unknown address"
     try:

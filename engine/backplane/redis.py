@@ -208,6 +208,18 @@ class RedisBackplane:
         """
         await self._request("mark", lambda client: client.set(key, value, px=_ms(ttl)))
 
+    async def command(
+        self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
+    ) -> T:
+        """Run ``command`` on the live client, for state of the application's
+        own kept in this Redis (a session store, a sign-in throttle): within
+        ``request_timeout``, failures reported as ``what`` failed.
+
+        Raises:
+            BackplaneUnavailable: Redis is unreachable, or the command failed.
+        """
+        return await self._request(what, command)
+
     async def _request(
         self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
     ) -> T:

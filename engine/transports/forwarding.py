@@ -49,7 +49,7 @@ from ..backplane.hub import BackplaneUnavailable, Link
 from ..protocol import Texts
 from .actions import Respond
 
-__all__ = ["CANCEL", "PUT_BACK", "Answer", "ForwardedRequest", "Forwarder"]
+__all__ = ["CANCEL", "PUT_BACK", "Answer", "ForwardedRequest", "Forwarder", "holder_gone"]
 
 log = logging.getLogger("triohub.transports")
 
@@ -65,6 +65,24 @@ CANCEL = "CANCEL"
 PUT_BACK = "PUT_BACK"
 """The method of a message that hands records a forwarded poll took, and could
 not deliver, back to the holder's buffer."""
+
+
+async def holder_gone(link: Link, channel: str) -> bool:
+    """Whether the node that holds a connection, and subscribes to ``channel``,
+    went away: what a node waiting on it (a forwarded poll, a relayed resume)
+    asks every ``HOLDER_CHECK`` seconds.
+
+    Gone when nobody subscribes to ``channel`` any more (a killed node's
+    subscriptions go with its Redis connection), and when Redis cannot be
+    asked: then this node's own link is down, and with it the subscription
+    the holder's answers come on (Redis keeps nothing for a subscriber that
+    is away), so nothing the holder sends can arrive; the client's next
+    request starts afresh.
+    """
+    try:
+        return not await link.subscribers(channel)
+    except BackplaneUnavailable:
+        return True
 
 
 @attrs.frozen
@@ -276,11 +294,8 @@ class Forwarder:
                         answer = await receive.receive()
                         held = False
                         return answer
-                    # A held poll: is the holder still there? (A killed node's
-                    # subscriptions go with its Redis connection.)
-                    with suppress(BackplaneUnavailable):
-                        if not await self.link.subscribers(channel):
-                            break
+                    if await holder_gone(self.link, channel):
+                        break
             held = False
             log.warning("the node holding a connection went away during a forwarded request")
             return gone

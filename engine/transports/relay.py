@@ -49,7 +49,7 @@ from ..hub.access import Verdict, user_digest
 from ..protocol import HubProtocol, Texts
 from .actions import Respond
 from .connections import Refusal
-from .forwarding import HOLDER_CHECK, ForwardedRequest, Forwarder
+from .forwarding import HOLDER_CHECK, ForwardedRequest, Forwarder, holder_gone
 
 if TYPE_CHECKING:
     from ..hub.server import HubRegistration, HubServer
@@ -291,11 +291,8 @@ class RelayedResume:
                 with trio.move_on_after(HOLDER_CHECK) as idle:
                     kind, payload = await inbox.get()
                 if idle.cancelled_caught:
-                    try:
-                        if not await self.link.subscribers(self.holder):
-                            log.info("connection %s: its holder went away", self.connection_id)
-                            break
-                    except BackplaneUnavailable:
+                    if await holder_gone(self.link, self.holder):
+                        log.info("connection %s: its holder went away", self.connection_id)
                         break
                     continue
                 if kind != DATA:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import trio
 from trio_websocket import open_websocket_url
 
+from demo.web import DemoWeb
+
 from .conftest import Demo
 from .support import HUB, HubSocket
 from .test_sessions import NEGOTIATE, closed_record, jar, logout
@@ -60,6 +62,12 @@ async def test_what_is_not_renewed(demo: Demo) -> None:
     mallory = await demo.http.login_cookie("mallory")
     await demo.app.server.ban("mallory@fabrikam.example")
     assert (await demo.http.post(RENEW, headers=jar(mallory))).status_code == 401
+    # Banned from the chat (BanUser keeps the demo's own list, not the server's).
+    asdf42 = await demo.http.login_cookie("asdf42")
+    assert isinstance(demo.app.fallback, DemoWeb)
+    assert demo.app.fallback.bans is not None
+    await demo.app.fallback.bans.add("asdf42")
+    assert (await demo.http.post(RENEW, headers=jar(asdf42))).status_code == 401
     # alice was neither: her session renews.
     await renew(demo, cookie)
 

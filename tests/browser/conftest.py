@@ -3,7 +3,9 @@
 * ``demo`` (per test): a fresh ``python -m demo --host 127.0.0.1 --port 0 --server S``
   subprocess, so state that lasts the demo's lifetime (bans, history) never leaks between
   tests; ``shared_demo`` (per module) for tests that leave nothing behind. Both run once
-  per server of ``SERVERS`` (hypercorn, triohub's own): every test runs on each. Each is
+  per deployment of ``DEPLOYMENTS``: each server of ``SERVERS`` (hypercorn, triohub's
+  own), and ``--workers 2 --redis URL`` (two processes on one port, with a redis-server
+  of their own, so nothing leaks through Redis either): every test runs on each. Each is
   stopped with SIGINT; its log is attached to the report of a failing test
   (``tests/demo_process.py``, shared with the end-to-end suite).
 * ``browser`` (per module): Debian's ``/usr/bin/chromium`` driven by Playwright (never a
@@ -24,7 +26,12 @@ from typing import IO
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.demo_process import REPO_ROOT, SERVERS, DemoServer, running_demo
+from tests.demo_process import (
+    DEPLOYMENTS,
+    REPO_ROOT,
+    DemoServer,
+    deployed_demo,
+)
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,20 +78,20 @@ class Lines:
                 return found
 
 
-@pytest.fixture(params=SERVERS)
+@pytest.fixture(params=DEPLOYMENTS)
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DemoServer]:
     """A demo of its own: for tests that leave state behind (a ban lasts its lifetime)."""
-    with running_demo(tmp_path / "demo.log", request.param) as demo:
+    with deployed_demo(tmp_path / "demo.log", request.param) as demo:
         yield demo
 
 
-@pytest.fixture(scope="module", params=SERVERS)
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
 def shared_demo(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DemoServer]:
     """One demo for a module's tests that change nothing lasting."""
     kind = request.param
-    with running_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo.log", kind) as demo:
+    with deployed_demo(tmp_path_factory.mktemp(f"demo-{kind}") / "demo.log", kind) as demo:
         yield demo
 
 

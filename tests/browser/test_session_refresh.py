@@ -6,7 +6,10 @@ renews its cookie (``POST /account/renew``) and hands it to the hub for its
 connection (``POST /hubs/chat/refresh?id=...``), and says so ("Session refreshed
 at ..."). Four refreshes take the page through two lifetimes of its first cookie on
 one connection: same connection id, one negotiate, no notice of a lost
-connection, and the chat still works.
+connection, and the chat still works. On one process, and on two workers on one
+port, where the renewals, the refreshes and the polls land on either (the cookie's
+session is checked in Redis, a refresh is forwarded to the worker holding the
+connection).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Request, expect
 
-from tests.demo_process import running_demo
+from tests.demo_process import WORKERS, deployed_demo
 
 from .test_chat_browser import RECORD_NOTICES, expect_messages, send, sign_in
 
@@ -29,11 +32,12 @@ REFRESHED = re.compile(r"^Session refreshed at \S+")
 
 
 @pytest.mark.parametrize("transport", [None, "LongPolling"], ids=["default", "LongPolling"])
+@pytest.mark.parametrize("deployment", ["hypercorn", WORKERS])
 def test_the_page_refreshes_its_session_in_place(
-    tmp_path: Path, browser: Browser, transport: str | None
+    tmp_path: Path, browser: Browser, transport: str | None, deployment: str
 ) -> None:
     env = {"DEMO_SESSION_MAX_AGE": str(SESSION_SECONDS)}
-    with running_demo(tmp_path / "demo.log", env=env) as demo:
+    with deployed_demo(tmp_path / "demo.log", deployment, env=env) as demo:
         context = browser.new_context()
         context.set_default_timeout(10_000)
         paths: list[str] = []

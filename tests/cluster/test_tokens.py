@@ -13,6 +13,7 @@ from triohub import HubServer
 from triohub.backplane.redis import RedisBackplane
 from triohub.transports.asgi import SignalRApp
 from triohub.transports.cluster import TokenSigner, derive_key
+from triohub.transports.forwarding import HOLDER_CHECK
 
 from ..backplane.redis_server import RedisServer
 from ..backplane.support import PATH, PREFIX, ClusterHub
@@ -247,4 +248,21 @@ async def test_a_poll_forwarded_to_a_holder_that_dies_is_answered_404(
             await trio.sleep(0.5)  # forwarded and held on the doomed node
             kill.cancel()
     response = await held.response()
+    assert (response.status, response.body) == (404, b"No Connection with that ID")
+
+
+async def test_a_forwarded_poll_whose_redis_goes_away_is_answered_404(
+    redis: RedisServer, nodes: list[Node]
+) -> None:
+    """The holder cannot be asked for (Redis is gone, and with it the subscription its
+    answer would come on): the poll is answered 404 at the next holder check, as a
+    relayed resume ends then (``forwarding.holder_gone``), not held for its 90 s."""
+    a, b = nodes
+    token = (await negotiate(a))["connectionToken"]
+    assert (await b.client.request("GET", PATH, query=f"id={token}")).status == 200  # B holds it
+    held = a.client.open("GET", PATH, query=f"id={token}")
+    await trio.sleep(0.5)  # forwarded and held on B
+    redis.kill()
+    with trio.fail_after(2 * HOLDER_CHECK + 2):
+        response = await held.response()
     assert (response.status, response.body) == (404, b"No Connection with that ID")
