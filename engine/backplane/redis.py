@@ -90,7 +90,7 @@ class RedisBackplane:
         self.request_timeout = request_timeout
         self._batch = batch
         self.coalesce = coalesce
-        self._last_batch = -math.inf  # when the last batch went (trio time)
+        self._last_batch = -math.inf  # when Redis answered the last batch (trio time)
         self._handlers: dict[bytes, Handler] = {}
         self._buffer: deque[tuple[bytes, bytes]] = deque()
         self.dropped = 0
