@@ -51,10 +51,13 @@ log = logging.getLogger("triohub.connection")
 _TRANSPORT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 """What a transport raises when the client is gone: theirs, not ours."""
 
-WRITE_BATCH_BYTES = 256 * 1024
+WRITE_BATCH_BYTES = 64 * 1024
 """The writer stops adding records to a batch past this many bytes (a batch is
 one transport ``send``), and yields before the next one: the work one step of
-the writer does stays bounded however full its outbox is."""
+the writer does stays bounded however full its outbox is. As much as a reader
+hands on between two yields (``transports.pacing.YIELD_BYTES``): on hypercorn
+a 256 KiB batch was the longest step of the soak's patterns (2-2.4 ms of CPU,
+``pipeline-8k``, ``python -m tests.soak.steps``)."""
 
 
 class Transport(Protocol):

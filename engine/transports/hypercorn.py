@@ -64,6 +64,7 @@ from ..protocol.websocket import (
     close_frame,
 )
 from .listening import BACKLOG, accept_streams, listen_socket
+from .pacing import ReadPacer
 from .websocket import DIRECT_EXTENSION
 
 __all__ = ["ACCESS_LOG_FORMAT", "serve_hypercorn"]
@@ -80,9 +81,6 @@ WRITE_TIMEOUT = 30.0
 """Default ``write_timeout``: the longest one socket write may wait for a
 client to read, when its caller set no shorter deadline."""
 
-
-_READ_STREAK = 16
-"""Reads in a row that found bytes waiting before the read loop yields once."""
 
 _CLOSE_WRITE = 1.0
 """Seconds the close frame of a client's protocol error may take to write."""
@@ -176,8 +174,8 @@ class _Connection(TCPServer):
         """The stream's own socket, for writes the kernel takes at once (see
         ``_write``); ``None``: every write goes through the stream."""
         self._frame_cache = frames if frames is not None else FrameCache()
-        self._streak = 0
-        """Reads in a row that did not wait (see ``_receive``)."""
+        self._pacer = ReadPacer()
+        """When the read loop, finding bytes waiting, yields (see ``_receive``)."""
         self._rest = b""
         """What the kernel did not take of a direct write: written before anything else."""
         self._waker: Callable[[], None] | None = None
@@ -222,17 +220,17 @@ class _Connection(TCPServer):
         """What the kernel holds, read at once if it holds any: the stream's
         ``receive_some`` yields to the scheduler on every call and, with no
         read timeout, ``fail_after`` adds a cancel scope for nothing. A run of
-        reads that never wait still yields once every ``_READ_STREAK``."""
-        self._streak += 1
-        if self._streak >= _READ_STREAK:
-            self._streak = 0
-            await trio.lowlevel.checkpoint()
+        reads that never wait still yields as ``ReadPacer`` says (by reads and
+        by bytes: one read can hand hypercorn 64 KB to parse)."""
         while True:
             try:
-                return sock.recv(MAX_RECV)
+                data = sock.recv(MAX_RECV)
             except BlockingIOError:
-                self._streak = 0
+                self._pacer.waited()
                 await trio.lowlevel.wait_readable(sock)
+                continue
+            await self._pacer.pace(len(data))
+            return data
 
     async def _refuse(self, error: WebSocketError) -> None:
         """Send the close frame of a client's protocol error; nothing after it."""

@@ -4,8 +4,8 @@ Three things make it cheaper per message than a general WebSocket library:
 
 * ``receive`` reads in the connection's reader task itself (no reader task of
   the library's own, no channel between them) and returns a buffered message
-  without a trip through the scheduler (every 32 messages or 64 KB it yields
-  anyway, so a flooding client cannot starve anyone);
+  without a trip through the scheduler (it yields as ``pacing.ReadPacer``
+  says, so a flooding client cannot starve anyone);
 * ``send_nowait`` writes a record straight to the kernel when nothing is
   queued, so a call's completion or a broadcast delivery reaches the socket
   without waking the connection's writer task; what the kernel does not take
@@ -42,17 +42,13 @@ from ..protocol.websocket import (
     encode_frame,
     parse_close,
 )
+from .pacing import ReadPacer
 
 __all__ = ["FrameCache", "NativeWebSocketTransport"]
 
 log = logging.getLogger("triohub.transports")
 
 _RECEIVE_SIZE = 65536
-_YIELD_EVERY = 32
-"""Messages returned without a scheduler yield before ``receive`` yields."""
-_YIELD_BYTES = 64 * 1024
-"""Payload bytes returned without a scheduler yield before ``receive`` yields:
-32 messages of 8 KB each are 256 KB to parse and dispatch in one step."""
 _PONG_BACKLOG = 64 * 1024
 """Unsent bytes beyond which pings go unanswered (the client is not reading)."""
 _CLOSE_DRAIN = 1.0
@@ -93,8 +89,9 @@ class NativeWebSocketTransport:
         self._broken = False
         self._close_sent = False
         self._closed = False
-        self._streak = 0
-        self._streak_bytes = 0
+        self._pacer = ReadPacer()
+        """A cancellation point for every frame and every read that did not
+        wait, and a real yield now and then (``pacing``)."""
         self.close_code: int | None = None
         """The code of the client's close frame, once received."""
         if initial:
@@ -116,19 +113,19 @@ class NativeWebSocketTransport:
             while self._events:
                 event = self._events.popleft()
                 if isinstance(event, Message):
-                    await self._pace(len(event.payload))
+                    await self._pacer.pace(len(event.payload))
                     return event.payload
-                await self._pace()
+                await self._pacer.pace()
                 if self._control(event):
                     return None
             if self._eof or self._closed:
                 await trio.lowlevel.checkpoint()
                 return None
-            await self._pace()
+            await self._pacer.pace()
             try:
                 data = self._sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
-                self._streak = self._streak_bytes = 0
+                self._pacer.waited()
                 await trio.lowlevel.wait_readable(self._sock)
                 continue
             except OSError:
@@ -141,21 +138,7 @@ class NativeWebSocketTransport:
             if not self._events:
                 # A read that completed nothing (part of a big message, or a
                 # run of empty fragments): the next pace is a real yield.
-                self._streak = _YIELD_EVERY
-
-    async def _pace(self, size: int = 0) -> None:
-        """A cancellation point for every frame and every read that did not
-        wait, and a real yield every ``_YIELD_EVERY`` of them or every
-        ``_YIELD_BYTES`` of payload: a client that keeps the socket readable
-        (data, pings, empty fragments, big messages) cannot keep the event
-        loop to itself."""
-        self._streak += 1
-        self._streak_bytes += size
-        if self._streak >= _YIELD_EVERY or self._streak_bytes >= _YIELD_BYTES:
-            self._streak = self._streak_bytes = 0
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+                self._pacer.yield_next()
 
     def _feed(self, data: bytes) -> None:
         try:

@@ -33,9 +33,10 @@ from triohub.transports.native_ws import NativeWebSocketTransport
 from .native_fixtures import native_fixture, start_native_fixture  # noqa: F401
 from .native_support import HUB, Native
 from .native_wire import CONTINUATION, PING, TEXT, Wire, connect
+from .support import Watch
 
-YIELD_EVERY = 32  # native_ws._YIELD_EVERY: frames or reads between real yields
-YIELD_BYTES = 64 * 1024  # native_ws._YIELD_BYTES: payload bytes between real yields
+YIELD_EVERY = 32  # pacing.YIELD_EVERY: frames or reads between real yields
+YIELD_BYTES = 64 * 1024  # pacing.YIELD_BYTES: payload bytes between real yields
 PONG_BACKLOG = 64 * 1024  # native_ws._PONG_BACKLOG
 
 # -- the WebSocket reader on a socket pair ------------------------------------------
@@ -53,21 +54,6 @@ def close_pair(transport: NativeWebSocketTransport, server: socket.socket, peer:
     transport._closed = True
     server.close()
     peer.close()
-
-
-class Watch:
-    """Another task: the most units of work (``done``) between two of its runs."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self.worst = 0
-
-    async def run(self) -> None:
-        last = self.done
-        while True:
-            await trio.lowlevel.checkpoint()
-            self.worst = max(self.worst, self.done - last)
-            last = self.done
 
 
 async def receive_counting(transport: NativeWebSocketTransport) -> tuple[bytes | None, int]:
