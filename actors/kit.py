@@ -79,6 +79,9 @@ class Mailbox(Generic[C]):
         self._send, self._receive = trio.open_memory_channel[C](capacity)
         self._reply_of = reply_of
         self._stopped = False
+        self.queued = 0
+        """Commands queued so far: a command queued last stays last while this
+        has not moved (``Router`` grows such a command in place)."""
 
     def _stopped_error(self) -> ActorStopped:
         return ActorStopped(f"{self.name} is not running")
@@ -91,6 +94,7 @@ class Mailbox(Generic[C]):
             await self._send.send(command)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise self._stopped_error() from None
+        self.queued += 1
 
     def tell_nowait(self, command: C) -> None:
         """Queue a command now.
@@ -105,6 +109,7 @@ class Mailbox(Generic[C]):
             self._send.send_nowait(command)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise self._stopped_error() from None
+        self.queued += 1
 
     async def ask(self, make: Callable[[Reply[T]], C]) -> T:
         """Send ``make(reply)`` and wait for the actor's answer."""

@@ -11,138 +11,36 @@ through its callback, and nobody else waits for it.
 
 Everything a send reaches is decided inside the actor, in mailbox order, so a
 group join followed by a send to that group (from the same task) always sees
-the join.
+the join. Sends and closes from other nodes (``deliver``, ``close_local``) that
+arrive with nothing queued after them join one mailbox command: a read of the
+backplane's connection costs the router one step, not one per message.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import trio
 
 from .kit import ActorStopped, Mailbox, Reply
+from .routing import (
+    Admits,
+    Audience,
+    Backplane,
+    ConnectionEntry,
+    Interest,
+    JoinResult,
+    Payload,
+    RouterStats,
+)
 from .supervisor import CloseReason
 
-__all__ = [
-    "Audience",
-    "Backplane",
-    "ConnectionEntry",
-    "Interest",
-    "JoinResult",
-    "Outbox",
-    "Payload",
-    "Router",
-    "RouterStats",
-]
+__all__ = ["Router"]
 
 log = logging.getLogger("triohub.router")
-
-
-class Outbox(Protocol):
-    """Where the router puts a connection's encoded records: a bounded
-    ``trio.MemorySendChannel[bytes]`` or anything that behaves like one."""
-
-    def send_nowait(self, value: bytes) -> None:
-        """Raises ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` /
-        ``trio.BrokenResourceError`` when the connection is closing."""
-        ...
-
-
-class Payload(Protocol):
-    """Something the router can encode for each protocol key it meets."""
-
-    def encode(self, key: str) -> bytes: ...
-
-
-Admits = Callable[[Any], bool]
-"""Whether the connection of a ``ConnectionEntry.handle`` receives a send."""
-
-
-@attrs.frozen
-class Audience:
-    """Which connections a send reaches.
-
-    The union of ``everyone``, ``connections``, the connections of ``users`` and
-    the members of ``groups``, minus ``exclude`` (connection ids) and minus the
-    members of ``exclude_groups`` (a backplane's send to several groups reaches
-    a connection only through the first of them it is in).
-    """
-
-    everyone: bool = False
-    connections: frozenset[str] = frozenset()
-    users: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset()
-    exclude: frozenset[str] = frozenset()
-    exclude_groups: frozenset[str] = frozenset()
-
-
-@attrs.define(eq=False)
-class ConnectionEntry:
-    """What the router keeps for one connection."""
-
-    connection_id: str
-    protocol: str
-    """Key passed to ``Payload.encode``."""
-    outbox: Outbox
-    close: Callable[[CloseReason, str], None]
-    """Asks the connection to close with a reason and a detail (slow consumer,
-    shutdown, an abort with the error the client is told); must not block."""
-    user_id: str | None = None
-    handle: Any = None
-    """Opaque object for the owner (the engine's per-connection session)."""
-    groups: set[str] = attrs.field(factory=set)
-
-
-Interest = Literal["connection", "user", "group"]
-
-
-class JoinResult(enum.Enum):
-    JOINED = "joined"
-    """In the group (already or now)."""
-    REFUSED = "refused"
-    """In ``max_groups_per_connection`` groups already."""
-    UNKNOWN = "unknown"
-    """No such connection here (another node may hold it)."""
-
-
-class Backplane(Protocol):
-    """The seam for a multi-node deployment (the default is none).
-
-    Every method is called from inside the actor and must not block:
-
-    - ``interest``: what this node holds changed: a connection registered or
-      went (``"connection"``), a user got a first or lost a last local
-      connection (``"user"``), a group got a first or lost a last local member
-      (``"group"``). A backplane subscribes to exactly that.
-    - ``publish``: a send that originated here, after its local fan-out; for a
-      send to connections only those not held here are left in the audience.
-    - ``close``: the same for a close (an abort).
-
-    Sends and closes from other nodes come back through ``Router.deliver`` and
-    ``Router.close_local``, which reach local connections only.
-    """
-
-    def interest(self, kind: Interest, name: str, present: bool) -> None: ...
-
-    def publish(self, audience: Audience, payload: Payload) -> None: ...
-
-    def close(self, audience: Audience, reason: CloseReason, detail: str) -> None: ...
-
-    async def run(
-        self, router: Router, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None: ...
-
-
-@attrs.frozen
-class RouterStats:
-    connections: int
-    users: int
-    groups: int
-    slow_consumers: int
 
 
 # -- commands ---------------------------------------------------------------
@@ -204,7 +102,28 @@ class _Close:
     local_only: bool = False
 
 
-_Command = _Register | _Unregister | _Join | _Leave | _Send | _Lookup | _Stats | _Close | _Barrier
+@attrs.frozen
+class _Remote:
+    """Sends and closes from other nodes, handled in order in one step."""
+
+    commands: list[_Send | _Close]
+
+
+_Command = (
+    _Register
+    | _Unregister
+    | _Join
+    | _Leave
+    | _Send
+    | _Lookup
+    | _Stats
+    | _Close
+    | _Barrier
+    | _Remote
+)
+
+_REMOTE_BATCH = 256
+"""Commands from other nodes in one ``_Remote`` at most."""
 
 
 def _reply_of(command: _Command) -> Reply[Any] | None:
@@ -235,6 +154,10 @@ class Router:
         self._users: dict[str, set[str]] = {}
         self._groups: dict[str, set[str]] = {}
         self._slow_consumers = 0
+        self._remote: list[_Send | _Close] | None = None
+        """The commands of the last ``_Remote`` queued, while it may still grow."""
+        self._remote_queued = 0
+        """``Mailbox.queued`` right after it was queued."""
 
     # -- the actor ----------------------------------------------------------
 
@@ -251,6 +174,11 @@ class Router:
 
     def _handle(self, command: _Command) -> None:
         match command:
+            case _Remote(commands):
+                if commands is self._remote:
+                    self._remote = None  # taken: what comes next goes in a new one
+                for queued in commands:
+                    self._handle(queued)
             case _Send(audience, payload, local_only, admits):
                 self._fan_out(audience, payload, admits)
                 if self._backplane is not None and not local_only:
@@ -441,11 +369,27 @@ class Router:
         """A close from another node: local connections only; never waits."""
         self._tell_remote(_Close(audience, reason, detail, local_only=True))
 
-    def _tell_remote(self, command: _Command) -> None:
+    def _tell_remote(self, command: _Send | _Close) -> None:
+        """Queue ``command``, in the ``_Remote`` queued last if nothing was queued
+        after it and the router has not taken it yet: a read of the backplane's
+        messages is then one step of the router, not one each (and one scheduler
+        pass each), in the same order."""
+        batch = self._remote
+        if (
+            batch is not None
+            and self._mailbox.queued == self._remote_queued
+            and len(batch) < _REMOTE_BATCH
+        ):
+            batch.append(command)
+            return
+        batch = [command]
         try:
-            self._mailbox.tell_nowait(command)
+            self._mailbox.tell_nowait(_Remote(batch))
         except (trio.WouldBlock, ActorStopped):
             log.warning("router mailbox full or stopped: dropped a command from the backplane")
+            return
+        self._remote = batch
+        self._remote_queued = self._mailbox.queued
 
     async def send(self, audience: Audience, payload: Payload) -> None:
         """Queue a send; returns once the router has it (fan-out follows in

@@ -60,15 +60,19 @@ class Window {
     this.pid = pid;
     this.wall0 = performance.now();
     this.server0 = serverCpuNs(pid);
+    // A cluster's nodes: each one's share too (`server_cpu_parts_s`, in `pids` order).
+    this.parts0 = Array.isArray(pid) ? pid.map(serverCpuNs) : null;
     this.gen0 = genCpuUs();
   }
   close(count, extra = {}) {
     const seconds = (performance.now() - this.wall0) / 1000;
+    const parts = this.parts0 && this.pid.map((pid, i) => (serverCpuNs(pid) - this.parts0[i]) / 1e9);
     return {
       count,
       seconds,
       rate: count / seconds,
       server_cpu_s: (serverCpuNs(this.pid) - this.server0) / 1e9,
+      ...(parts ? { server_cpu_parts_s: parts } : {}),
       gen_cpu_s: (genCpuUs() - this.gen0) / 1e6,
       ...extra,
     };

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ..actors.kit import Reply
-from ..actors.router import Audience, Interest, JoinResult, Payload
+from ..actors.routing import Audience, Interest, JoinResult, Payload
 from ..actors.supervisor import CloseReason
 from ..hub.hub import HubError
 from ..protocol import Completion, HubProtocol, Invocation

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..actors.router import Admits, Audience, JoinResult, Router
+from ..actors.router import Router
+from ..actors.routing import Admits, Audience, JoinResult
 from ..actors.supervisor import CloseReason
 from ..backplane.codec import GroupAction
 from ..protocol import HubProtocol, Invocation, LocalProtocolError, Texts

@@ -14,7 +14,8 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from ..actors.authorization import AuthorizationActor
-from ..actors.router import Router, RouterStats
+from ..actors.router import Router
+from ..actors.routing import RouterStats
 from ..actors.supervisor import CloseReason, Transport, supervise
 from ..auth.authenticator import Authenticator
 from ..auth.principal import ANONYMOUS, Principal

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ..actors.kit import ActorStopped
-from ..actors.router import ConnectionEntry
+from ..actors.routing import ConnectionEntry
 from ..actors.supervisor import CloseConnection, CloseReason, Control, HandshakeStep
 from ..auth.principal import Principal
 from ..auth.user_id import resolve_user_id

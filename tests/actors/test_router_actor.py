@@ -10,7 +10,8 @@ import trio
 import trio.testing
 
 from triohub.actors.kit import ActorStopped
-from triohub.actors.router import Audience, ConnectionEntry, JoinResult, Router, RouterStats
+from triohub.actors.router import Router
+from triohub.actors.routing import Audience, ConnectionEntry, JoinResult, RouterStats
 from triohub.actors.supervisor import CloseReason
 
 
@@ -395,6 +396,39 @@ async def test_local_sends_are_published_and_remote_ones_only_delivered(
 
     assert a.received() == [b"json:local", b"json:remote"]
     assert backplane.published == [(Audience(everyone=True), local)]
+
+
+async def test_a_burst_from_other_nodes_larger_than_the_mailbox_arrives_whole_and_in_order(
+    nursery: trio.Nursery,
+) -> None:
+    # A read of the backplane's connection hands its messages over without a
+    # yield between them: they queue as one step of the router, not one each.
+    router = Router(mailbox_size=4, backplane=RecordingBackplane())
+    await nursery.start(router.run)
+    a = Conn("a", size=1000)
+    await register(router, a)
+    for i in range(600):
+        router.deliver(Audience(everyone=True), CountingPayload(str(i)))
+    await router.barrier()
+    assert a.received() == [f"json:{i}".encode() for i in range(600)]
+
+
+async def test_commands_from_other_nodes_keep_their_place_among_local_ones(
+    nursery: trio.Nursery,
+) -> None:
+    router = Router(backplane=RecordingBackplane())
+    await nursery.start(router.run)
+    a, b = Conn("a"), Conn("b")
+    await register(router, a, b)
+    router.deliver(Audience(everyone=True), CountingPayload("before"))
+    router.unregister_nowait("b")
+    # Queued after the unregister: it must not join the step queued before it.
+    router.deliver(Audience(everyone=True), CountingPayload("after"))
+    router.close_local(Audience(everyone=True), CloseReason.ABORTED, "remote")
+    await router.barrier()
+    assert a.received() == [b"json:before", b"json:after"]
+    assert b.received() == [b"json:before"]
+    assert (a.closes, b.closes) == ([CloseReason.ABORTED], [])
 
 
 async def test_a_filtered_send_reaches_the_admitted_and_is_never_published(

@@ -8,7 +8,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tls import TlsFiles
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -24,17 +27,34 @@ class RedisServer:
     (a restart keeps the port, so clients reconnect to the same URL)."""
 
     def __init__(
-        self, port: int | None = None, unix_socket: str | None = None, password: str | None = None
+        self,
+        port: int | None = None,
+        unix_socket: str | None = None,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.port = port or free_port()
         self.unix_socket = unix_socket
         self.password = password
+        self.tls = tls
+        """With it, a TLS port too (``tls_url``; the plain port stays for ``command``)."""
+        self.tls_port = free_port() if tls is not None else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         credentials = f":{self.password}@" if self.password is not None else ""
         return f"redis://{credentials}127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """``rediss://`` to the TLS port, trusting the test's CA only."""
+        assert self.tls is not None
+        credentials = f":{self.password}@" if self.password is not None else ""
+        return (
+            f"rediss://{credentials}127.0.0.1:{self.tls_port}/0"
+            f"?ssl_ca_certs={self.tls.ca}&ssl_cert_reqs=required"
+        )
 
     @property
     def unix_url(self) -> str:
@@ -49,6 +69,10 @@ class RedisServer:
             args += ["--unixsocket", self.unix_socket]
         if self.password is not None:
             args += ["--requirepass", self.password]
+        if self.tls is not None:
+            args += ["--tls-port", str(self.tls_port), "--tls-auth-clients", "no"]
+            args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
+            args += ["--tls-ca-cert-file", str(self.tls.ca)]
         args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -7,7 +7,7 @@ import trio
 from hub_support import PATH, task_tree
 
 from triohub import Hub, HubServer, Principal
-from triohub.actors.router import RouterStats
+from triohub.actors.routing import RouterStats
 from triohub.protocol import Close
 from triohub.testing import open_test_client
 

@@ -28,7 +28,7 @@ from hub_support import (
 )
 
 from triohub import Hub, HubOptions, HubServer, Principal
-from triohub.actors.router import RouterStats
+from triohub.actors.routing import RouterStats
 from triohub.actors.supervisor import CloseReason
 from triohub.protocol import Close, Invocation, Ping
 from triohub.testing import HubTestClient, open_test_client
