@@ -90,7 +90,8 @@ def build_app(
     )
     backplane = None
     state = ChatState()
-    limiter: SignInLimiter = SignInThrottle(throttle or signin_throttle())
+    limits = throttle if throttle is not None else signin_throttle()
+    limiter: SignInLimiter = SignInThrottle(limits)
     if redis_url is not None:
         # Every piece of state shared by the nodes (demo/cluster.py).
         from triohub.backplane.sessions import RedisRevocationStore
@@ -100,7 +101,7 @@ def build_app(
 
         backplane = redis_backplane(redis_url)
         state = ChatState(RedisBanList(backplane), RedisHistory(backplane))
-        limiter = RedisSignInThrottle(backplane, throttle or signin_throttle())
+        limiter = RedisSignInThrottle(backplane, limits)
         if revocations is None:
             revocations = RedisRevocationStore(backplane)
     cookies = CookieAuthenticator(

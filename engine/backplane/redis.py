@@ -169,7 +169,7 @@ class RedisBackplane:
         while self._client is not None and self._removed < queued_before:
             await self._sent.wait()
         started = trio.current_time()
-        receivers = await self._request("publish", lambda client: client.publish(channel, data))
+        receivers = await self.command("publish", lambda client: client.publish(channel, data))
         if self._metrics is not None:
             self._metrics.backplane_published(trio.current_time() - started)
         return int(receivers)
@@ -180,7 +180,7 @@ class RedisBackplane:
         Raises:
             BackplaneUnavailable: Redis is unreachable.
         """
-        counts = await self._request("numsub", lambda client: client.pubsub_numsub(channel))
+        counts = await self.command("numsub", lambda client: client.pubsub_numsub(channel))
         return int(sum(counts.values()))
 
     async def claim(self, key: str, ttl: float) -> str | None:
@@ -192,7 +192,7 @@ class RedisBackplane:
             BackplaneUnavailable: Redis is unreachable.
         """
         name = self.server_name
-        previous = await self._request(
+        previous = await self.command(
             "claim",
             lambda client: client.set(key, name, condition=PureToken.NX, get=True, px=_ms(ttl)),
         )
@@ -206,24 +206,21 @@ class RedisBackplane:
         Raises:
             BackplaneUnavailable: Redis is unreachable.
         """
-        await self._request("mark", lambda client: client.set(key, value, px=_ms(ttl)))
+        await self.command("mark", lambda client: client.set(key, value, px=_ms(ttl)))
 
     async def command(
         self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
     ) -> T:
-        """Run ``command`` on the live client, for state of the application's
-        own kept in this Redis (a session store, a sign-in throttle): within
-        ``request_timeout``, failures reported as ``what`` failed.
+        """Run ``command`` on the live client and return its answer: the
+        backplane's own requests (PUBLISH that must report its receivers,
+        NUMSUB, marks) and state of the application's kept in this Redis (a
+        session store, a sign-in throttle). Within ``request_timeout``;
+        fails at once while Redis is away.
 
         Raises:
-            BackplaneUnavailable: Redis is unreachable, or the command failed.
+            BackplaneUnavailable: Redis is unreachable, or the command failed
+                (reported as ``what`` failed).
         """
-        return await self._request(what, command)
-
-    async def _request(
-        self, what: str, command: Callable[[coredis.Redis[bytes]], Awaitable[T]]
-    ) -> T:
-        """One command that needs its answer now (fails at once while Redis is away)."""
         client = self._client
         metrics = self._metrics
         if client is None:

@@ -138,12 +138,18 @@ class RedisSignInThrottle:
         self._address_rate = options.address_failures / options.window
         self._account_rate = options.account_failures / options.window
 
-    async def admit(self, account: str | None, address: str | None) -> float:
+    def _keys(self, account: str | None, address: str | None) -> list[str]:
+        """The address's bucket, then the account's (if any): the scripts' KEYS."""
         keys = [self.prefix + "address:" + address_key(address)]
+        if account is not None:
+            keys.append(self.prefix + "account:" + account_key(account))
+        return keys
+
+    async def admit(self, account: str | None, address: str | None) -> float:
+        keys = self._keys(account, address)
         args = [repr(self._clock()), str(self.options.address_failures)]
         args.append(repr(self._address_rate))
         if account is not None:
-            keys.append(self.prefix + "account:" + account_key(account))
             args += [str(self.options.account_failures), repr(self._account_rate)]
         answer: Any = await self.backplane.command(
             "checking a sign-in", lambda client: client.eval(_ADMIT, keys, args)
@@ -164,9 +170,7 @@ class RedisSignInThrottle:
             log_failed(account, address)
             await trio.lowlevel.checkpoint()
             return
-        keys = [self.prefix + "address:" + address_key(address)]
-        if account is not None:
-            keys.append(self.prefix + "account:" + account_key(account))
+        keys = self._keys(account, address)
         args = [repr(self._clock()), repr(self._address_rate)]
         await self.backplane.command(
             "recording a sign-in", lambda client: client.eval(_SUCCEEDED, keys, args)
