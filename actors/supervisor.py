@@ -271,16 +271,17 @@ async def _reader(transport: Transport, session: Session, control: Control) -> N
         if data is None:
             control.close(CloseReason.TRANSPORT_CLOSED)
             return
-        control.last_receive = trio.current_time()
         # While a record is being handled (waiting for an invocation slot, or for
         # room in an upload stream) the client's pings go unread: that is our
         # back-pressure, not the client's silence (ASP.NET stops the timer too).
+        # So the silence is counted from the end of the handling: one clock
+        # read per record, below.
         control.dispatching = True
         try:
             await session.receive(data)
         finally:
             control.dispatching = False
-            control.last_receive = trio.current_time()
+            control.last_receive = control.clock.current_time()
 
 
 async def _writer(

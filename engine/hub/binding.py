@@ -67,13 +67,23 @@ class BoundMethod:
     """Some parameter checks or converts its value (else the decoded arguments
     are passed as they are)."""
 
+    argument_count: int = attrs.field(init=False)
+    """The arguments a call must carry (upload streams are not among them)."""
+    simple: bool = attrs.field(init=False)
+    """A plain method without upload parameters: the common case, which the
+    dispatcher hands to the connection's runners."""
+
     @converts.default
     def _converts(self) -> bool:
         return any(coerce is not None for coerce in self.coercers)
 
-    @property
-    def argument_count(self) -> int:
+    @argument_count.default
+    def _argument_count(self) -> int:
         return len(self.coercers)
+
+    @simple.default
+    def _simple(self) -> bool:
+        return self.kind is MethodKind.PLAIN and not self.stream_positions
 
     @property
     def parameter_count(self) -> int:

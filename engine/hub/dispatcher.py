@@ -33,7 +33,7 @@ from ..protocol import (
     Texts,
 )
 from .arguments import bind_arguments, call_arguments, wrong_kind
-from .binding import BoundMethod, MethodKind
+from .binding import BoundMethod
 from .context import HubCallerContext
 from .filters import compose_invoke
 from .hub import Hub, HubError, LimitExceeded, Unauthorized
@@ -119,13 +119,14 @@ class Dispatcher:
             await self._fail(reply_id, arguments)
             return
         # None without an OpenTelemetry SDK; else its span, recording or not.
-        span = self._tracer.start(telemetry.span, message.headers)
-        simple = not streaming and method.kind is MethodKind.PLAIN and not method.stream_positions
-        if simple and not message.stream_ids:
+        tracer = self._tracer
+        span = tracer.start(telemetry.span, message.headers) if tracer.enabled else None
+        if method.simple and not streaming and not message.stream_ids:
             # The common case: the policy is checked inside the invocation,
             # under the parallel limit, as the reference does, so a slow policy
             # never holds back this connection's reader (pings, cancels, others).
-            await self._acquire_slot()
+            if not self._take_slot():
+                await self._limiter.acquire()
             if drain.draining():  # the stop began while we waited for the slot
                 self._limiter.release()
                 telemetry.finish(span, "error", "ShuttingDown")
@@ -174,27 +175,28 @@ class Dispatcher:
             )
             return
         uploads = self.uploads.open(message.stream_ids, method.stream_coercers)
-        if not uploads:
-            # Like the reference, methods fed by client streams stay outside
-            # the limit: the reader must go on to deliver their items.
-            await self._acquire_slot()
+        # Like the reference, methods fed by client streams stay outside the
+        # limit: the reader must go on to deliver their items.
+        if not uploads and not self._take_slot():
+            await self._limiter.acquire()
         drain.begin()
         self._control.nursery.start_soon(
             self._run_plain, method, target, reply_id, arguments, uploads, False, telemetry, span
         )
 
-    async def _acquire_slot(self) -> None:
-        """Take an invocation slot, waiting for one if the client is at its limit.
+    def _take_slot(self) -> bool:
+        """Take an invocation slot if one is free; ``False`` when the client is
+        at its limit (then wait in ``self._limiter.acquire()``).
 
-        A free slot is taken without a yield to the scheduler (a cancelled
-        reader still stops here): this runs for every invocation, and the
-        reader yields on its next receive anyway (benchmarks/).
+        No checkpoint of its own: this runs for every invocation, and the
+        reader has just passed one for this record (every transport's receive
+        is one), so a cancelled reader has already stopped (benchmarks/).
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self._limiter.acquire_nowait()
         except trio.WouldBlock:
-            await self._limiter.acquire()
+            return False
+        return True
 
     async def _allowed(
         self, method: BoundMethod, target: str, arguments: tuple[Any, ...], span: Span | None

@@ -58,8 +58,8 @@ class Runners:
         self._run = run
         self._abandon = abandon
         self._jobs: deque[Job] = deque()
-        self._idle = trio.lowlevel.ParkingLot()
-        """The runners waiting for a job."""
+        self._idle: list[trio.lowlevel.Task] = []
+        """The runners waiting for a job (woken last in, first out)."""
         self._runners = 0
         self._busy = 0
         """Jobs handed over and not yet finished (waiting or running)."""
@@ -72,15 +72,25 @@ class Runners:
             # Every runner has a job: one more (it takes this job).
             self._runners += 1
             self._nursery.start_soon(self._runner)
-        else:
-            self._idle.unpark()
+        elif self._idle:
+            trio.lowlevel.reschedule(self._idle.pop())
 
     async def _runner(self) -> None:
         jobs = self._jobs
+        idle = self._idle
+        me = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            idle.remove(me)
+            return trio.lowlevel.Abort.SUCCEEDED
+
         try:
             while True:
                 while not jobs:
-                    await self._idle.park()
+                    # A trio.lowlevel.ParkingLot with one waiter per runner and
+                    # without its generality: one handover per invocation.
+                    idle.append(me)
+                    await trio.lowlevel.wait_task_rescheduled(abort)
                 try:
                     # No name keeps the job (its arguments) alive while parked.
                     await self._run(*jobs.popleft())

@@ -54,6 +54,11 @@ __all__ = ["HubSession", "Resumable"]
 
 log = logging.getLogger("triohub.connection")
 
+_OPEN = ConnectionState.OPEN
+"""Checked before every send; a global is cheaper than an enum member lookup."""
+_CALLS = (Invocation, StreamInvocation)
+"""A tuple, not ``Invocation | StreamInvocation``: that builds a union per message."""
+
 
 class Resumable(Protocol):
     """The transport of a connection that negotiate granted stateful reconnect
@@ -360,7 +365,7 @@ class HubSession:
                 connection's protocol (the caller answers with an error).
         """
         assert self._control is not None
-        if self._protocol.state is not ConnectionState.OPEN:
+        if self._protocol.state is not _OPEN:
             return  # the connection closed while this was in flight
         await self._control.send(self._protocol.send(message))
 
@@ -389,7 +394,7 @@ class HubSession:
                 raise CloseConnection(CloseReason.PROTOCOL_ERROR, text) from None
             if message is NEED_DATA:
                 return
-            if isinstance(message, Invocation | StreamInvocation):
+            if isinstance(message, _CALLS):
                 await dispatcher.invoke(message)
             elif isinstance(message, StreamItem):
                 await dispatcher.uploads.item(message)

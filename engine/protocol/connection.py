@@ -122,6 +122,13 @@ _TRANSITIONS: Final[Mapping[tuple[ConnectionState, _Trigger], ConnectionState]] 
 )
 """Every legal (state, trigger) pair and where it leads; nothing else is legal."""
 
+# The states as module names: the checks below run for every message, and an
+# enum member lookup (``ConnectionState.OPEN``) costs several times a global's
+# in CPython 3.11.
+_AWAITING_HANDSHAKE: Final = ConnectionState.AWAITING_HANDSHAKE
+_OPEN: Final = ConnectionState.OPEN
+_CLOSED: Final = ConnectionState.CLOSED
+
 _NORMAL_CLOSE: Final = Close()
 
 
@@ -185,10 +192,11 @@ class HubConnection:
         Bytes received once CLOSED are dropped: the reference stops reading at
         a Close or an error, and so does everything after it here.
         """
-        if self._state is ConnectionState.AWAITING_HANDSHAKE:
+        if self._state is _OPEN:
+            if self._decoder is not None:
+                self._decoder.receive_data(data)
+        elif self._state is _AWAITING_HANDSHAKE:
             self._inbox += data
-        elif self._decoder is not None and self._state is ConnectionState.OPEN:
-            self._decoder.receive_data(data)
 
     def transport_lost(self) -> None:
         """The transport under a resumable connection dropped; another may resume it.
@@ -217,9 +225,9 @@ class HubConnection:
             LocalProtocolError: called in CLOSED (stop reading after a Close,
                 a handshake failure or an error).
         """
-        if self._state is ConnectionState.AWAITING_HANDSHAKE:
+        if self._state is _AWAITING_HANDSHAKE:
             return self._next_handshake_event()
-        if self._state is ConnectionState.CLOSED or self._decoder is None:
+        if self._state is _CLOSED or self._decoder is None:
             raise LocalProtocolError("the connection is closed; it has no more events")
         try:
             message = self._decoder.next_message()
@@ -241,7 +249,7 @@ class HubConnection:
         """
         if isinstance(message, Close):
             raise LocalProtocolError("send a Close with close(), which also ends the connection")
-        if self._state is not ConnectionState.OPEN or self._protocol is None:
+        if self._state is not _OPEN or self._protocol is None:
             raise LocalProtocolError(
                 f"can't send a {type(message).__name__} in state {self._state.name}"
             )

@@ -131,7 +131,8 @@ class Completion:
 
     @classmethod
     def with_result(cls, invocation_id: str, result: Any) -> Completion:
-        return cls(invocation_id, result=result, has_result=True)
+        # Positional: one per call answered, and keywords cost twice as much.
+        return cls(invocation_id, result, None, True)
 
     @classmethod
     def with_error(cls, invocation_id: str, error: str) -> Completion:

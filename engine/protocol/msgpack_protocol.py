@@ -167,13 +167,13 @@ def _read_invocation(items: list[Any]) -> Invocation:
     invocation_id = items[2]
     if invocation_id is not None and type(invocation_id) is not str:
         raise _wrong_type("invocationId", "String")
-    return Invocation(
-        target=_required_string(items[3], "target"),
-        arguments=_arguments(items[4]),
+    return Invocation(  # positional: see the JSON decoder
+        _required_string(items[3], "target"),
+        _arguments(items[4]),
         # nil and "" both mean non-blocking (the reference normalises "" to null).
-        invocation_id=invocation_id or None,
-        stream_ids=_stream_ids(items),
-        headers=_headers_in(items[1]),
+        invocation_id or None,
+        _stream_ids(items),
+        _headers_in(items[1]),
     )
 
 
@@ -205,7 +205,7 @@ def _read_completion(items: list[Any]) -> Completion:
     if len(items) < 5:
         raise RemoteProtocolError(Texts.missing_property(name))
     if kind == _NON_VOID_RESULT:
-        return Completion(invocation_id, result=items[4], has_result=True, headers=headers)
+        return Completion(invocation_id, items[4], None, True, headers)
     error = items[4]
     if type(error) is not str:
         raise _wrong_type("error", "String")

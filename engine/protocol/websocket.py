@@ -151,7 +151,7 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
-def _unmask(data: bytes, mask: bytes) -> bytes:
+def _unmask(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
     size = len(data)
     if not size:
         return b""
@@ -224,8 +224,13 @@ class FrameDecoder:
             WebSocketError: the client broke the protocol; nothing more may be
                 fed after it.
         """
-        buffer = self._buffer
-        buffer += data
+        buffer: bytes | bytearray = self._buffer
+        if buffer:
+            buffer += data
+        else:
+            # The common case, a read of whole frames with nothing left over
+            # from the last one: parse ``data`` itself, no copy into the buffer.
+            buffer = data
         events: list[Message | ControlFrame] = []
         start = 0
         end = len(buffer)
@@ -258,8 +263,8 @@ class FrameDecoder:
                 raise WebSocketError(1009, "message too big")
             if end - start < header + size:
                 break
-            mask = bytes(buffer[start + header - 4 : start + header])
-            payload = _unmask(bytes(buffer[start + header : start + header + size]), mask)
+            mask = buffer[start + header - 4 : start + header]
+            payload = _unmask(buffer[start + header : start + header + size], mask)
             start += header + size
             if opcode >= CLOSE:
                 events.append(ControlFrame(opcode, payload))
@@ -277,8 +282,11 @@ class FrameDecoder:
                 self._fragments = []
                 self._fragment_opcode = 0
                 self._fragment_size = 0
-        if start:
-            del buffer[:start]
+        if buffer is data:
+            if start < end:
+                self._buffer += memoryview(data)[start:]  # a frame's first part
+        elif start:
+            del self._buffer[:start]
         return events
 
 

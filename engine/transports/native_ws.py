@@ -123,14 +123,16 @@ class NativeWebSocketTransport:
             if self._eof or self._closed:
                 await trio.lowlevel.checkpoint()
                 return None
-            await self._pacer.pace()
             if self._drained:
                 # The last read took less than it asked for: the kernel had no
                 # more, so wait before asking again (a request-response client
                 # sends nothing until answered, and a recv now would cost a
-                # syscall and a BlockingIOError per message).
+                # syscall and a BlockingIOError per message). The wait is the
+                # checkpoint and starts a new run, so no pace before it.
                 self._drained = False
                 await self._wait_readable()
+            else:
+                await self._pacer.pace()
             try:
                 data = self._sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
