@@ -16,7 +16,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo demo-cluster test test-fast lint typecheck fmt bench bench-smoke bench-micro clean node chromium redis soak
+.PHONY: help setup demo demo-cluster test test-fast lint typecheck fmt bench bench-smoke bench-micro bench-instructions clean node chromium redis soak
 
 help:
 	@echo "make demo   - set everything up and run the demo on http://$(HOST):$(PORT)"
@@ -116,6 +116,10 @@ bench: $(BENCH_STAMP) node redis
 
 bench-smoke:
 	$(MAKE) bench QUICK=1
+
+# Server instructions per echo under valgrind (counts, not timings: see benchmarks/README.md).
+bench-instructions: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_instructions.py $(if $(QUICK),--quick,)
 
 # In-process ceilings of the codecs, the router and the WebSocket framing (no network).
 bench-micro: $(STAMP)
