@@ -231,7 +231,10 @@ class Params:
         return cls(
             reps=5,
             echo_warmup_ms=2000,
-            echo_rep_ms=3000,
+            # Ten servers take turns in echo-50: a round must stay well under
+            # the 30 s after which a server closes a silent client (see
+            # SILENCE_LIMIT_MS).
+            echo_rep_ms=2000,
             authz_slices=20,
             fanout_receivers=1000,
             fanout_warmup=10,
@@ -488,9 +491,29 @@ def _phase(event: dict[str, Any]) -> str:
     return phase
 
 
+SILENCE_LIMIT_MS = 25_000
+"""The longest a server may stay stopped while the others take their turns.
+
+A stopped server reads nothing; once resumed, its client timeout (30 s, the
+reference's default, as in aiosignalr) may fire before it reads the pings the
+load generator sent meanwhile, and it closes the connections as silent. An echo
+whose connection closed is never answered, so the round would wait until the
+scenario's timeout (this happened with ten servers and 3 s turns)."""
+
+SETTLE_MS = 300
+"""What ``loadgen.mjs`` waits after resuming a server (``settle_ms``)."""
+
+
 def echo_config(connections: int) -> Callable[[Bench, list[Running]], dict[str, Any]]:
     def configure(bench: Bench, running: list[Running]) -> dict[str, Any]:
         p = bench.params
+        stopped_ms = (len(running) - 1) * (max(p.echo_rep_ms, p.echo_warmup_ms) + SETTLE_MS)
+        if stopped_ms > SILENCE_LIMIT_MS:
+            raise ValueError(
+                f"{len(running)} servers taking {p.echo_rep_ms} ms turns leave each stopped "
+                f"for ~{stopped_ms / 1000:.0f} s, past the {SILENCE_LIMIT_MS / 1000:.0f} s a "
+                "silent client is allowed: run fewer servers (--servers) or shorter turns"
+            )
         return {
             "scenario": "echo",
             "targets": [bench.target(r) for r in running],
