@@ -837,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(metrics, goals, meta, servers)
     for name, result in bench.results.items():
         for server, target in result.get("targets", {}).items():
-            if target.get("longest_pause_s", 0) > 25:
+            if target.get("longest_pause_s", 0) * 1000 > SILENCE_LIMIT_MS:
                 print(
                     f"warning: {name}/{server} was stopped for {target['longest_pause_s']:.0f} s "
                     "between turns; servers close connections silent for 30 s"

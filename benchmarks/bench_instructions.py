@@ -40,24 +40,16 @@ from pathlib import Path
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ROOT / "benchmarks" / "servers"
-PATH = "/hubs/bench"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# The servers as bench.py starts them (script and arguments), and a client's frame.
+from benchmarks.bench import PATH, SERVERS  # noqa: E402
+from benchmarks.bench_framing import client_frame  # noqa: E402
+
+MEASURED = ("native", "hypercorn", "aiosignalr")
+"""The servers this can count (no JWTs: the clients do not authenticate)."""
 PAYLOAD = "x" * 64
-MASK = b"\x1f\x2e\x3d\x4c"
-
-COMMANDS = {
-    "native": ["triohub_server.py", "--transport", "native"],
-    "hypercorn": ["triohub_server.py", "--transport", "hypercorn"],
-    "aiosignalr": ["aiosignalr_server.py"],
-}
-
-
-def client_frame(payload: bytes) -> bytes:
-    """One masked text frame (clients must mask, RFC 6455 5.3)."""
-    masked = bytes(byte ^ MASK[i % 4] for i, byte in enumerate(payload))
-    size = len(payload)
-    head = bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0xFE)) + size.to_bytes(2)
-    return head + MASK + masked
 
 
 async def client(port: int, calls: int) -> None:
@@ -110,10 +102,10 @@ def total_instructions(server: str, connections: int, calls: int, python: str) -
             "--tool=callgrind",
             f"--callgrind-out-file={out}",
             python,
-            str(SERVERS / COMMANDS[server][0]),
+            str(ROOT / "benchmarks" / "servers" / SERVERS[server].script),
             "--path",
             PATH,
-            *COMMANDS[server][1:],
+            *SERVERS[server].args,
         ]
         log = Path(tmp) / "server.log"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -158,7 +150,7 @@ def main() -> int:
     if args.calls:
         small, large = (int(n) for n in args.calls.split(","))
     servers = args.servers.split(",")
-    unknown = set(servers) - set(COMMANDS)
+    unknown = set(servers) - set(MEASURED)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     print(

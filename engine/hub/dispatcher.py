@@ -119,8 +119,7 @@ class Dispatcher:
             await self._fail(reply_id, arguments)
             return
         # None without an OpenTelemetry SDK; else its span, recording or not.
-        tracer = self._tracer
-        span = tracer.start(telemetry.span, message.headers) if tracer.enabled else None
+        span = self._tracer.start(telemetry.span, message.headers)
         if method.simple and not streaming and not message.stream_ids:
             # The common case: the policy is checked inside the invocation,
             # under the parallel limit, as the reference does, so a slow policy

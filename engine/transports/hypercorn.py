@@ -226,8 +226,7 @@ class _Connection(TCPServer):
             try:
                 data = sock.recv(MAX_RECV)
             except BlockingIOError:
-                self._pacer.waited()
-                await trio.lowlevel.wait_readable(sock)
+                await self._pacer.wait_readable(sock)
                 continue
             await self._pacer.pace(len(data))
             return data

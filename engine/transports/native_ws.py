@@ -130,13 +130,13 @@ class NativeWebSocketTransport:
                 # syscall and a BlockingIOError per message). The wait is the
                 # checkpoint and starts a new run, so no pace before it.
                 self._drained = False
-                await self._wait_readable()
+                await self._pacer.wait_readable(self._sock)
             else:
                 await self._pacer.pace()
             try:
                 data = self._sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
-                await self._wait_readable()
+                await self._pacer.wait_readable(self._sock)
                 continue
             except OSError:
                 self._eof = self._broken = True
@@ -150,10 +150,6 @@ class NativeWebSocketTransport:
                 # A read that completed nothing (part of a big message, or a
                 # run of empty fragments): the next pace is a real yield.
                 self._pacer.yield_next()
-
-    async def _wait_readable(self) -> None:
-        self._pacer.waited()
-        await trio.lowlevel.wait_readable(self._sock)
 
     def _feed(self, data: bytes) -> None:
         try:

@@ -12,6 +12,8 @@ yield once ``YIELD_EVERY`` units or ``YIELD_BYTES`` bytes have gone without one.
 
 from __future__ import annotations
 
+import socket
+
 import trio
 
 __all__ = ["YIELD_BYTES", "YIELD_EVERY", "ReadPacer"]
@@ -55,6 +57,12 @@ class ReadPacer:
     def waited(self) -> None:
         """The reader waited for the kernel (the others ran): a new run begins."""
         self._count = self._bytes = 0
+
+    async def wait_readable(self, sock: socket.socket) -> None:
+        """Wait until ``sock`` is readable, the one way both servers' readers
+        wait: the others run meanwhile, so a new run begins."""
+        self.waited()
+        await trio.lowlevel.wait_readable(sock)
 
     def yield_next(self) -> None:
         """Make the next ``pace`` a real yield (e.g. after a read that completed
